@@ -1,0 +1,67 @@
+# kioskcert — see README.md. `make demo` and `make test` are the quick start.
+SHELL := /bin/bash
+GO ?= go
+GOFLAGS ?= -trimpath
+export GOFLAGS
+OUT := out
+BIN := bin
+READER ?= inprocess
+
+KIOSK_CMDS := $(wildcard kiosk/cmd/*)
+CENTER_CMDS := $(wildcard center/cmd/*)
+CARD_CMDS := $(wildcard cardreader/cmd/*)
+
+.PHONY: all deps deps-demo build build-center build-kiosk test lint vet staticcheck bench fuzz demo run clean
+
+all: build
+
+deps:
+	@.ci/install-deps test
+
+deps-demo:
+	@.ci/install-deps demo
+
+## build: all commands into bin/. The center never needs cgo; the kiosk does
+## on Linux (PC/SC through libpcsclite).
+build: build-center build-kiosk
+
+build-center:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ $(addprefix ./,$(CENTER_CMDS))
+
+build-kiosk:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -o $(BIN)/ $(addprefix ./,$(KIOSK_CMDS) $(CARD_CMDS))
+
+## test: everything CI runs.
+test: deps
+	$(GO) mod verify
+	$(MAKE) build
+	$(MAKE) vet
+	@# The center must build without cgo and must not import the card reader.
+	CGO_ENABLED=0 $(GO) build ./center/... ./pkg/...
+	@if $(GO) list -deps ./center/... ./pkg/... | grep -q 'kioskcert/cardreader\|kioskcert/kiosk'; then \
+		echo "center or pkg imports cardreader or kiosk" >&2; exit 1; fi
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+lint: vet staticcheck
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run each fuzz target for FUZZTIME.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done
+
+clean:
+	rm -rf $(OUT) $(BIN)
