@@ -27,11 +27,11 @@ build: build-center build-kiosk
 
 build-center:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ $(addprefix ./,$(CENTER_CMDS))
+	$(if $(CENTER_CMDS),CGO_ENABLED=0 $(GO) build -o $(BIN)/ $(addprefix ./,$(CENTER_CMDS)))
 
 build-kiosk:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -o $(BIN)/ $(addprefix ./,$(KIOSK_CMDS) $(CARD_CMDS))
+	$(if $(KIOSK_CMDS)$(CARD_CMDS),CGO_ENABLED=1 $(GO) build -o $(BIN)/ $(addprefix ./,$(KIOSK_CMDS) $(CARD_CMDS)))
 
 ## test: everything CI runs.
 test: deps
