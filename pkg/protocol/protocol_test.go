@@ -1,0 +1,173 @@
+package protocol
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kioskcert/kioskcert/pkg/certificate"
+)
+
+const rid = "0123456789abcdef0123456789abcdef"
+
+func testCert() certificate.Certificate {
+	return certificate.Certificate{
+		ID: "7K3M9Q2X4H8A", Kind: certificate.Domestic, IssueDate: "2026-11-23",
+		Issuer: certificate.Issuer{MunicipalityCode: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
+		Holder: certificate.Holder{Name: "試験　花子", FamilyName: "試験", GivenName: "花子", BirthDate: "1985-04-02", Sex: "2"},
+		Doses: []certificate.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty", ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: "FA5765", Country: "JPN"}},
+		SHC:   "shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529295312707424284350386122127671665437102572713671033607",
+	}
+}
+
+func card() CardFiles {
+	return CardFiles{MyNumber: []byte{0xD0, 0x0C, '1'}, FourItems: []byte{0xFF, 0x20, 0}, Signature: []byte{0xFF, 0x30, 0}, Certificate: []byte{0x7F, 0x21, 0}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	msgs := []Message{
+		Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00", Municipalities: []Municipality{{"012041", "旭川市", "Asahikawa City"}}, FeePerCopyYen: 120, Kinds: []string{"domestic", "overseas"}, MaxCopies: 5, HeartbeatSeconds: 15},
+		Issue{RequestID: rid, Municipality: "012041", Kind: certificate.Overseas, Copies: 2, Card: card()},
+		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
+		Outcome{RequestID: rid, Outcome: OutcomePrinted, Copies: 1},
+		Outcome{RequestID: rid, Outcome: OutcomeRefused, Reason: CodeHolderMismatch},
+		Ack{RequestID: rid},
+		Status{Reader: "ok", Printer: "paper-out", State: "idle"},
+		Ping{Nonce: "1"}, Pong{Nonce: "1"},
+		NewError(rid, CodeNoRecord, "region 012041"),
+	}
+	for _, m := range msgs {
+		t.Run(m.Type(), func(t *testing.T) {
+			b, err := Encode(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(b, MaxCenterFrame)
+			if err != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("round trip:\n got %#v\nwant %#v", got, m)
+			}
+		})
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	issue := func(body string) string { return `{"v":1,"type":"issue","body":` + body + `}` }
+	good := `{"requestId":"` + rid + `","municipality":"012041","kind":"domestic","copies":1,"card":{"myNumber":"0Aw=","fourItems":"/yA=","signature":"/zA=","certificate":"fyE="}}`
+	tests := []struct {
+		name  string
+		frame string
+		code  Code
+	}{
+		{"not json", `{`, CodeBadMessage},
+		{"not utf-8", "\xff", CodeBadMessage},
+		{"wrong version", `{"v":2,"type":"ping","body":{"nonce":"a"}}`, CodeUnsupportedVersion},
+		{"unknown type", `{"v":1,"type":"format-disk","body":{}}`, CodeUnexpectedMessage},
+		{"unknown envelope field", `{"v":1,"type":"ping","body":{"nonce":"a"},"x":1}`, CodeBadMessage},
+		{"unknown body field", `{"v":1,"type":"ping","body":{"nonce":"a","pin":"1234"}}`, CodeBadMessage},
+		{"missing body", `{"v":1,"type":"ping"}`, CodeBadMessage},
+		{"trailing data", `{"v":1,"type":"ping","body":{"nonce":"a"}} {}`, CodeBadMessage},
+		{"good issue", issue(good), ""},
+		{"short request id", issue(strings.Replace(good, rid, "abc", 1)), CodeBadMessage},
+		{"upper-case request id", issue(strings.Replace(good, rid, strings.ToUpper(rid), 1)), CodeBadMessage},
+		{"bad municipality check digit", issue(strings.Replace(good, "012041", "012040", 1)), CodeBadMessage},
+		{"bad kind", issue(strings.Replace(good, "domestic", "galactic", 1)), CodeBadMessage},
+		{"zero copies", issue(strings.Replace(good, `"copies":1`, `"copies":0`, 1)), CodeBadMessage},
+		{"too many copies", issue(strings.Replace(good, `"copies":1`, `"copies":6`, 1)), CodeBadMessage},
+		{"empty card file", issue(strings.Replace(good, `"myNumber":"0Aw="`, `"myNumber":""`, 1)), CodeBadMessage},
+		{"bad base64", issue(strings.Replace(good, `"myNumber":"0Aw="`, `"myNumber":"***"`, 1)), CodeBadMessage},
+		{"pin smuggled in", issue(strings.Replace(good, `"copies":1`, `"copies":1,"pin":"1234"`, 1)), CodeBadMessage},
+		{"printed without copies", `{"v":1,"type":"outcome","body":{"requestId":"` + rid + `","outcome":"printed","copies":0}}`, CodeBadMessage},
+		{"unknown outcome", `{"v":1,"type":"outcome","body":{"requestId":"` + rid + `","outcome":"burnt","copies":0}}`, CodeBadMessage},
+		{"error without code", `{"v":1,"type":"error","body":{"code":""}}`, CodeBadMessage},
+		{"null body", `{"v":1,"type":"error","body":null}`, CodeBadMessage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.frame), MaxKioskFrame)
+			if tt.code == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Code != tt.code {
+				t.Fatalf("Decode = %v, want code %s", err, tt.code)
+			}
+		})
+	}
+	big := `{"v":1,"type":"ping","body":{"nonce":"` + strings.Repeat("a", MaxKioskFrame) + `"}}`
+	var de *DecodeError
+	if _, err := Decode([]byte(big), MaxKioskFrame); !errors.As(err, &de) || de.Code != CodeMessageTooLarge {
+		t.Fatalf("oversized frame: %v", err)
+	}
+}
+
+func TestEveryCodeHasBothLanguages(t *testing.T) {
+	for _, c := range Codes() {
+		txt := c.Text()
+		if txt.Ja == "" || txt.En == "" {
+			t.Errorf("%s lacks a message", c)
+		}
+	}
+	if CodeNoRecord.Retryable() || !CodeUnavailable.Retryable() {
+		t.Error("retryable flags")
+	}
+	if Code("from-the-future").Text() != CodeInternal.Text() {
+		t.Error("unknown codes should read as internal errors")
+	}
+	err := error(NewError(rid, CodeNoRecord, ""))
+	if !errors.Is(err, NewError("", CodeNoRecord, "")) || errors.Is(err, NewError("", CodeHolderMismatch, "")) {
+		t.Error("errors.Is on codes")
+	}
+}
+
+func TestRequestIDs(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := NewRequestID()
+		if err := validRequestID(id); err != nil {
+			t.Fatal(err)
+		}
+		if seen[id] {
+			t.Fatal("request ID collision")
+		}
+		seen[id] = true
+	}
+}
+
+// FuzzDecode: never panic; whatever decodes re-encodes to a frame that
+// decodes to the same message.
+func FuzzDecode(f *testing.F) {
+	for _, m := range []Message{
+		Issue{RequestID: rid, Municipality: "012041", Kind: certificate.Domestic, Copies: 1, Card: card()},
+		Outcome{RequestID: rid, Outcome: OutcomeFailed, Reason: CodePrinterPaperOut},
+		Ping{Nonce: "x"}, NewError("", CodeBadMessage, ""),
+		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
+	} {
+		b, err := Encode(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"v":1,"type":"hello","body":{}}`))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		m, err := Decode(frame, MaxCenterFrame)
+		if err != nil {
+			return
+		}
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatalf("decoded message does not encode: %v", err)
+		}
+		m2, err := Decode(b, MaxCenterFrame)
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("re-encoded frame differs: %v", err)
+		}
+	})
+}
