@@ -104,6 +104,24 @@ var ErrInvalid = errors.New("certificate: invalid")
 // is the same check on both sides: the center lints before signing, the kiosk
 // refuses to print what does not pass.
 func (c *Certificate) Validate() error {
+	if err := c.ValidateContent(); err != nil {
+		return err
+	}
+	bad := func(field, why string) error { return fmt.Errorf("%w: %s %s", ErrInvalid, field, why) }
+	switch {
+	case c.SHC == "" || len(c.SHC) > MaxSHCLen:
+		return bad("shc", "must be present and fit a version 22 QR code")
+	case c.Kind == Overseas && c.VDSNC == "":
+		return bad("vdsnc", "is required for overseas use")
+	case c.Kind != Overseas && c.VDSNC != "":
+		return bad("vdsnc", "is only for overseas use")
+	}
+	return nil
+}
+
+// ValidateContent checks everything Validate does except the QR payloads:
+// the center runs it before signing, so nothing is signed unlinted.
+func (c *Certificate) ValidateContent() error {
 	bad := func(field, why string) error { return fmt.Errorf("%w: %s %s", ErrInvalid, field, why) }
 	switch {
 	case c.ID == "" || len(c.ID) > MaxIDLen:
@@ -122,8 +140,6 @@ func (c *Certificate) Validate() error {
 		return bad("holder.birthDate", "must be YYYY-MM-DD")
 	case len(c.Doses) == 0 || len(c.Doses) > MaxDoses:
 		return bad("doses", "must list 1-10 doses")
-	case c.SHC == "" || len(c.SHC) > MaxSHCLen:
-		return bad("shc", "must be present and fit a version 22 QR code")
 	}
 	if c.Kind == Overseas {
 		switch {
@@ -133,11 +149,7 @@ func (c *Certificate) Validate() error {
 			return bad("holder.nationality", "is required for overseas use")
 		case c.Holder.PassportNumber == "" || len(c.Holder.PassportNumber) > MaxPassportLen:
 			return bad("holder.passportNumber", "is required for overseas use (at most 11 characters)")
-		case c.VDSNC == "":
-			return bad("vdsnc", "is required for overseas use")
 		}
-	} else if c.VDSNC != "" {
-		return bad("vdsnc", "is only for overseas use")
 	}
 	for i, d := range c.Doses {
 		switch {

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/lgcode"
+)
+
+// AuditLog is the append-only record of what the center did, and the source
+// of the per-municipality settlement counts. It has no update or delete.
+type AuditLog interface {
+	// AppendEvent validates e, assigns its sequence number and stores it.
+	// The returned event carries the sequence number and normalised times.
+	AppendEvent(ctx context.Context, e Event) (Event, error)
+	// Events returns the events matching q, ordered by time then sequence.
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// DailyCounts returns the settlement counters for the settlement days
+	// firstDay to lastDay inclusive (YYYY-MM-DD, Japan time), ordered by
+	// day, municipality, event type and kind. Events without a
+	// municipality are not counted.
+	DailyCounts(ctx context.Context, firstDay, lastDay string) ([]DailyCount, error)
+}
+
+// EventType names what happened. The center defines the values it writes;
+// these are the ones settlement and the operator tools know.
+type EventType string
+
+// Event types the center writes.
+const (
+	// EventRequested: a kiosk asked for a certificate (written before the
+	// checks, so refused and failed requests are accounted for).
+	EventRequested EventType = "requested"
+	// EventIssued: the center signed and returned a certificate.
+	EventIssued EventType = "issued"
+	// EventRefused: a check refused the request (Result says which).
+	EventRefused EventType = "refused"
+	// EventFailed: an internal error or timeout aborted the request.
+	EventFailed EventType = "failed"
+	// EventPrinted: the kiosk reported Copies printed and paid for; the
+	// basis of settlement with the municipality.
+	EventPrinted EventType = "printed"
+	// EventKioskStatus: an operator changed a kiosk's status.
+	EventKioskStatus EventType = "kiosk_status"
+)
+
+// Event is one audit and settlement event. By design it has no field that
+// could hold personal data: identifiers, codes, counts and times only, each
+// restricted to a short ASCII alphabet by Validate.
+type Event struct {
+	// Seq is assigned by the store: unique and increasing in append order.
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Type EventType `json:"type"`
+	// KioskID and StoreCode identify where the request came from.
+	KioskID   string `json:"kioskId,omitempty"`
+	StoreCode string `json:"storeCode,omitempty"`
+	// Municipality is the issuing municipality's 6-digit code.
+	Municipality string `json:"municipality,omitempty"`
+	// Kind is domestic or overseas; empty when not yet known.
+	Kind certificate.Kind `json:"kind,omitempty"`
+	// Copies is the number of copies (printed, or requested).
+	Copies int `json:"copies,omitempty"`
+	// CertificateID is the issued certificate's ID (at most 12 characters).
+	CertificateID string `json:"certificateId,omitempty"`
+	// RequestID ties together the events of one request end to end.
+	RequestID string `json:"requestId,omitempty"`
+	// Result is a result code such as "ok", "no_record",
+	// "municipality_not_participating".
+	Result string `json:"result,omitempty"`
+	// Latency is how long the step took.
+	Latency time.Duration `json:"latency,omitempty"`
+}
+
+// MaxCopies bounds Event.Copies.
+const MaxCopies = 100
+
+// Validate checks every field's alphabet and range.
+func (e *Event) Validate() error {
+	switch {
+	case e.Time.IsZero() || e.Time.Year() < 2000:
+		return invalid("event.time", "is required (after the year 2000)")
+	case !isEventWord(string(e.Type), 40):
+		return invalid("event.type", "must be 1-40 characters of [a-z0-9_.]")
+	case e.KioskID != "" && !isIdent(e.KioskID, 64):
+		return invalid("event.kioskId", "must be 1-64 characters of [A-Za-z0-9._:-]")
+	case e.StoreCode != "" && !isIdent(e.StoreCode, 32):
+		return invalid("event.storeCode", "must be 1-32 characters of [A-Za-z0-9._:-]")
+	case e.Kind != "" && !e.Kind.Valid():
+		return invalid("event.kind", "must be domestic or overseas")
+	case e.Copies < 0 || e.Copies > MaxCopies:
+		return invalid("event.copies", fmt.Sprintf("must be 0-%d", MaxCopies))
+	case e.CertificateID != "" && !isIdent(e.CertificateID, certificate.MaxIDLen):
+		return invalid("event.certificateId", "must be 1-12 characters of [A-Za-z0-9._:-]")
+	case e.RequestID != "" && !isIdent(e.RequestID, 64):
+		return invalid("event.requestId", "must be 1-64 characters of [A-Za-z0-9._:-]")
+	case e.Result != "" && !isEventWord(e.Result, 64):
+		return invalid("event.result", "must be 1-64 characters of [a-z0-9_.]")
+	case e.Latency < 0:
+		return invalid("event.latency", "must not be negative")
+	}
+	if e.Municipality != "" {
+		if err := lgcode.Validate(e.Municipality); err != nil {
+			return fmt.Errorf("%w: event.municipality: %w", ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
+func isEventWord(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// EventQuery selects events.
+type EventQuery struct {
+	// From and To bound the event time: From <= Time < To. A zero From
+	// means from the beginning, a zero To means without end.
+	From, To time.Time
+	// KioskID, when set, selects only that kiosk's events.
+	KioskID string
+	// Limit caps the number of events returned (0 means DefaultEventLimit;
+	// at most MaxEventLimit).
+	Limit int
+}
+
+// Limits on EventQuery.Limit, so a careless query cannot load the whole log.
+const (
+	DefaultEventLimit = 1000
+	MaxEventLimit     = 100000
+)
+
+// EffectiveLimit returns the limit a store applies for q.
+func (q EventQuery) EffectiveLimit() int {
+	switch {
+	case q.Limit <= 0:
+		return DefaultEventLimit
+	case q.Limit > MaxEventLimit:
+		return MaxEventLimit
+	}
+	return q.Limit
+}
+
+// DailyCount is one settlement counter: the events of one type and kind for
+// one municipality on one settlement day.
+type DailyCount struct {
+	Day          string           `json:"day"` // YYYY-MM-DD, Japan time
+	Municipality string           `json:"municipality"`
+	Type         EventType        `json:"type"`
+	Kind         certificate.Kind `json:"kind,omitempty"`
+	Events       int64            `json:"events"`
+	Copies       int64            `json:"copies"`
+}
+
+// jst is Japan Standard Time. Japan has no daylight saving time, so a fixed
+// zone is exact and needs no time zone database in the center's image.
+var jst = time.FixedZone("JST", 9*60*60)
+
+// SettlementDay returns the settlement day of t: its date in Japan time.
+func SettlementDay(t time.Time) string { return t.In(jst).Format(time.DateOnly) }
+
+// ParseDay checks a settlement day string (YYYY-MM-DD).
+func ParseDay(day string) (time.Time, error) {
+	t, err := time.ParseInLocation(time.DateOnly, day, jst)
+	if err != nil {
+		return time.Time{}, invalid("day", "must be a date YYYY-MM-DD")
+	}
+	return t, nil
+}

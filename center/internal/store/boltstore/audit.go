@@ -1,0 +1,192 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/pkg/certificate"
+)
+
+// auditKey orders events by time then sequence: 8 bytes of Unix
+// microseconds then 8 bytes of sequence, both big-endian. Validate keeps
+// times after 2000, so the microseconds are positive.
+func auditKey(e *store.Event) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k[:8], uint64(e.Time.UnixMicro()))
+	binary.BigEndian.PutUint64(k[8:], e.Seq)
+	return k
+}
+
+// timeKey is the smallest audit key at or after t (zero t: the start).
+func timeKey(q int64) []byte {
+	k := make([]byte, 16)
+	if q > 0 {
+		binary.BigEndian.PutUint64(k[:8], uint64(q))
+	}
+	return k
+}
+
+func dailyKey(day string, e *store.Event) []byte {
+	return []byte(day + "\x00" + e.Municipality + "\x00" + string(e.Type) + "\x00" + string(e.Kind))
+}
+
+// AppendEvent implements store.AuditLog.
+func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+	if err := e.Validate(); err != nil {
+		return store.Event{}, err
+	}
+	e.Time = store.Time(e.Time)
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		audit := tx.Bucket(bucketAudit)
+		seq, err := audit.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		key := auditKey(&e)
+		if err := putJSON(audit, key, &e); err != nil {
+			return err
+		}
+		if e.KioskID != "" {
+			byKiosk, err := tx.Bucket(bucketAuditByKiosk).CreateBucketIfNotExists([]byte(e.KioskID))
+			if err != nil {
+				return err
+			}
+			if err := byKiosk.Put(key, nil); err != nil {
+				return err
+			}
+		}
+		if e.Municipality != "" {
+			daily := tx.Bucket(bucketAuditDaily)
+			dk := dailyKey(store.SettlementDay(e.Time), &e)
+			var counts [16]byte
+			if old := daily.Get(dk); len(old) == 16 {
+				copy(counts[:], old)
+			}
+			binary.BigEndian.PutUint64(counts[:8], binary.BigEndian.Uint64(counts[:8])+1)
+			binary.BigEndian.PutUint64(counts[8:], binary.BigEndian.Uint64(counts[8:])+uint64(e.Copies))
+			if err := daily.Put(dk, counts[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Event{}, err
+	}
+	return e, nil
+}
+
+// Events implements store.AuditLog.
+func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	limit := q.EffectiveLimit()
+	from := timeKey(0)
+	if !q.From.IsZero() {
+		from = timeKey(store.Time(q.From).UnixMicro())
+	}
+	var to []byte
+	if !q.To.IsZero() {
+		to = timeKey(store.Time(q.To).UnixMicro())
+	}
+	var out []store.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		audit := tx.Bucket(bucketAudit)
+		var c *bolt.Cursor
+		if q.KioskID != "" {
+			b := tx.Bucket(bucketAuditByKiosk).Bucket([]byte(q.KioskID))
+			if b == nil {
+				return nil
+			}
+			c = b.Cursor()
+		} else {
+			c = audit.Cursor()
+		}
+		n := 0
+		for k, v := c.Seek(from); k != nil && len(out) < limit; k, v = c.Next() {
+			if to != nil && bytes.Compare(k, to) >= 0 {
+				break
+			}
+			if n++; n%iterCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if q.KioskID != "" {
+				v = audit.Get(k)
+				if v == nil {
+					return fmt.Errorf("boltstore: audit index names a missing event")
+				}
+			}
+			var e store.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("boltstore: decoding event: %w", err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DailyCounts implements store.AuditLog.
+func (s *Store) DailyCounts(ctx context.Context, firstDay, lastDay string) ([]store.DailyCount, error) {
+	first, err := store.ParseDay(firstDay)
+	if err != nil {
+		return nil, err
+	}
+	last, err := store.ParseDay(lastDay)
+	if err != nil {
+		return nil, err
+	}
+	if last.Before(first) {
+		return nil, fmt.Errorf("%w: lastDay is before firstDay", store.ErrInvalid)
+	}
+	var out []store.DailyCount
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAuditDaily).Cursor()
+		n := 0
+		for k, v := c.Seek([]byte(firstDay)); k != nil; k, v = c.Next() {
+			parts := bytes.Split(k, []byte{0})
+			if len(parts) != 4 || len(v) != 16 {
+				return fmt.Errorf("boltstore: malformed settlement counter")
+			}
+			if string(parts[0]) > lastDay {
+				break
+			}
+			if n++; n%iterCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			out = append(out, store.DailyCount{
+				Day:          string(parts[0]),
+				Municipality: string(parts[1]),
+				Type:         store.EventType(parts[2]),
+				Kind:         certificate.Kind(parts[3]),
+				Events:       int64(binary.BigEndian.Uint64(v[:8])),
+				Copies:       int64(binary.BigEndian.Uint64(v[8:])),
+			})
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		switch {
+		case a.Day != b.Day:
+			return a.Day < b.Day
+		case a.Municipality != b.Municipality:
+			return a.Municipality < b.Municipality
+		case a.Type != b.Type:
+			return a.Type < b.Type
+		}
+		return a.Kind < b.Kind
+	})
+	return out, err
+}

@@ -1,0 +1,205 @@
+// Package boltstore implements store.Store on a bbolt file.
+//
+// Each concern has its own top-level bucket, all prefixed "store." so the
+// same *bbolt.DB can also hold the records component's buckets ("records.")
+// when the operator chooses one file:
+//
+//	store.meta                schema version
+//	store.kiosks              kiosk ID → Kiosk (JSON)
+//	store.kiosks.by_cert      certificate SHA-256 (hex) → kiosk ID
+//	store.municipalities      code → Municipality (JSON)
+//	store.signing_keys        key ID → SigningKey (JSON)
+//	store.audit               time (µs, 8 bytes BE) ‖ sequence (8 bytes BE) → Event (JSON)
+//	store.audit.by_kiosk      one nested bucket per kiosk ID: audit key → empty
+//	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
+//	store.revocations         certificate ID → Revocation (JSON)
+//
+// The settlement counters are updated in the same transaction as the event
+// append, so DailyCounts reads a handful of keys however many events a day
+// has, and a counter never disagrees with the log.
+//
+// bbolt transactions cannot be interrupted once running; contexts are
+// checked before each transaction and while iterating.
+package boltstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
+)
+
+// Bucket names.
+var (
+	bucketMeta          = []byte("store.meta")
+	bucketKiosks        = []byte("store.kiosks")
+	bucketKioskCerts    = []byte("store.kiosks.by_cert")
+	bucketMunicipality  = []byte("store.municipalities")
+	bucketSigningKeys   = []byte("store.signing_keys")
+	bucketAudit         = []byte("store.audit")
+	bucketAuditByKiosk  = []byte("store.audit.by_kiosk")
+	bucketAuditDaily    = []byte("store.audit.daily")
+	bucketRevocations   = []byte("store.revocations")
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketRevocations}
+	keySchema           = []byte("schema")
+	schemaVersion       = []byte("1")
+	errClosed           = errors.New("boltstore: store is closed")
+	errMissingBuckets   = errors.New("boltstore: database has no store buckets (opened read-only before the center created them)")
+	errSchemaMismatched = errors.New("boltstore: unknown schema version; this build reads version 1")
+)
+
+// Store is the bbolt implementation of store.Store.
+type Store struct {
+	db     *bolt.DB
+	owned  bool
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the bbolt file at path with boltfile.Open
+// (mode 0600, bounded lock wait) and prepares the store's buckets. Close
+// closes the file.
+func Open(path string, opts boltfile.Options) (*Store, error) {
+	db, err := boltfile.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// New prepares the store's buckets in an already open database, which may be
+// shared with other components. Close then leaves the database open: its
+// owner closes it.
+func New(db *bolt.DB) (*Store, error) {
+	if db.IsReadOnly() {
+		err := db.View(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if tx.Bucket(name) == nil {
+					return errMissingBuckets
+				}
+			}
+			return checkSchema(tx.Bucket(bucketMeta))
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &Store{db: db}, nil
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("boltstore: creating bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keySchema) == nil {
+			return meta.Put(keySchema, schemaVersion)
+		}
+		return checkSchema(meta)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+func checkSchema(meta *bolt.Bucket) error {
+	if v := meta.Get(keySchema); string(v) != string(schemaVersion) {
+		return errSchemaMismatched
+	}
+	return nil
+}
+
+// Close marks the store closed and, when Open created it, closes the file.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.owned {
+		return s.db.Close()
+	}
+	return nil
+}
+
+// DB returns the underlying database, for sharing it with the records
+// component.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return ctx.Err()
+}
+
+func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+// iterCheckEvery is how many items a cursor loop handles between context
+// checks.
+const iterCheckEvery = 256
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("boltstore: decoding entry: %w", err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("boltstore: encoding: %w", err)
+	}
+	return b.Put(key, raw)
+}
+
+// listJSON decodes every value of a bucket, checking ctx as it goes.
+func listJSON[T any](ctx context.Context, b *bolt.Bucket, keep func(*T) bool) ([]T, error) {
+	var out []T
+	c := b.Cursor()
+	n := 0
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if n++; n%iterCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		var item T
+		if err := json.Unmarshal(v, &item); err != nil {
+			return nil, fmt.Errorf("boltstore: decoding entry: %w", err)
+		}
+		if keep == nil || keep(&item) {
+			out = append(out, item)
+		}
+	}
+	return out, nil
+}

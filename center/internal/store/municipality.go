@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kioskcert/kioskcert/pkg/lgcode"
+)
+
+// MunicipalityStore keeps the municipalities and whether each offers kiosk
+// issuance. The center shows kiosks only participating municipalities and
+// refuses requests for any other (brief §2).
+type MunicipalityStore interface {
+	// UpsertMunicipality adds the municipality or replaces all its fields.
+	UpsertMunicipality(ctx context.Context, m Municipality) error
+	// Municipality returns the municipality with the given code, or
+	// ErrNotFound.
+	Municipality(ctx context.Context, code string) (Municipality, error)
+	// ListMunicipalities returns all municipalities ordered by code.
+	ListMunicipalities(ctx context.Context) ([]Municipality, error)
+	// ListParticipating returns the municipalities offering kiosk issuance,
+	// ordered by code.
+	ListParticipating(ctx context.Context) ([]Municipality, error)
+	// SetParticipation changes whether a municipality offers kiosk
+	// issuance; ErrNotFound if it is unknown.
+	SetParticipation(ctx context.Context, code string, participating bool) error
+}
+
+// Municipality is a municipality (市区町村) as the certificate's issuer.
+type Municipality struct {
+	// Code is the 6-digit local government code with its check digit.
+	Code string `json:"code"`
+	// NameJa and NameEn are the names printed as issuer (旭川市,
+	// Asahikawa City).
+	NameJa string `json:"nameJa"`
+	NameEn string `json:"nameEn"`
+	// AuthorityJa and AuthorityEn are the issuing authority, the mayor
+	// (旭川市長, Mayor of Asahikawa City).
+	AuthorityJa string `json:"authorityJa"`
+	AuthorityEn string `json:"authorityEn"`
+	// Participating is true when the municipality offers kiosk issuance.
+	Participating bool `json:"participating"`
+}
+
+// Validate checks the code (with pkg/lgcode) and that every name is present.
+func (m *Municipality) Validate() error {
+	if err := lgcode.Validate(m.Code); err != nil {
+		return fmt.Errorf("%w: municipality.code: %w", ErrInvalid, err)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"municipality.nameJa", m.NameJa},
+		{"municipality.nameEn", m.NameEn},
+		{"municipality.authorityJa", m.AuthorityJa},
+		{"municipality.authorityEn", m.AuthorityEn},
+	} {
+		if f.v == "" || !isText(f.v, 200) {
+			return invalid(f.name, "must be 1-200 bytes of text without control characters")
+		}
+	}
+	return nil
+}
