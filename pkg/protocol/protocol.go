@@ -187,6 +187,9 @@ func CardDigest(card CardFiles) string {
 	return hex.EncodeToString(d[:])
 }
 
+// ValidRequestID reports whether id has the form NewRequestID produces.
+func ValidRequestID(id string) bool { return validRequestID(id) == nil }
+
 func validRequestID(id string) error {
 	if len(id) != 32 {
 		return fmt.Errorf("requestId must be 32 hex digits")

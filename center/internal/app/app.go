@@ -1,0 +1,250 @@
+// Package app wires a running issuance center from its configuration: it
+// opens the store and the records, loads the signing keys as
+// crypto.Signers, builds the issuance service, and serves three listeners —
+// the kiosk websocket (mutual TLS), the public issuer endpoints (JWKS, CRL)
+// and the operations API (metrics, live status, statistics, audit).
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/issuance"
+	"github.com/kioskcert/kioskcert/center/internal/keyring"
+	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opsapi"
+	"github.com/kioskcert/kioskcert/center/internal/publicapi"
+	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/server"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/shc"
+)
+
+// Center is an opened issuance center.
+type Center struct {
+	Config  *config.Config
+	Store   *boltstore.Store
+	Records *records.Vault
+	Keys    keyring.Keyring
+	Server  *server.Server
+
+	recordsDB *bolt.DB
+	log       *slog.Logger
+	registry  *prometheus.Registry
+	listeners map[string]net.Listener
+	servers   []*http.Server
+	tlsConfig *tls.Config
+	public    http.Handler
+	ops       http.Handler
+}
+
+// Open opens the databases and keys named by cfg and builds the service.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, error) {
+	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	lock := boltfile.Options{Timeout: cfg.LockTimeout.Duration}
+	var err error
+	if c.Store, err = boltstore.Open(cfg.Path(cfg.StoreFile), lock); err != nil {
+		return nil, err
+	}
+	master, err := records.LoadMasterKey(cfg.Path(cfg.MasterKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if c.recordsDB, err = boltfile.Open(cfg.Path(cfg.RecordsFile), lock); err != nil {
+		return nil, err
+	}
+	if c.Records, err = records.Open(c.recordsDB, master, records.Options{}); err != nil {
+		return nil, err
+	}
+	c.Keys = keyring.Keyring{Dir: cfg.Path(cfg.KeysDir), Store: c.Store}
+
+	trust, err := os.ReadFile(cfg.Path(cfg.CardIssuerKeysFile))
+	if err != nil {
+		return nil, fmt.Errorf("app: card issuing-authority keys: %w", err)
+	}
+	issuerKeys, err := carddata.ParseIssuerKeys(trust)
+	if err != nil {
+		return nil, err
+	}
+	cards, err := carddata.NewVerifier(issuerKeys...)
+	if err != nil {
+		return nil, err
+	}
+	signer, kid, err := c.Keys.ActiveSHC(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rid, err := c.Keys.RidSecret()
+	if err != nil {
+		return nil, err
+	}
+	shcIssuer, err := shc.NewIssuer(cfg.IssuerURL, signer, rid)
+	if err != nil {
+		return nil, err
+	}
+	icfg := issuance.Config{
+		Kiosks: c.Store, Municipalities: c.Store, Records: c.Records, Audit: c.Store,
+		Cards: cards, SHC: shcIssuer, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
+	}
+	if cfg.OverseasEnabled {
+		vds, err := c.Keys.VDSSigner()
+		if err != nil {
+			return nil, fmt.Errorf("app: overseasEnabled needs the VDS-NC signer: %w", err)
+		}
+		icfg.VDS = vds
+	}
+	svc, err := issuance.New(icfg)
+	if err != nil {
+		return nil, err
+	}
+	c.registry = prometheus.NewRegistry()
+	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.Server, err = server.New(server.Config{
+		Store: c.Store, Issuer: svc, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
+		Log: log, Metrics: server.NewMetrics(c.registry),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	serverCert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("app: center TLS certificate: %w", err)
+	}
+	kioskCA, err := kioskpki.LoadCert(cfg.Path(cfg.KioskCAFile))
+	if err != nil {
+		return nil, err
+	}
+	c.tlsConfig = kioskpki.ServerTLS(serverCert, kioskCA, c.Server.CheckKiosk)
+
+	u, _ := url.Parse(cfg.IssuerURL)
+	c.public = publicapi.Handler(u.Path, c.Keys, c.Store, rid, log)
+	token, err := readToken(cfg.Path(cfg.OpsTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Live: c.Server, Gatherer: c.registry, Log: log})
+	log.Info("center opened", "shc_kid", kid, "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
+	ok = true
+	return c, nil
+}
+
+func readToken(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("app: operator token: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("app: %s has mode %04o; run chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("app: operator token in %s is shorter than 16 characters", path)
+	}
+	return t, nil
+}
+
+// Listen opens the three listeners. Addresses with port 0 get a free port;
+// Addr reports it.
+func (c *Center) Listen() error {
+	for name, addr := range map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("app: listen %s on %s: %w", name, addr, err)
+		}
+		c.listeners[name] = l
+	}
+	return nil
+}
+
+// Addr returns the address of listener "kiosk", "public" or "ops".
+func (c *Center) Addr(name string) string {
+	if l, ok := c.listeners[name]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+// Serve serves until ctx ends, then shuts down gracefully: issuances in
+// flight finish (up to 15 s), connections close, databases close.
+func (c *Center) Serve(ctx context.Context) error {
+	if len(c.listeners) == 0 {
+		if err := c.Listen(); err != nil {
+			return err
+		}
+	}
+	errLog := slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)
+	kiosk := &http.Server{Handler: c.Server.Handler(), TLSConfig: c.tlsConfig, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	c.servers = []*http.Server{kiosk, public, ops}
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+	}
+	run(func() error { return kiosk.ServeTLS(c.listeners["kiosk"], "", "") })
+	run(func() error { return public.Serve(c.listeners["public"]) })
+	run(func() error { return ops.Serve(c.listeners["ops"]) })
+	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	c.log.Info("center shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := c.Server.Shutdown(sctx); err != nil {
+		c.log.Warn("shutdown", "err", err)
+	}
+	for _, s := range c.servers {
+		s.Shutdown(sctx)
+	}
+	wg.Wait()
+	return serveErr
+}
+
+// Close releases the databases.
+func (c *Center) Close() {
+	if c.Store != nil {
+		c.Store.Close()
+	}
+	if c.recordsDB != nil {
+		c.recordsDB.Close()
+	}
+}

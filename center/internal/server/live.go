@@ -1,0 +1,84 @@
+package server
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/protocol"
+)
+
+// KioskLive is what operators see of one kiosk: connection and device
+// health, never anything about residents.
+type KioskLive struct {
+	KioskID        string    `json:"kioskId"`
+	Connected      bool      `json:"connected"`
+	ConnectedSince time.Time `json:"connectedSince,omitzero"`
+	LastSeen       time.Time `json:"lastSeen"`
+	Reader         string    `json:"reader,omitempty"`
+	Printer        string    `json:"printer,omitempty"`
+	State          string    `json:"state,omitempty"`
+}
+
+type liveStatus struct {
+	mu     sync.Mutex
+	kiosks map[string]*KioskLive
+	// conns counts open connections per kiosk: a reconnect may overlap the
+	// old connection's teardown.
+	conns map[string]int
+}
+
+func newLiveStatus() *liveStatus {
+	return &liveStatus{kiosks: map[string]*KioskLive{}, conns: map[string]int{}}
+}
+
+func (l *liveStatus) get(id string) *KioskLive {
+	k, ok := l.kiosks[id]
+	if !ok {
+		k = &KioskLive{KioskID: id}
+		l.kiosks[id] = k
+	}
+	return k
+}
+
+func (l *liveStatus) connected(id string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.get(id)
+	l.conns[id]++
+	if !k.Connected {
+		k.Connected, k.ConnectedSince = true, now
+	}
+	k.LastSeen = now
+}
+
+func (l *liveStatus) disconnected(id string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.get(id)
+	l.conns[id]--
+	if l.conns[id] <= 0 {
+		k.Connected, k.ConnectedSince = false, time.Time{}
+		delete(l.conns, id)
+	}
+	k.LastSeen = now
+}
+
+func (l *liveStatus) status(id string, s protocol.Status, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.get(id)
+	k.Reader, k.Printer, k.State, k.LastSeen = s.Reader, s.Printer, s.State, now
+}
+
+func (l *liveStatus) list() []KioskLive {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]KioskLive, 0, len(l.kiosks))
+	for _, k := range l.kiosks {
+		out = append(out, *k)
+	}
+	slices.SortFunc(out, func(a, b KioskLive) int { return strings.Compare(a.KioskID, b.KioskID) })
+	return out
+}
