@@ -8,33 +8,33 @@ type Code string
 
 // Error codes. docs/PROTOCOL.md lists them with their messages.
 const (
-	CodeBadMessage          Code = "bad_message"            // malformed or invalid frame
-	CodeUnsupportedVersion  Code = "unsupported_version"    // envelope version not spoken
-	CodeUnexpectedMessage   Code = "unexpected_message"     // valid message at the wrong time or direction
-	CodeMessageTooLarge     Code = "message_too_large"      // frame over the size limit
-	CodeKioskNotAllowed     Code = "kiosk_not_allowed"      // kiosk unknown, suspended or revoked
-	CodeUnknownMunicipality Code = "unknown_municipality"   // no such municipality
-	CodeNotParticipating    Code = "not_participating"      // municipality does not offer kiosk issuance
-	CodeKindNotOffered      Code = "kind_not_offered"       // certificate kind not offered
-	CodeTooManyCopies       Code = "too_many_copies"        // copies outside 1..MaxCopies
-	CodeCardInvalid         Code = "card_invalid"           // card data failed verification
-	CodeCardIssuerUnknown   Code = "card_issuer_unknown"    // card certified by an untrusted key
-	CodeMyNumberInvalid     Code = "my_number_invalid"      // check digit wrong
-	CodeNoRecord            Code = "no_record"              // no vaccination record in that municipality
-	CodeHolderMismatch      Code = "holder_mismatch"        // card holder differs from the record
-	CodePassportRequired    Code = "passport_required"      // overseas kind without passport data on record
-	CodeRequestIDReused     Code = "request_id_reused"      // same request ID with different data
-	CodeUnknownRequest      Code = "unknown_request"        // outcome for a request the center does not hold
-	CodePrinterPaperOut     Code = "printer_paper_out"      // outcome reason
-	CodePrinterJam          Code = "printer_jam"            // outcome reason
-	CodePrinterFailed       Code = "printer_failed"         // outcome reason
-	CodeRateLimited         Code = "rate_limited"           // too many requests from this kiosk
-	CodeUnavailable         Code = "unavailable"            // center shutting down or overloaded
-	CodeInternal            Code = "internal_error"         // unexpected failure at the center
-	CodeCancelled           Code = "cancelled"              // outcome reason: resident cancelled
-	CodeTimeout             Code = "timeout"                // outcome reason: resident did not continue
-	CodeIssuanceClosed      Code = "issuance_closed"        // outside service hours
-	CodeRecordNotAuthorized Code = "record_not_authorized"  // reserved: record access refused by the records system
+	CodeBadMessage          Code = "bad_message"           // malformed or invalid frame
+	CodeUnsupportedVersion  Code = "unsupported_version"   // envelope version not spoken
+	CodeUnexpectedMessage   Code = "unexpected_message"    // valid message at the wrong time or direction
+	CodeMessageTooLarge     Code = "message_too_large"     // frame over the size limit
+	CodeKioskNotAllowed     Code = "kiosk_not_allowed"     // kiosk unknown, suspended or revoked
+	CodeUnknownMunicipality Code = "unknown_municipality"  // no such municipality
+	CodeNotParticipating    Code = "not_participating"     // municipality does not offer kiosk issuance
+	CodeKindNotOffered      Code = "kind_not_offered"      // certificate kind not offered
+	CodeTooManyCopies       Code = "too_many_copies"       // copies outside 1..MaxCopies
+	CodeCardInvalid         Code = "card_invalid"          // card data failed verification
+	CodeCardIssuerUnknown   Code = "card_issuer_unknown"   // card certified by an untrusted key
+	CodeMyNumberInvalid     Code = "my_number_invalid"     // check digit wrong
+	CodeNoRecord            Code = "no_record"             // no vaccination record in that municipality
+	CodeHolderMismatch      Code = "holder_mismatch"       // card holder differs from the record
+	CodePassportRequired    Code = "passport_required"     // overseas kind without passport data on record
+	CodeRequestIDReused     Code = "request_id_reused"     // same request ID with different data
+	CodeUnknownRequest      Code = "unknown_request"       // outcome for a request the center does not hold
+	CodePrinterPaperOut     Code = "printer_paper_out"     // outcome reason
+	CodePrinterJam          Code = "printer_jam"           // outcome reason
+	CodePrinterFailed       Code = "printer_failed"        // outcome reason
+	CodeRateLimited         Code = "rate_limited"          // too many requests from this kiosk
+	CodeUnavailable         Code = "unavailable"           // center shutting down or overloaded
+	CodeInternal            Code = "internal_error"        // unexpected failure at the center
+	CodeCancelled           Code = "cancelled"             // outcome reason: resident cancelled
+	CodeTimeout             Code = "timeout"               // outcome reason: resident did not continue
+	CodeIssuanceClosed      Code = "issuance_closed"       // outside service hours
+	CodeRecordNotAuthorized Code = "record_not_authorized" // reserved: record access refused by the records system
 )
 
 // Text is a message shown to a resident or an operator, in both languages.

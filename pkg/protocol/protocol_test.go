@@ -16,8 +16,8 @@ func testCert() certificate.Certificate {
 		ID: "7K3M9Q2X4H8A", Kind: certificate.Domestic, IssueDate: "2026-11-23",
 		Issuer: certificate.Issuer{MunicipalityCode: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
 		Holder: certificate.Holder{Name: "試験　花子", FamilyName: "試験", GivenName: "花子", BirthDate: "1985-04-02", Sex: "2"},
-		Doses: []certificate.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty", ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: "FA5765", Country: "JPN"}},
-		SHC:   "shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529295312707424284350386122127671665437102572713671033607",
+		Doses:  []certificate.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty", ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: "FA5765", Country: "JPN"}},
+		SHC:    "shc:/5676290952432060346029243740446031222959532654603460292540772804336028702864716745222809286133314564376531415906402203064504590856435503414245413640370636654171372412363803043756220467374075323239254334433260573601064529295312707424284350386122127671665437102572713671033607",
 	}
 }
 

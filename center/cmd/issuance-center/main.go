@@ -169,8 +169,8 @@ func withSessionFlags(name string, args []string, define func(*flag.FlagSet), f 
 // Flags of the grouped subcommands.
 var (
 	flagID, flagStoreName, flagStoreCode, flagChain, flagPref, flagRegion, flagOut, flagReason string
-	flagCode, flagNameJa, flagNameEn, flagAuthJa, flagAuthEn, flagFile, flagOperator          string
-	flagParticipating                                                                         bool
+	flagCode, flagNameJa, flagNameEn, flagAuthJa, flagAuthEn, flagFile, flagOperator           string
+	flagParticipating                                                                          bool
 )
 
 func groupFlags(name string, fs *flag.FlagSet) {

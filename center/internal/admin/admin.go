@@ -68,7 +68,10 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	if opts.IssuerURL != "" {
 		cfg.IssuerURL = opts.IssuerURL
 	}
-	for _, p := range []struct{ dst *string; v string }{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}} {
+	for _, p := range []struct {
+		dst *string
+		v   string
+	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}} {
 		if p.v != "" {
 			*p.dst = p.v
 		}
