@@ -1,0 +1,609 @@
+package flow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/kioskcert/kioskcert/cardreader"
+	"github.com/kioskcert/kioskcert/kiosk/internal/wipe"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
+)
+
+// session is everything one resident's visit holds. Its strings live in
+// arena, its byte slices are its own; wipe overwrites both.
+type session struct {
+	id        string
+	arena     wipe.Arena
+	raw       carddata.Raw
+	card      *carddata.Data
+	digest    string
+	requestID string
+	resp      *protocol.CertificateResponse
+	pdf       []byte
+	reported  bool // an outcome was reported for requestID
+}
+
+func (s *session) wipe() {
+	s.raw.Wipe()
+	s.arena.Wipe()
+	if s.card != nil {
+		*s.card = carddata.Data{}
+		s.card = nil
+	}
+	if s.resp != nil {
+		*s.resp = protocol.CertificateResponse{}
+		s.resp = nil
+	}
+	clear(s.pdf)
+	s.pdf = nil
+	s.digest = ""
+}
+
+// Wiped reports whether the kiosk holds no personal data: the live session
+// (if any) holds nothing and the screen shows nothing personal.
+func (k *Kiosk) Wiped() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.snap.Preview != nil {
+		return false
+	}
+	s := k.sess
+	return s == nil || (s.raw.MyNumber == nil && s.raw.FourItems == nil && s.card == nil && s.resp == nil && s.pdf == nil && s.arena.Size() == 0)
+}
+
+func (k *Kiosk) runSession(ctx context.Context) {
+	s := &session{id: newSessionID()}
+	k.mu.Lock()
+	k.sess = s
+	k.mu.Unlock()
+	log := k.cfg.Log.With("session", s.id)
+	defer func() {
+		s.wipe()
+		k.mu.Lock()
+		k.sess = nil
+		k.mu.Unlock()
+		// Back to idle with nothing personal on screen.
+		k.publish(Snapshot{State: StateIdle})
+	}()
+
+	result := k.session(ctx, s)
+	if s.requestID != "" && !s.reported {
+		// Whatever ended the session, the center learns this request will
+		// not be printed, so it forgets it and settles nothing.
+		code := protocol.CodeCancelled
+		if errors.Is(result, errTimeout) {
+			code = protocol.CodeTimeout
+		}
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeCancelled, Reason: code})
+	}
+	log.Info("session ended", "result", resultCode(result))
+}
+
+func resultCode(err error) string {
+	switch {
+	case err == nil:
+		return "printed"
+	case errors.Is(err, errTimeout):
+		return "timeout"
+	case errors.Is(err, errCancelled):
+		return "cancelled"
+	case errors.Is(err, errCardRemoved):
+		return "card_removed"
+	case errors.Is(err, context.Canceled):
+		return "shutdown"
+	}
+	var e *sessionError
+	if errors.As(err, &e) {
+		return e.msg.Code
+	}
+	return "error"
+}
+
+// sessionError is an error already shown to the resident.
+type sessionError struct{ msg *Message }
+
+func (e *sessionError) Error() string { return "flow: " + e.msg.Code }
+
+// fail shows msg, waits for the resident to acknowledge or the error
+// timeout, and returns the error that ends the session.
+func (k *Kiosk) fail(ctx context.Context, s *session, m *Message) error {
+	k.publish(Snapshot{Session: s.id, State: StateError, Error: m, Deadline: k.cfg.Now().Add(k.cfg.Timeouts.Error)})
+	k.await(ctx, k.cfg.Timeouts.Error, nil, InputConfirm, InputCancel)
+	return &sessionError{m}
+}
+
+// session runs one visit and returns why it ended (nil: printed).
+func (k *Kiosk) session(ctx context.Context, s *session) error {
+	reader := k.cfg.Reader
+	// Idle: wait for a card. A card left on the reader from the last
+	// session must be taken off first, so it cannot start a session for
+	// someone else by accident.
+	if present, _ := reader.CardPresent(ctx); present {
+		if err := k.waitRemoval(ctx, s, nil); err != nil {
+			return err
+		}
+	}
+	k.publish(Snapshot{State: StateIdle})
+	if err := reader.WaitForCard(ctx); err != nil {
+		return err
+	}
+	k.publish(Snapshot{Session: s.id, State: StateCardCheck})
+
+	// Card phase: the card must stay on the reader until it has been read.
+	cardCtx, stopWatch := context.WithCancel(ctx)
+	removed := k.watchRemoval(cardCtx)
+	err := k.cardPhase(cardCtx, s, removed)
+	stopWatch()
+	if err != nil {
+		var m *Message
+		var se *sessionError
+		switch {
+		case errors.Is(err, errCardRemoved):
+			return k.fail(ctx, s, msgCardRemoved)
+		case errors.As(err, &se):
+			m = se.msg
+		case errors.Is(err, errTimeout):
+			m = msgTimeout
+		case errors.Is(err, errCancelled):
+			m = msgCancelled
+		default:
+			return err
+		}
+		// Show why, then hold until the card is taken.
+		k.publish(Snapshot{Session: s.id, State: StateError, Error: m})
+		k.waitRemoval(ctx, s, m)
+		return err
+	}
+
+	// Take the card back before anything else: it cannot be forgotten.
+	if err := k.waitRemoval(ctx, s, nil); err != nil {
+		return err
+	}
+	return k.requestPhase(ctx, s)
+}
+
+// watchRemoval reports the card leaving the reader on the returned channel.
+func (k *Kiosk) watchRemoval(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		if err := k.cfg.Reader.WaitForRemoval(ctx); err == nil {
+			close(ch)
+		}
+	}()
+	return ch
+}
+
+// cardPhase checks the card, asks for the PIN and reads the card.
+func (k *Kiosk) cardPhase(ctx context.Context, s *session, removed <-chan struct{}) error {
+	to := k.cfg.Timeouts
+	opCtx, cancel := context.WithTimeout(ctx, to.CardOperation)
+	tr, err := k.cfg.Reader.Connect(opCtx)
+	cancel()
+	if err != nil {
+		return k.cardError(ctx, s, err)
+	}
+	defer tr.Close()
+	opCtx, cancel = context.WithTimeout(ctx, to.CardOperation)
+	sess, err := cardreader.Open(opCtx, tr)
+	tries := 0
+	if err == nil {
+		// Tries left are shown before the PIN is asked for; reading the
+		// counter never spends a try.
+		tries, err = sess.PINTriesLeft(opCtx)
+	}
+	cancel()
+	if err != nil {
+		return k.cardError(ctx, s, err)
+	}
+	wrong := false
+	for {
+		k.publish(Snapshot{Session: s.id, State: StatePIN, TriesLeft: tries, LastTry: tries == 1, WrongPIN: wrong, Deadline: k.cfg.Now().Add(to.Input)})
+		in, err := k.await(ctx, to.Input, removed, InputPIN, InputCancel)
+		if err != nil {
+			return err
+		}
+		if in.Type == InputCancel {
+			return errCancelled
+		}
+		opCtx, cancel := context.WithTimeout(ctx, to.CardOperation)
+		err = sess.VerifyPIN(opCtx, in.PIN)
+		cancel()
+		clear(in.PIN)
+		var pe *cardreader.PINIncorrectError
+		switch {
+		case err == nil:
+		case errors.Is(err, cardreader.ErrPINFormat):
+			wrong = true
+			continue
+		case errors.As(err, &pe) && pe.TriesLeft > 0:
+			tries, wrong = pe.TriesLeft, true
+			continue
+		default:
+			return k.cardError(ctx, s, err)
+		}
+		break
+	}
+
+	k.publish(Snapshot{Session: s.id, State: StateReading})
+	opCtx, cancel = context.WithTimeout(ctx, to.CardOperation)
+	raw, err := sess.ReadCardData(opCtx)
+	cancel()
+	if err != nil {
+		return k.cardError(ctx, s, err)
+	}
+	s.raw = raw
+	// Local verification is a fast rejection only; the center decides.
+	data, err := k.cfg.Verifier.Verify(raw)
+	if err != nil {
+		k.cfg.Log.Warn("card data did not verify", "session", s.id, "err", err)
+		return &sessionError{msgCardInvalid}
+	}
+	s.arena.Own(data)
+	s.card = data
+	s.digest = protocol.CardDigest(raw)
+	return nil
+}
+
+func (k *Kiosk) cardError(ctx context.Context, s *session, err error) error {
+	switch {
+	case errors.Is(err, cardreader.ErrCardRemoved), errors.Is(err, cardreader.ErrNoCard):
+		return errCardRemoved
+	case errors.Is(err, errCardRemoved), errors.Is(err, errCancelled), errors.Is(err, errTimeout):
+		return err
+	case errors.Is(err, cardreader.ErrNotMyNumberCard):
+		return &sessionError{msgNotMyNumberCard}
+	case errors.Is(err, cardreader.ErrPINBlocked):
+		return &sessionError{msgPINBlocked}
+	}
+	k.cfg.Log.Warn("card operation failed", "session", s.id, "err", err)
+	return &sessionError{msgCardRead}
+}
+
+// waitRemoval holds the flow until the card is off the reader, repeating
+// and escalating the reminder. It has no deadline: a card left on the
+// reader is the harm the reminder exists to prevent.
+func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- k.cfg.Reader.WaitForRemoval(wctx) }()
+	for n := 0; ; n++ {
+		state := StateRemoveCard
+		if errMsg != nil {
+			state = StateError
+		}
+		k.publish(Snapshot{Session: s.id, State: state, Reminder: n, Error: errMsg})
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(k.cfg.Timeouts.Reminder):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// await waits for one of the wanted inputs, the deadline, or the card
+// leaving (when removed is not nil). Unwanted inputs are dropped.
+func (k *Kiosk) await(ctx context.Context, timeout time.Duration, removed <-chan struct{}, want ...InputType) (Input, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case in := <-k.inputs:
+			for _, w := range want {
+				if in.Type == w {
+					return in, nil
+				}
+			}
+			clear(in.PIN)
+		case <-removed:
+			return Input{}, errCardRemoved
+		case <-timer.C:
+			return Input{}, errTimeout
+		case <-ctx.Done():
+			return Input{}, ctx.Err()
+		}
+	}
+}
+
+// requestPhase runs the choices, the request, the preview, payment and printing.
+func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
+	to := k.cfg.Timeouts
+	hello, ok := k.cfg.Center.Hello()
+	if !ok || len(hello.Municipalities) == 0 {
+		return k.fail(ctx, s, msgCenterDown)
+	}
+	kinds := make([]certificate.Kind, 0, len(hello.Kinds))
+	for _, kd := range hello.Kinds {
+		kinds = append(kinds, certificate.Kind(kd))
+	}
+	base := Snapshot{Session: s.id, Municipalities: hello.Municipalities, Kinds: kinds, MaxCopies: hello.MaxCopies, FeePerCopyYen: hello.FeePerCopyYen}
+
+	// Choices, with Back between them.
+	var muni string
+	var kind certificate.Kind
+	copies := 0
+	step := 0
+	for step < 3 {
+		snap := base
+		snap.Municipality, snap.Kind, snap.Deadline = muni, kind, k.cfg.Now().Add(to.Input)
+		var want InputType
+		switch step {
+		case 0:
+			snap.State, want = StateMunicipality, InputMunicipality
+		case 1:
+			snap.State, want = StateKind, InputKind
+		case 2:
+			snap.State, want = StateCopies, InputCopies
+		}
+		k.publish(snap)
+		in, err := k.await(ctx, to.Input, nil, want, InputBack, InputCancel)
+		if err != nil {
+			return k.endByResident(ctx, s, err)
+		}
+		switch in.Type {
+		case InputCancel:
+			return k.endByResident(ctx, s, errCancelled)
+		case InputBack:
+			if step > 0 {
+				step--
+			}
+			continue
+		case InputMunicipality:
+			if !offered(hello.Municipalities, in.Municipality) {
+				continue // only municipalities the center listed
+			}
+			muni = in.Municipality
+		case InputKind:
+			if !kindOffered(kinds, in.Kind) {
+				continue
+			}
+			kind = in.Kind
+		case InputCopies:
+			if in.Copies < 1 || in.Copies > hello.MaxCopies {
+				continue
+			}
+			copies = in.Copies
+		}
+		step++
+	}
+
+	// Request. The ID is fresh and random, so two kiosks' requests can never
+	// collide, and it is reused unchanged on every retry.
+	s.requestID = protocol.NewRequestID()
+	req := protocol.Issue{RequestID: s.requestID, Municipality: muni, Kind: kind, Copies: copies, Card: s.raw}
+	k.publish(Snapshot{Session: s.id, State: StateRequesting, Municipality: muni, Kind: kind, Copies: copies})
+	rctx, cancel := context.WithTimeout(ctx, to.Request)
+	resp, err := k.cfg.Center.Issue(rctx, req)
+	cancel()
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			s.reported = true // a refusal leaves nothing pending at the center
+			return k.fail(ctx, s, msg(pe.Code))
+		}
+		k.cfg.Log.Warn("no answer from the center", "session", s.id, "request", s.requestID, "err", err)
+		return k.fail(ctx, s, msgCenterDown)
+	}
+	s.arena.Own(resp)
+	s.resp = resp
+	// The card files are no longer needed.
+	s.raw.Wipe()
+
+	// End-to-end binding: refuse to print anything that does not answer
+	// this request for this card's holder.
+	if reason := k.checkBinding(s, req); reason != "" {
+		k.cfg.Log.Error("certificate does not match this session; refusing to print", "session", s.id, "request", s.requestID, "check", reason)
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: protocol.CodeHolderMismatch})
+		return k.fail(ctx, s, msgBinding)
+	}
+
+	// Preview.
+	preview := base
+	preview.State, preview.Municipality, preview.Kind, preview.Copies, preview.FeeYen = StatePreview, muni, kind, copies, resp.FeeYen
+	preview.Preview = resp.Certificates
+	preview.Deadline = k.cfg.Now().Add(to.Preview)
+	k.publish(preview)
+	in, err := k.await(ctx, to.Preview, nil, InputConfirm, InputCancel)
+	if err != nil {
+		return k.endByResident(ctx, s, err)
+	}
+	if in.Type == InputCancel {
+		return k.endByResident(ctx, s, errCancelled)
+	}
+
+	// Render before taking money, so a document we cannot print costs nothing.
+	var buf bytes.Buffer
+	certs := make([]*certificate.Certificate, len(resp.Certificates))
+	for i := range resp.Certificates {
+		certs[i] = &resp.Certificates[i]
+	}
+	if err := k.cfg.Renderer.Render(&buf, certs...); err != nil {
+		k.cfg.Log.Error("render certificate", "session", s.id, "err", err)
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeFailed, Reason: protocol.CodePrinterFailed})
+		return k.fail(ctx, s, msgRenderFailed)
+	}
+	s.pdf = buf.Bytes()
+
+	// Payment.
+	k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: resp.FeeYen, Copies: copies, Deadline: k.cfg.Now().Add(to.Payment)})
+	pctx, cancel := context.WithTimeout(ctx, to.Payment)
+	err = k.cfg.Payment.Authorize(pctx, s.requestID, resp.FeeYen)
+	cancel()
+	if err != nil {
+		k.cfg.Log.Warn("payment not authorised", "session", s.id, "err", err)
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeCancelled, Reason: protocol.CodeCancelled})
+		return k.fail(ctx, s, msgPaymentFailed)
+	}
+
+	// Print; on failure void the payment and offer one retry.
+	for attempt := 1; ; attempt++ {
+		k.publish(Snapshot{Session: s.id, State: StatePrinting, Copies: copies})
+		pctx, cancel := context.WithTimeout(ctx, to.Print)
+		err = k.cfg.Printer.Print(pctx, "kioskcert-"+s.requestID, s.pdf, copies)
+		cancel()
+		if err == nil {
+			break
+		}
+		code := k.cfg.PrintCode(err)
+		k.cfg.Log.Warn("print failed", "session", s.id, "request", s.requestID, "code", code, "attempt", attempt, "err", err)
+		k.voidPayment(ctx, s)
+		if attempt >= 2 {
+			k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeFailed, Reason: code})
+			return k.fail(ctx, s, msg(code))
+		}
+		k.publish(Snapshot{Session: s.id, State: StatePrintFailed, Error: msg(code), CanRetry: true, Deadline: k.cfg.Now().Add(to.Input)})
+		in, err := k.await(ctx, to.Input, nil, InputRetry, InputCancel)
+		if err != nil || in.Type == InputCancel {
+			k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeFailed, Reason: code})
+			if err == nil {
+				err = errCancelled
+			}
+			return err
+		}
+		pctx, cancel = context.WithTimeout(ctx, to.Payment)
+		k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: resp.FeeYen, Copies: copies})
+		err = k.cfg.Payment.Authorize(pctx, s.requestID, resp.FeeYen)
+		cancel()
+		if err != nil {
+			k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeFailed, Reason: code})
+			return k.fail(ctx, s, msgPaymentFailed)
+		}
+	}
+	if err := k.cfg.Payment.Capture(ctx, s.requestID); err != nil {
+		k.cfg.Log.Error("capture payment", "session", s.id, "request", s.requestID, "err", err)
+	}
+	k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomePrinted, Copies: copies})
+	// Nothing personal is needed any more: wipe before the reminders.
+	s.wipe()
+
+	// Take your certificate (and card): repeat until the resident stops it.
+	deadline := k.cfg.Now().Add(to.TakeCert)
+	for n := 0; k.cfg.Now().Before(deadline); n++ {
+		k.publish(Snapshot{Session: s.id, State: StateTakeCertificate, Reminder: n, Deadline: deadline})
+		in, err := k.await(ctx, to.Reminder, nil, InputStop, InputConfirm)
+		if err == nil && (in.Type == InputStop || in.Type == InputConfirm) {
+			break
+		}
+		if err != nil && !errors.Is(err, errTimeout) {
+			return err
+		}
+	}
+	return nil
+}
+
+// endByResident shows why the session stopped (timeout or cancel).
+func (k *Kiosk) endByResident(ctx context.Context, s *session, err error) error {
+	switch {
+	case errors.Is(err, errTimeout):
+		k.publish(Snapshot{Session: s.id, State: StateError, Error: msgTimeout})
+	case errors.Is(err, errCancelled):
+		k.publish(Snapshot{Session: s.id, State: StateError, Error: msgCancelled})
+	default:
+		return err
+	}
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	return err
+}
+
+func (k *Kiosk) voidPayment(ctx context.Context, s *session) {
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := k.cfg.Payment.Void(vctx, s.requestID); err != nil {
+		k.cfg.Log.Error("void payment", "session", s.id, "request", s.requestID, "err", err)
+	}
+}
+
+// report sends an outcome; if the center cannot be reached in time the
+// client keeps it queued and resends it after reconnecting.
+func (k *Kiosk) report(s *session, o protocol.Outcome) {
+	s.reported = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := k.cfg.Center.ReportOutcome(ctx, o); err != nil {
+		k.cfg.Log.Warn("outcome not yet acknowledged", "session", s.id, "request", o.RequestID, "outcome", o.Outcome, "err", err)
+	}
+}
+
+// checkBinding returns "" when resp belongs to this session, or which check failed.
+func (k *Kiosk) checkBinding(s *session, req protocol.Issue) string {
+	resp := s.resp
+	switch {
+	case resp.RequestID != req.RequestID:
+		return "request_id"
+	case resp.CardDigest != s.digest:
+		return "card_digest"
+	case resp.Copies != req.Copies:
+		return "copies"
+	case len(resp.Certificates) == 0:
+		return "no_certificate"
+	case resp.Certificates[0].Kind != req.Kind:
+		return "kind"
+	}
+	name := normalizeName(s.card.FourItems.Name)
+	birth := s.card.FourItems.BirthDate
+	for i := range resp.Certificates {
+		c := &resp.Certificates[i]
+		if err := c.Validate(); err != nil {
+			return "invalid_certificate"
+		}
+		if c.Issuer.MunicipalityCode != req.Municipality {
+			return "municipality"
+		}
+		if strings.ReplaceAll(c.Holder.BirthDate, "-", "") != birth {
+			return "holder_birth_date"
+		}
+		if !bytes.Equal(normalizeName(c.Holder.Name), name) {
+			return "holder_name"
+		}
+	}
+	clear(name)
+	return ""
+}
+
+// normalizeName folds width (NFKC) and drops spaces, as the center does,
+// into a byte slice the caller clears.
+func normalizeName(s string) []byte {
+	b := norm.NFKC.AppendString(nil, s)
+	// Compact in place: the write position never passes the read position.
+	n := 0
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r != ' ' && r != '\u3000' && r != '\t' {
+			n += copy(b[n:], b[i:i+size])
+		}
+		i += size
+	}
+	clear(b[n:])
+	return b[:n]
+}
+
+func offered(ms []protocol.Municipality, code string) bool {
+	for _, m := range ms {
+		if m.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func kindOffered(ks []certificate.Kind, k certificate.Kind) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
