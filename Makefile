@@ -5,6 +5,7 @@ GOFLAGS ?= -trimpath
 export GOFLAGS
 OUT := out
 BIN := bin
+# make demo READER=pcsc reads the virtual card through pcscd instead of in process.
 READER ?= inprocess
 
 KIOSK_CMDS := $(wildcard kiosk/cmd/*)
@@ -62,6 +63,16 @@ fuzz:
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; done
+
+## demo: the walking skeleton end to end (see README). Leaves out/demo/*.pdf.
+demo: deps-demo
+	$(MAKE) build
+ifeq ($(READER),pcsc)
+	@pgrep -x pcscd >/dev/null || pcscd
+	bin/kioskcert-demo -out $(OUT)/demo -reader pcsc
+else
+	bin/kioskcert-demo -out $(OUT)/demo -reader virtual
+endif
 
 clean:
 	rm -rf $(OUT) $(BIN)

@@ -1,0 +1,153 @@
+// Package config is the kiosk agent's one configuration file: JSON, strict
+// (unknown fields are errors), validated at start. It names files (the
+// kiosk's key and certificate, the pinned center CA, the card
+// issuing-authority trust anchors); it never holds a secret inline.
+// Relative paths are relative to the config file's directory.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Duration is a time.Duration written as "15s".
+type Duration struct{ time.Duration }
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"15s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Reader selects the card reader.
+type Reader struct {
+	// Kind is "pcsc" (a real reader through PC/SC) or "virtual" (the
+	// in-process virtual card, for demos and tests).
+	Kind string `json:"kind"`
+	// Name is a PC/SC reader name or part of one; empty picks the first
+	// reader with a card.
+	Name string `json:"name,omitempty"`
+	// Extended is "auto", "on" or "off" (extended-length APDUs).
+	Extended string `json:"extended,omitempty"`
+}
+
+// Printer selects the printer.
+type Printer struct {
+	// Kind is "ipp" (print through an IPP printer or CUPS queue) or
+	// "spool" (write each job as a PDF file into SpoolDir, for integrators
+	// whose terminal software prints, and for the demo).
+	Kind     string `json:"kind"`
+	URL      string `json:"url,omitempty"`
+	SpoolDir string `json:"spoolDir,omitempty"`
+}
+
+// Config is the kiosk agent's configuration.
+type Config struct {
+	// CenterURL is wss://host:port/v1/kiosk.
+	CenterURL string `json:"centerUrl"`
+	// CenterServerName is the name in the center's certificate, when the
+	// URL's host differs (e.g. an IP address).
+	CenterServerName string `json:"centerServerName,omitempty"`
+	CertFile         string `json:"certFile"`
+	KeyFile          string `json:"keyFile"`
+	CenterCAFile     string `json:"centerCaFile"`
+	// CardTrustFile holds the card issuing authority's keys, for the
+	// kiosk's local check of the card data.
+	CardTrustFile  string   `json:"cardTrustFile"`
+	Reader         Reader   `json:"reader"`
+	Printer        Printer  `json:"printer"`
+	Listen         string   `json:"listen,omitempty"` // local UI and integrator API
+	InputTimeout   Duration `json:"inputTimeout,omitzero"`
+	RequestTimeout Duration `json:"requestTimeout,omitzero"`
+
+	dir string
+}
+
+// Load reads and validates the configuration at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if c.dir, err = filepath.Abs(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks the fields.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.CenterURL)
+	if err != nil || u.Scheme != "wss" || u.Host == "" {
+		return fmt.Errorf("centerUrl %q must be wss://host:port/v1/kiosk", c.CenterURL)
+	}
+	if c.CertFile == "" || c.KeyFile == "" || c.CenterCAFile == "" || c.CardTrustFile == "" {
+		return errors.New("certFile, keyFile, centerCaFile and cardTrustFile are required")
+	}
+	switch c.Reader.Kind {
+	case "pcsc", "virtual":
+	default:
+		return fmt.Errorf("reader.kind %q: want pcsc or virtual", c.Reader.Kind)
+	}
+	switch c.Reader.Extended {
+	case "", "auto", "on", "off":
+	default:
+		return fmt.Errorf("reader.extended %q: want auto, on or off", c.Reader.Extended)
+	}
+	switch c.Printer.Kind {
+	case "ipp":
+		if pu, err := url.Parse(c.Printer.URL); err != nil || (pu.Scheme != "ipp" && pu.Scheme != "ipps" && pu.Scheme != "http" && pu.Scheme != "https") {
+			return fmt.Errorf("printer.url %q must be an ipp://, ipps://, http:// or https:// URL", c.Printer.URL)
+		}
+	case "spool":
+		if c.Printer.SpoolDir == "" {
+			return errors.New("printer.spoolDir is required for a spool printer")
+		}
+	default:
+		return fmt.Errorf("printer.kind %q: want ipp or spool", c.Printer.Kind)
+	}
+	return nil
+}
+
+// Path resolves a configured file name against the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Write stores the configuration as indented JSON.
+func (c *Config) Write(path string) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}

@@ -1,0 +1,209 @@
+// Package demo runs the whole system on one machine: a demo issuance center
+// (the issuance-center binary, as a separate process, because the kiosk
+// never links center code), a test card issuing authority, virtual cards
+// for the demo residents, and kiosk agents. `make demo` and the kiosk's
+// end-to-end tests use it.
+package demo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
+	"github.com/kioskcert/kioskcert/kiosk/internal/config"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
+)
+
+// Center is a running demo center process.
+type Center struct {
+	Dir        string // the center's directory (config, keys, databases)
+	Config     string // its config file
+	KioskAddr  string
+	PublicAddr string
+	OpsAddr    string
+	bin        string
+	cmd        *exec.Cmd
+	exited     chan error
+	logFile    *os.File
+}
+
+// IssuerURL is the demo center's SMART Health Card issuer.
+const IssuerURL = "https://issuer.kioskcert.example"
+
+// SetupCenter creates a demo center in dir with the demo municipalities and
+// records, trusting the card authority's trust file, and enrolls the given
+// kiosks (credentials under dir/kiosks/<id>). It does not start it.
+func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...string) (*Center, error) {
+	c := &Center{Dir: dir, Config: filepath.Join(dir, "center.json"), bin: bin}
+	steps := [][]string{
+		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
+			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0"},
+		{"municipality", "load-demo", "-config", c.Config},
+		{"records", "load-demo", "-config", c.Config, "-operator", "demo"},
+	}
+	for i, id := range kioskIDs {
+		steps = append(steps, []string{"kiosk", "enroll", "-config", c.Config, "-id", id,
+			"-store-name", "デモ店 " + id, "-store-code", fmt.Sprintf("DEMO-%04d", i+1), "-chain", "DEMO",
+			"-prefecture", "01", "-region", "hokkaido", "-out", c.KioskDir(id)})
+	}
+	for _, args := range steps {
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+		}
+	}
+	return c, nil
+}
+
+// KioskDir is where an enrolled kiosk's credentials are.
+func (c *Center) KioskDir(id string) string { return filepath.Join(c.Dir, "kiosks", id) }
+
+// CSCAFile is the country signing CA certificate VDS-NC verifiers trust.
+func (c *Center) CSCAFile() string { return filepath.Join(c.Dir, "keys", "vdsnc", "csca.pem") }
+
+// Start runs `issuance-center serve` and waits for its ready line.
+func (c *Center) Start(ctx context.Context) error {
+	var err error
+	if c.logFile, err = os.OpenFile(filepath.Join(c.Dir, "center.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		return err
+	}
+	c.cmd = exec.Command(c.bin, "serve", "-config", c.Config)
+	c.cmd.Stderr = c.logFile
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := c.cmd.Start(); err != nil {
+		return fmt.Errorf("demo: start center: %w", err)
+	}
+	c.exited = make(chan error, 1)
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready ") {
+				ready <- sc.Text()
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() { c.exited <- c.cmd.Wait() }()
+	select {
+	case line := <-ready:
+		for _, f := range strings.Fields(line)[1:] {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "kiosk":
+				c.KioskAddr = v
+			case "public":
+				c.PublicAddr = v
+			case "ops":
+				c.OpsAddr = v
+			}
+		}
+		return nil
+	case err := <-c.exited:
+		return fmt.Errorf("demo: center exited at start (%v); see %s", err, c.logFile.Name())
+	case <-time.After(30 * time.Second):
+		c.Stop()
+		return fmt.Errorf("demo: center not ready within 30 s; see %s", c.logFile.Name())
+	case <-ctx.Done():
+		c.Stop()
+		return ctx.Err()
+	}
+}
+
+// Stop shuts the center down gracefully (SIGTERM), killing it after 20 s.
+func (c *Center) Stop() error {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return nil
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-c.exited:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		err = <-c.exited
+	}
+	c.cmd = nil
+	if c.logFile != nil {
+		c.logFile.Close()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("demo: center exited with %v", ee)
+	}
+	return nil
+}
+
+// Kill stops the center at once (for tests of the center going down).
+func (c *Center) Kill() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		c.cmd.Process.Kill()
+		<-c.exited
+		c.cmd = nil
+	}
+}
+
+// JWKS fetches the issuer's key set as the center serves it.
+func (c *Center) JWKS(ctx context.Context) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.PublicAddr+"/.well-known/jwks.json", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("demo: fetch JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("demo: fetch JWKS: HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// KioskConfig writes a kiosk agent configuration for an enrolled kiosk.
+func (c *Center) KioskConfig(id, cardTrust string, reader config.Reader, printer config.Printer) (*config.Config, string, error) {
+	dir := c.KioskDir(id)
+	cfg := &config.Config{
+		CenterURL:        "wss://" + c.KioskAddr + "/v1/kiosk",
+		CenterServerName: "localhost",
+		CertFile:         filepath.Join(dir, "kiosk.pem"),
+		KeyFile:          filepath.Join(dir, "kiosk.key"),
+		CenterCAFile:     filepath.Join(dir, "center-ca.pem"),
+		CardTrustFile:    cardTrust,
+		Reader:           reader,
+		Printer:          printer,
+	}
+	path := filepath.Join(dir, "kiosk.json")
+	if err := cfg.Write(path); err != nil {
+		return nil, "", err
+	}
+	loaded, err := config.Load(path)
+	return loaded, path, err
+}
+
+// NewAuthority creates a test card issuing authority in dir and returns it
+// with its trust file.
+func NewAuthority(dir string) (carddata.Authority, string, error) {
+	a, err := virtualcard.GenerateAuthority("JLIS-TEST-CA")
+	if err != nil {
+		return carddata.Authority{}, "", err
+	}
+	if err := virtualcard.SaveAuthority(dir, a); err != nil {
+		return carddata.Authority{}, "", err
+	}
+	return a, filepath.Join(dir, virtualcard.AuthorityTrustFile), nil
+}
