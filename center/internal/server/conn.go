@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,12 +168,17 @@ func (c *conn) issue(req protocol.Issue) {
 }
 
 func (c *conn) outcome(o protocol.Outcome) {
-	e, ok := c.s.pending.take(c.kiosk.ID, o.RequestID)
-	if !ok {
+	e, state := c.s.pending.beginOutcome(c.kiosk.ID, o.RequestID)
+	switch state {
+	case outcomeUnknown:
 		c.sendError(o.RequestID, protocol.CodeUnknownRequest, "no pending request with this ID for this kiosk")
 		return
+	case outcomeBusy:
+		c.sendError(o.RequestID, protocol.CodeUnavailable, "the request is still being issued or settled; send the outcome again")
+		return
 	}
-	<-e.done
+	recorded := false
+	defer func() { c.s.pending.endOutcome(o.RequestID, e, recorded) }()
 	ev := store.Event{
 		Time: c.s.cfg.Now(), KioskID: c.kiosk.ID, StoreCode: c.kiosk.StoreCode,
 		RequestID: o.RequestID, Result: o.Outcome,
@@ -184,6 +190,7 @@ func (c *conn) outcome(o protocol.Outcome) {
 	switch o.Outcome {
 	case protocol.OutcomePrinted:
 		if e.resp == nil || o.Copies != e.resp.Copies {
+			// Not recorded: the kiosk must report the copies it was issued.
 			c.sendError(o.RequestID, protocol.CodeBadMessage, "printed copies differ from the copies issued")
 			return
 		}
@@ -206,6 +213,7 @@ func (c *conn) outcome(o protocol.Outcome) {
 		c.sendError(o.RequestID, protocol.CodeInternal, "outcome not recorded; send it again")
 		return
 	}
+	recorded = true
 	c.s.cfg.Metrics.outcomes.WithLabelValues(o.Outcome).Inc()
 	c.send(protocol.Ack{RequestID: o.RequestID})
 }
@@ -216,7 +224,7 @@ func (c *conn) sendError(requestID string, code protocol.Code, detail string) {
 		requestID = ""
 	}
 	if len(detail) > 512 {
-		detail = detail[:512]
+		detail = strings.ToValidUTF8(detail[:512], "")
 	}
 	c.send(protocol.NewError(requestID, code, detail))
 }

@@ -34,6 +34,7 @@ type entry struct {
 	resp        *protocol.CertificateResponse
 	err         *protocol.Error
 	expires     time.Time
+	settling    bool // an outcome is being recorded
 }
 
 func newPending(ttl time.Duration, now func() time.Time) *pending {
@@ -81,16 +82,45 @@ func (p *pending) finish(id string, e *entry, resp *protocol.CertificateResponse
 	close(e.done)
 }
 
-// take removes and returns the entry for an outcome report.
-func (p *pending) take(kioskID, id string) (*entry, bool) {
+// outcomeState says whether an outcome report can be recorded now.
+type outcomeState int
+
+const (
+	outcomeReady    outcomeState = iota
+	outcomeUnknown               // no such request for this kiosk (never seen, or already settled)
+	outcomeBusy                  // the issuance is still running, or another report is being recorded
+)
+
+// beginOutcome reserves the entry for recording an outcome. The entry stays
+// in the cache until endOutcome says the outcome was recorded, so a report
+// that fails to record can be sent again.
+func (p *pending) beginOutcome(kioskID, id string) (*entry, outcomeState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.entries[id]
 	if !ok || e.kioskID != kioskID {
-		return nil, false
+		return nil, outcomeUnknown
 	}
-	delete(p.entries, id)
-	return e, true
+	select {
+	case <-e.done:
+	default:
+		return nil, outcomeBusy
+	}
+	if e.settling {
+		return nil, outcomeBusy
+	}
+	e.settling = true
+	return e, outcomeReady
+}
+
+// endOutcome releases the entry, dropping it when the outcome was recorded.
+func (p *pending) endOutcome(id string, e *entry, recorded bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e.settling = false
+	if recorded && p.entries[id] == e {
+		delete(p.entries, id)
+	}
 }
 
 func (p *pending) expireLocked() {

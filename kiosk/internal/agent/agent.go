@@ -143,8 +143,9 @@ func clientTLS(cfg *config.Config) (*tls.Config, error) {
 // Run connects to the center and runs sessions until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); a.Client.Run(ctx) }()
+	go func() { defer wg.Done(); a.reportStatus(ctx) }()
 	err := a.Kiosk.Run(ctx)
 	wg.Wait()
 	return err

@@ -184,6 +184,8 @@ func (c *Client) session(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(heartbeat)
 		defer t.Stop()
+		resend := time.NewTicker(outcomeResend)
+		defer resend.Stop()
 		n := 0
 		for {
 			select {
@@ -195,6 +197,12 @@ func (c *Client) session(ctx context.Context) error {
 				if err := cn.write(protocol.Ping{Nonce: strconv.Itoa(n)}); err != nil {
 					ws.Close()
 					return
+				}
+			case <-resend.C:
+				// Outcomes nobody is waiting for any more (the session
+				// moved on) are resent until the center acknowledges them.
+				for _, o := range c.unacknowledged() {
+					cn.write(o)
 				}
 			}
 		}
@@ -414,6 +422,14 @@ func (c *Client) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
 		select {
 		case m := <-ch:
 			if e, ok := m.(*protocol.Error); ok {
+				if e.Retryable && ctx.Err() == nil {
+					// The center could not record it yet: send it again.
+					select {
+					case <-time.After(500 * time.Millisecond):
+					case <-ctx.Done():
+					}
+					continue
+				}
 				if e.Code == protocol.CodeUnknownRequest {
 					c.mu.Lock()
 					delete(c.outcomes, o.RequestID)
@@ -428,6 +444,21 @@ func (c *Client) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
 			return fmt.Errorf("%w: outcome of %s queued for resending: %w", ErrNotConnected, o.RequestID, ctx.Err())
 		}
 	}
+}
+
+// outcomeResend is how often unacknowledged outcomes are sent again.
+const outcomeResend = 30 * time.Second
+
+func (c *Client) unacknowledged() []protocol.Outcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []protocol.Outcome
+	for id, o := range c.outcomes {
+		if _, waiting := c.waiters[id]; !waiting {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // PendingOutcomes returns how many outcomes await acknowledgement.
