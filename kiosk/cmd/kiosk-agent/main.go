@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
@@ -32,6 +33,12 @@ func main() {
 	path := fs.String("config", "kiosk.json", "kiosk configuration file")
 	fs.Parse(os.Args[2:])
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if os.Getenv("GOGC") == "" {
+		// Rendering a certificate allocates a few MB (QR encoding, PDF);
+		// collecting less often halves its time (docs/BENCHMARKS.md), and
+		// a kiosk has memory to spare.
+		debug.SetGCPercent(400)
+	}
 	if err := run(*path, log); err != nil {
 		log.Error("kiosk agent stopped", "err", err)
 		os.Exit(1)
