@@ -128,11 +128,13 @@ func serve(conn net.Conn, card Card) error {
 	}
 }
 
-func readMessage(r io.Reader) ([]byte, error) {
+func readMessage(r net.Conn) ([]byte, error) {
 	var hdr [2]byte
+	quickAck(r)
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
+	quickAck(r)
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n == 0 {
 		return nil, errors.New("vpcd: empty message from driver")
