@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ebfe/scard"
@@ -104,7 +103,7 @@ func (d *Daemon) start(driver string) error {
 	d.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// The daemon must not outlive a test binary that crashes.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.cmd.SysProcAttr = childProcAttr()
 	if err := d.cmd.Start(); err != nil {
 		return fmt.Errorf("pcsctest: start pcscd: %w", err)
 	}

@@ -177,8 +177,17 @@ func (c *conn) outcome(o protocol.Outcome) {
 		c.sendError(o.RequestID, protocol.CodeUnavailable, "the request is still being issued or settled; send the outcome again")
 		return
 	}
-	recorded := false
-	defer func() { c.s.pending.endOutcome(o.RequestID, e, recorded) }()
+	// The entry is released before the kiosk is answered: an Ack then means
+	// the request is forgotten, and a report corrected right after an error
+	// is not refused as busy.
+	recorded, released := false, false
+	release := func() {
+		if !released {
+			released = true
+			c.s.pending.endOutcome(o.RequestID, e, recorded)
+		}
+	}
+	defer release()
 	ev := store.Event{
 		Time: c.s.cfg.Now(), KioskID: c.kiosk.ID, StoreCode: c.kiosk.StoreCode,
 		RequestID: o.RequestID, Result: o.Outcome,
@@ -191,6 +200,7 @@ func (c *conn) outcome(o protocol.Outcome) {
 	case protocol.OutcomePrinted:
 		if e.resp == nil || o.Copies != e.resp.Copies {
 			// Not recorded: the kiosk must report the copies it was issued.
+			release()
 			c.sendError(o.RequestID, protocol.CodeBadMessage, "printed copies differ from the copies issued")
 			return
 		}
@@ -210,10 +220,12 @@ func (c *conn) outcome(o protocol.Outcome) {
 	defer cancel()
 	if _, err := c.s.cfg.Store.AppendEvent(ctx, ev); err != nil {
 		c.s.cfg.Log.Error("audit outcome", "kiosk", c.kiosk.ID, "request", o.RequestID, "err", err)
+		release()
 		c.sendError(o.RequestID, protocol.CodeInternal, "outcome not recorded; send it again")
 		return
 	}
 	recorded = true
+	release()
 	c.s.cfg.Metrics.outcomes.WithLabelValues(o.Outcome).Inc()
 	c.send(protocol.Ack{RequestID: o.RequestID})
 }
@@ -250,6 +262,10 @@ func (c *conn) writer(done chan struct{}) {
 	for {
 		select {
 		case b := <-c.out:
+			if b == nil { // closeGoingAway: everything queued before it is written
+				c.writeGoingAway()
+				return
+			}
 			c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 				c.stop()
@@ -270,7 +286,28 @@ func (c *conn) writer(done chan struct{}) {
 
 func (c *conn) stop() { c.once.Do(func() { close(c.closing) }) }
 
+// closeGoingAway closes the connection at shutdown. The close frame is
+// queued behind the frames already queued, so that the answer to an
+// issuance that finished while draining reaches the kiosk: were it lost,
+// the kiosk would retry at another instance, which never saw the request
+// and would issue a second certificate. A writer that does not get to it
+// within a second (a stalled kiosk) is cut short.
 func (c *conn) closeGoingAway() {
+	select {
+	case c.out <- nil:
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(time.Second):
+		}
+	case <-c.closing:
+		return
+	case <-time.After(time.Second):
+	}
+	c.writeGoingAway()
+}
+
+func (c *conn) writeGoingAway() {
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "center shutting down"), time.Now().Add(time.Second))
 	c.stop()
 	c.ws.Close()

@@ -3,8 +3,17 @@
 // the printer and the payment terminal, around the session flow.
 //
 // The parts a deployment (or a test) wants to supply itself — a virtual
-// card slot instead of PC/SC, the store terminal's own payment or printer —
-// are passed in Options and take precedence over the configuration.
+// card slot instead of PC/SC, its own payment or printer — are passed in
+// Options and take precedence over the configuration.
+//
+// With `listen` configured the agent serves the local server
+// (kiosk/internal/localapi): the touch screen and, with an `integrator`
+// section, the store terminal's integrator API behind a bearer token read
+// from a file only the terminal's user can read (LoadToken). Payment mode
+// "terminal" and printer kind "terminal" make the terminal software the
+// cash register and the printer through that API (kiosk/internal/terminal);
+// integrator start "terminal" makes a session wait for the terminal to hand
+// over its screen before a card can start it.
 package agent
 
 import (
@@ -15,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/kioskcert/kioskcert/cardreader"
 	"github.com/kioskcert/kioskcert/cardreader/pcsc"
@@ -22,8 +32,11 @@ import (
 	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/payment"
+	"github.com/kioskcert/kioskcert/kiosk/internal/terminal"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // Options override parts of the configuration.
@@ -33,6 +46,9 @@ type Options struct {
 	Payment  flow.Payment
 	Timeouts flow.Timeouts
 	Log      *slog.Logger
+	// Sim enables the simulator's control panel on the local server
+	// (needs config listen); nil in production.
+	Sim *localapi.Sim
 }
 
 // Agent is a wired kiosk.
@@ -43,8 +59,22 @@ type Agent struct {
 	Reader  cardreader.Reader
 	Printer flow.Printer
 	Payment flow.Payment
-	log     *slog.Logger
-	closers []func() error
+	// Terminal is the store terminal's payment and printer plug-in, when
+	// the configuration uses either (payment.mode or printer.kind
+	// "terminal"); nil otherwise.
+	Terminal *terminal.Terminal
+	// Server is the local server (touch screen, integrator API), when the
+	// configuration sets listen; it is listening once New returns.
+	Server *localapi.Server
+
+	log       *slog.Logger
+	closers   []func() error
+	gate      *gate // armed mode (integrator start "terminal")
+	serveOnce sync.Once
+
+	errMu     sync.Mutex
+	lastErr   string
+	lastErrAt time.Time
 }
 
 // New wires an agent.
@@ -89,16 +119,28 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.Reader = r
 		a.closers = append(a.closers, r.Close)
 	}
+	flowReader := a.Reader
+	if in := cfg.Integrator; in != nil && in.Start == "terminal" {
+		a.gate = newGate(a.Reader)
+		flowReader = a.gate
+	}
 	a.Printer = opts.Printer
 	printCode := flow.PrinterErrorCode(PrintCode)
 	if a.Printer == nil {
-		if a.Printer, printCode, err = openPrinter(cfg.Printer); err != nil {
+		if cfg.Printer.Kind == "terminal" {
+			a.Printer = Printer{P: a.terminal()}
+		} else if a.Printer, printCode, err = openPrinter(cfg.Printer); err != nil {
 			return nil, err
 		}
 	}
 	a.Payment = opts.Payment
 	if a.Payment == nil {
-		a.Payment = payment.NewSimulator()
+		if cfg.Payment.Mode == "terminal" {
+			a.Payment = a.terminal()
+		} else {
+			a.log.Info("payment simulator: fees are approved and not collected (config payment.mode)")
+			a.Payment = payment.NewSimulator()
+		}
 	}
 	renderer, err := certpdf.NewRenderer()
 	if err != nil {
@@ -111,15 +153,78 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if cfg.RequestTimeout.Duration > 0 && timeouts.Request == 0 {
 		timeouts.Request = cfg.RequestTimeout.Duration
 	}
+	// The flow reports print and payment failures to the agent too, for
+	// the integrator's health (last error).
+	noted := func(err error) protocol.Code {
+		code := printCode(err)
+		a.noteError(string(code))
+		return code
+	}
 	a.Kiosk, err = flow.New(flow.Config{
-		Reader: a.Reader, Verifier: verifier, Center: a.Client, Renderer: renderer,
-		Printer: a.Printer, Payment: a.Payment, PrintCode: printCode, Timeouts: timeouts, Log: a.log,
+		Reader: flowReader, Verifier: verifier, Center: a.Client, Renderer: renderer,
+		Printer: a.Printer, Payment: notingPayment{a.Payment, a.noteError}, PrintCode: noted, Timeouts: timeouts, Log: a.log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	if err := a.newServer(cfg, opts); err != nil {
+		return nil, err
+	}
 	ok = true
 	return a, nil
+}
+
+// terminal returns the store terminal plug-in, making it on first use.
+func (a *Agent) terminal() *terminal.Terminal {
+	if a.Terminal == nil {
+		tc := terminal.Config{Log: a.log}
+		if in := a.Config.Integrator; in != nil {
+			tc.AckTimeout = in.AckTimeout.Duration
+		}
+		a.Terminal = terminal.New(tc)
+	}
+	return a.Terminal
+}
+
+// newServer opens the local server when the configuration asks for one.
+func (a *Agent) newServer(cfg *config.Config, opts Options) error {
+	if cfg.Listen == "" {
+		if opts.Sim != nil {
+			return fmt.Errorf("agent: the simulator's control panel needs config listen")
+		}
+		return nil
+	}
+	sc := localapi.Config{Listen: cfg.Listen, Kiosk: a.Kiosk, Sim: opts.Sim, Log: a.log}
+	if in := cfg.Integrator; in != nil {
+		tok, err := LoadToken(cfg.Path(in.TokenFile))
+		if err != nil {
+			return err
+		}
+		a.log.Info("integrator API enabled", "tokenFile", cfg.Path(in.TokenFile), "payment", cfg.Payment.Mode, "printer", cfg.Printer.Kind)
+		integ := &localapi.Integrator{Terminal: a.Terminal, Health: a.IntegratorHealth}
+		if a.gate != nil {
+			integ.Starter = a.gate
+		}
+		sc.Token, sc.Integrator = tok, integ
+	}
+	srv, err := localapi.New(sc)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	a.Server = srv
+	a.closers = append(a.closers, func() error {
+		// Never served: serving with a finished context closes the listener.
+		a.serveOnce.Do(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			srv.Serve(ctx)
+		})
+		return nil
+	})
+	return nil
 }
 
 func clientTLS(cfg *config.Config) (*tls.Config, error) {
@@ -140,18 +245,43 @@ func clientTLS(cfg *config.Config) (*tls.Config, error) {
 	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: name}, nil
 }
 
-// Run connects to the center and runs sessions until ctx ends.
+// Run connects to the center, serves the local server (if configured) and
+// runs sessions until ctx ends, or until the local server fails.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.Client.Run(ctx) }()
 	go func() { defer wg.Done(); a.reportStatus(ctx) }()
+	go func() { defer wg.Done(); a.watchErrors(ctx) }()
+	var serveErr error
+	if a.Server != nil {
+		a.serveOnce.Do(func() {
+			wg.Add(1)
+			a.log.Info("local server listening", "url", a.Server.URL())
+			go func() {
+				defer wg.Done()
+				if err := a.Server.Serve(ctx); err != nil {
+					serveErr = err
+					cancel()
+				}
+			}()
+		})
+	}
 	err := a.Kiosk.Run(ctx)
+	if a.Terminal != nil {
+		// End the terminal's event streams, so the server can shut down.
+		a.Terminal.Close()
+	}
 	wg.Wait()
+	if serveErr != nil {
+		return serveErr
+	}
 	return err
 }
 
-// Close releases the reader.
+// Close releases the reader and the local server's listener.
 func (a *Agent) Close() {
 	for _, c := range a.closers {
 		if c != nil {

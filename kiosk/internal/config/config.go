@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,12 +51,40 @@ type Reader struct {
 
 // Printer selects the printer.
 type Printer struct {
-	// Kind is "ipp" (print through an IPP printer or CUPS queue) or
-	// "spool" (write each job as a PDF file into SpoolDir, for integrators
-	// whose terminal software prints, and for the demo).
+	// Kind is "ipp" (print through an IPP printer or CUPS queue), "spool"
+	// (write each job as a PDF file into SpoolDir, for the demo) or
+	// "terminal" (the store terminal's software fetches each job's PDF
+	// through the integrator API and prints it; needs Listen and
+	// Integrator.TokenFile).
 	Kind     string `json:"kind"`
 	URL      string `json:"url,omitempty"`
 	SpoolDir string `json:"spoolDir,omitempty"`
+}
+
+// Payment selects the cash register.
+type Payment struct {
+	// Mode is "simulator" (approves every fee and collects nothing; the
+	// default, for demos and tests) or "terminal" (the store terminal's
+	// software collects the fee through the integrator API; needs Listen
+	// and Integrator.TokenFile).
+	Mode string `json:"mode,omitempty"`
+}
+
+// Integrator configures the store terminal's integrator API
+// (docs/INTEGRATION.md) on the local server.
+type Integrator struct {
+	// TokenFile holds the API's bearer token. The agent creates it (owner
+	// read/write only) if it is missing and refuses to start if others can
+	// read it. The terminal software reads the token from it.
+	TokenFile string `json:"tokenFile"`
+	// Start is "card" (a card placed on the reader starts a session; the
+	// default) or "terminal" (a session starts only after the terminal
+	// hands over the screen with POST /api/v1/integrator/session/start).
+	Start string `json:"start,omitempty"`
+	// AckTimeout bounds how long the kiosk waits for the terminal to
+	// acknowledge a capture or void before going on (it stays pending);
+	// default 5s.
+	AckTimeout Duration `json:"ackTimeout,omitzero"`
 }
 
 // Config is the kiosk agent's configuration.
@@ -70,12 +99,16 @@ type Config struct {
 	CenterCAFile     string `json:"centerCaFile"`
 	// CardTrustFile holds the card issuing authority's keys, for the
 	// kiosk's local check of the card data.
-	CardTrustFile  string   `json:"cardTrustFile"`
-	Reader         Reader   `json:"reader"`
-	Printer        Printer  `json:"printer"`
-	Listen         string   `json:"listen,omitempty"` // local UI and integrator API
-	InputTimeout   Duration `json:"inputTimeout,omitzero"`
-	RequestTimeout Duration `json:"requestTimeout,omitzero"`
+	CardTrustFile string  `json:"cardTrustFile"`
+	Reader        Reader  `json:"reader"`
+	Printer       Printer `json:"printer"`
+	Payment       Payment `json:"payment,omitzero"`
+	// Listen is the local server's loopback address (127.0.0.1:8800): the
+	// touch screen and the integrator API. Empty: no local server.
+	Listen         string      `json:"listen,omitempty"`
+	Integrator     *Integrator `json:"integrator,omitempty"`
+	InputTimeout   Duration    `json:"inputTimeout,omitzero"`
+	RequestTimeout Duration    `json:"requestTimeout,omitzero"`
 
 	dir string
 }
@@ -129,10 +162,50 @@ func (c *Config) Validate() error {
 		if c.Printer.SpoolDir == "" {
 			return errors.New("printer.spoolDir is required for a spool printer")
 		}
+	case "terminal":
 	default:
-		return fmt.Errorf("printer.kind %q: want ipp or spool", c.Printer.Kind)
+		return fmt.Errorf("printer.kind %q: want ipp, spool or terminal", c.Printer.Kind)
+	}
+	switch c.Payment.Mode {
+	case "", "simulator", "terminal":
+	default:
+		return fmt.Errorf("payment.mode %q: want simulator or terminal", c.Payment.Mode)
+	}
+	if c.Listen != "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil || port == "" {
+			return fmt.Errorf("listen %q must be host:port", c.Listen)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("listen %q must be a loopback address (127.0.0.1, [::1] or localhost): the local API must not be reachable from the network", c.Listen)
+		}
+	}
+	if in := c.Integrator; in != nil {
+		if in.TokenFile == "" {
+			return errors.New("integrator.tokenFile is required")
+		}
+		switch in.Start {
+		case "", "card", "terminal":
+		default:
+			return fmt.Errorf("integrator.start %q: want card or terminal", in.Start)
+		}
+		if in.AckTimeout.Duration < 0 {
+			return errors.New("integrator.ackTimeout must not be negative")
+		}
+		if c.Listen == "" {
+			return errors.New("integrator needs listen (the local server's loopback address)")
+		}
+	}
+	if c.UsesTerminal() && c.Integrator == nil {
+		return errors.New(`payment.mode "terminal", printer.kind "terminal" need the integrator API: set listen and integrator.tokenFile`)
 	}
 	return nil
+}
+
+// UsesTerminal reports whether the store terminal's software is the
+// payment or the printer.
+func (c *Config) UsesTerminal() bool {
+	return c.Payment.Mode == "terminal" || c.Printer.Kind == "terminal"
 }
 
 // Path resolves a configured file name against the config file's directory.

@@ -8,6 +8,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,7 +80,7 @@ func (c *Center) Start(ctx context.Context) error {
 	}
 	c.cmd = exec.Command(c.bin, "serve", "-config", c.Config)
 	c.cmd.Stderr = c.logFile
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c.cmd.SysProcAttr = childProcAttr()
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -123,6 +124,39 @@ func (c *Center) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// PinAddresses rewrites the center's configuration so that it listens on
+// the addresses it has now (the demo starts it on free ports). A center
+// stopped and started again then comes back on the same ports, as a
+// restarted production center does, and kiosks configured for it
+// reconnect without a new configuration. Call it while the center runs.
+func (c *Center) PinAddresses() error {
+	if c.KioskAddr == "" || c.PublicAddr == "" || c.OpsAddr == "" {
+		return errors.New("demo: PinAddresses needs a started center")
+	}
+	b, err := os.ReadFile(c.Config)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("demo: %s: %w", c.Config, err)
+	}
+	for key, addr := range map[string]string{"kioskListen": c.KioskAddr, "publicListen": c.PublicAddr, "opsListen": c.OpsAddr} {
+		if cfg[key], err = json.Marshal(addr); err != nil {
+			return err
+		}
+	}
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(c.Config, append(out, '\n'), 0o600)
+}
+
+// Running reports whether the center process is running (started and not
+// yet stopped or killed).
+func (c *Center) Running() bool { return c.cmd != nil }
 
 // Stop shuts the center down gracefully (SIGTERM), killing it after 20 s.
 func (c *Center) Stop() error {

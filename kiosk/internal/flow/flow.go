@@ -94,9 +94,13 @@ type Message struct {
 
 // Snapshot is what the screen shows now.
 type Snapshot struct {
-	Session  string    `json:"session,omitempty"` // random session ID, for logs; never personal
-	State    State     `json:"state"`
-	Seq      uint64    `json:"seq"`
+	Session string `json:"session,omitempty"` // random session ID, for logs; never personal
+	State   State  `json:"state"`
+	Seq     uint64 `json:"seq"`
+	// Ready is true on the idle screen once the kiosk is waiting for a
+	// card. The idle snapshot that closes a session is not yet ready: a
+	// card placed then is taken for one left behind.
+	Ready    bool      `json:"ready,omitempty"`
 	Deadline time.Time `json:"deadline,omitzero"`
 
 	TriesLeft int  `json:"triesLeft,omitempty"`
@@ -120,6 +124,11 @@ type Snapshot struct {
 	// Reminder counts repeated reminders (remove card, take certificate),
 	// so the screen and voice can escalate.
 	Reminder int `json:"reminder,omitempty"`
+
+	// TakeCard is true on an error screen that holds until the card is
+	// taken off the reader (an error while the card was needed), so the
+	// screen asks for the card rather than for an acknowledgement.
+	TakeCard bool `json:"takeCard,omitempty"`
 
 	CanRetry bool     `json:"canRetry,omitempty"`
 	Error    *Message `json:"error,omitempty"`

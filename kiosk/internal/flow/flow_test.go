@@ -199,9 +199,9 @@ func newRig(t *testing.T, timeouts flow.Timeouts) *rig {
 	done := make(chan struct{})
 	go func() { r.kiosk.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	// Wait until the flow itself has published idle: a card placed before
-	// that would be taken for one left on the reader by a previous resident.
-	for r.kiosk.Snapshot().Seq == 0 {
+	// Wait until the flow is ready for a card: a card placed before that
+	// would be taken for one left on the reader by a previous resident.
+	for !r.kiosk.Snapshot().Ready {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return r

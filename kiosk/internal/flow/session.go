@@ -131,7 +131,7 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 			return err
 		}
 	}
-	k.publish(Snapshot{State: StateIdle})
+	k.publish(Snapshot{State: StateIdle, Ready: true})
 	if err := reader.WaitForCard(ctx); err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 			return err
 		}
 		// Show why, then hold until the card is taken.
-		k.publish(Snapshot{Session: s.id, State: StateError, Error: m})
+		k.publish(Snapshot{Session: s.id, State: StateError, Error: m, TakeCard: true})
 		k.waitRemoval(ctx, s, m)
 		return err
 	}
@@ -280,7 +280,7 @@ func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) er
 		if errMsg != nil {
 			state = StateError
 		}
-		k.publish(Snapshot{Session: s.id, State: state, Reminder: n, Error: errMsg})
+		k.publish(Snapshot{Session: s.id, State: state, Reminder: n, Error: errMsg, TakeCard: errMsg != nil})
 		select {
 		case err := <-done:
 			return err

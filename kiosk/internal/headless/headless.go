@@ -95,7 +95,7 @@ func Run(ctx context.Context, k *flow.Kiosk, card Card, r Resident) (*Result, er
 				}
 				return res, nil
 			}
-			if !inserted {
+			if !inserted && s.Ready {
 				if err := card.Insert(); err != nil {
 					return res, fmt.Errorf("headless: insert card: %w", err)
 				}

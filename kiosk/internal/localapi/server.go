@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -118,7 +119,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	s.srv = &http.Server{Handler: s.guard(s.mux), ReadHeaderTimeout: 10 * time.Second}
+	// Requests (event streams above all) end when the server does.
+	s.srv = &http.Server{Handler: s.guard(s.mux), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {
@@ -194,6 +197,9 @@ func readJSON(r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("localapi: request body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("localapi: request body: trailing data after the JSON value")
 	}
 	return nil
 }
