@@ -155,7 +155,12 @@ func (r *Reader) WaitForRemoval(ctx context.Context) error {
 func (r *Reader) waitFor(ctx context.Context, present bool) error {
 	cur := scard.StateUnaware
 	for {
-		st, err := r.state(ctx, cur, time.Second)
+		// SCardCancel issued before SCardGetStatusChange starts is lost, so
+		// each wait is short and the context is checked between them.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, err := r.state(ctx, cur, 250*time.Millisecond)
 		if err != nil {
 			return err
 		}

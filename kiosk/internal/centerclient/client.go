@@ -366,12 +366,14 @@ func (c *Client) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 		c.mu.Unlock()
 	}()
 	for {
-		c.mu.Lock()
-		lost := c.changed
-		c.mu.Unlock()
 		if err := c.send(ctx, req); err != nil {
 			return nil, err
 		}
+		// Watch for the connection changing after the send: send itself
+		// may have waited out a reconnect, which is no reason to resend.
+		c.mu.Lock()
+		lost := c.changed
+		c.mu.Unlock()
 		select {
 		case m := <-ch:
 			switch m := m.(type) {
@@ -413,12 +415,12 @@ func (c *Client) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
 		c.mu.Unlock()
 	}()
 	for {
-		c.mu.Lock()
-		lost := c.changed
-		c.mu.Unlock()
 		if err := c.send(ctx, o); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		lost := c.changed
+		c.mu.Unlock()
 		select {
 		case m := <-ch:
 			if e, ok := m.(*protocol.Error); ok {

@@ -332,10 +332,16 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	var muni string
 	var kind certificate.Kind
 	copies := 0
-	step := 0
+	step, shown := 0, -1
+	var deadline time.Time
 	for step < 3 {
+		if step != shown {
+			// The deadline runs from when the screen first appears: inputs
+			// the screen does not accept must not keep a session alive.
+			shown, deadline = step, k.cfg.Now().Add(to.Input)
+		}
 		snap := base
-		snap.Municipality, snap.Kind, snap.Deadline = muni, kind, k.cfg.Now().Add(to.Input)
+		snap.Municipality, snap.Kind, snap.Deadline = muni, kind, deadline
 		var want InputType
 		switch step {
 		case 0:
@@ -346,7 +352,7 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 			snap.State, want = StateCopies, InputCopies
 		}
 		k.publish(snap)
-		in, err := k.await(ctx, to.Input, nil, want, InputBack, InputCancel)
+		in, err := k.await(ctx, deadline.Sub(k.cfg.Now()), nil, want, InputBack, InputCancel)
 		if err != nil {
 			return k.endByResident(ctx, s, err)
 		}
@@ -487,7 +493,7 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	s.wipe()
 
 	// Take your certificate (and card): repeat until the resident stops it.
-	deadline := k.cfg.Now().Add(to.TakeCert)
+	deadline = k.cfg.Now().Add(to.TakeCert)
 	for n := 0; k.cfg.Now().Before(deadline); n++ {
 		k.publish(Snapshot{Session: s.id, State: StateTakeCertificate, Reminder: n, Deadline: deadline})
 		in, err := k.await(ctx, to.Reminder, nil, InputStop, InputConfirm)
