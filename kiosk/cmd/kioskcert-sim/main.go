@@ -1,0 +1,181 @@
+// Command kioskcert-sim runs the kiosk in simulator mode (`make run`): a
+// demo issuance center (the issuance-center binary next to this one, in its
+// own process), a virtual card reader and the kiosk agent with its touch
+// screen, on this machine. Open the printed URL in a browser: the control
+// panel at /sim/ shows the kiosk screen and lets you place a demo
+// resident's card on the reader, take it off, approve or decline the
+// payment, and make the next print fail. Printed certificates land as PDFs
+// in <out>/spool/. It runs until Ctrl-C.
+//
+//	kioskcert-sim [-listen 127.0.0.1:8800] [-out out/sim] [-auto-pay] [-center bin/issuance-center]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
+	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
+	"github.com/kioskcert/kioskcert/kiosk/internal/config"
+	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
+	"github.com/kioskcert/kioskcert/kiosk/internal/printer"
+)
+
+const kioskID = "KIOSK-SIM-0001"
+
+func main() {
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:8800", "loopback address of the kiosk screen")
+	flag.StringVar(&o.out, "out", "out/sim", "working directory: demo keys, center data, printed PDFs (replaced)")
+	flag.StringVar(&o.center, "center", "", "issuance-center binary (default: next to this program)")
+	flag.BoolVar(&o.autoPay, "auto-pay", false, "approve payments at once instead of waiting for the panel")
+	verbose := flag.Bool("v", false, "log every session (session IDs and results only)")
+	flag.Parse()
+	if o.center == "" {
+		self, err := os.Executable()
+		if err != nil {
+			fail(err)
+		}
+		o.center = filepath.Join(filepath.Dir(self), "issuance-center")
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sim, err := start(ctx, o)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf(`
+kioskcert simulator is running.
+  %ssim/   control panel: the kiosk screen, card reader, payment and printer
+  %s       the kiosk screen alone, as the kiosk's browser shows it
+  %s       printed certificates (PDF)
+Demo residents and their PINs are listed on the panel (assets/demo/README.md).
+Press Ctrl-C to stop.
+`, sim.url, sim.url, sim.spool)
+	if err := sim.wait(); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "kioskcert-sim:", err)
+	os.Exit(1)
+}
+
+type options struct {
+	listen, out, center string
+	autoPay             bool
+	timeouts            flow.Timeouts
+	log                 *slog.Logger
+}
+
+// simulator is a running center, agent and local server.
+type simulator struct {
+	url, spool string
+	center     *demo.Center
+	agent      *agent.Agent
+	sim        *localapi.Sim
+	done       chan error // the agent (with its local server), once
+	stop       context.CancelFunc
+}
+
+// start builds the demo center and the kiosk under o.out and runs them
+// until ctx ends.
+func start(ctx context.Context, o options) (sim *simulator, err error) {
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(out); err != nil {
+		return nil, err
+	}
+	spool := filepath.Join(out, "spool")
+	for _, d := range []string{out, filepath.Join(out, "jlis"), spool} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(o.center); err != nil {
+		return nil, fmt.Errorf("issuance-center binary: %w (run `make build`, or pass -center)", err)
+	}
+	auth, trust, err := demo.NewAuthority(filepath.Join(out, "jlis"))
+	if err != nil {
+		return nil, err
+	}
+	center, err := demo.SetupCenter(ctx, o.center, filepath.Join(out, "center"), trust, kioskID)
+	if err != nil {
+		return nil, err
+	}
+	if err := center.Start(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			center.Stop()
+		}
+	}()
+	cfg, _, err := center.KioskConfig(kioskID, trust, config.Reader{Kind: "virtual"}, config.Printer{Kind: "spool", SpoolDir: spool})
+	if err != nil {
+		return nil, err
+	}
+	cards, err := virtualcard.NewDemoSet(auth)
+	if err != nil {
+		return nil, err
+	}
+	slot := virtualcard.NewSlot("Simulated reader", true)
+	sp, err := printer.NewSpool(spool)
+	if err != nil {
+		return nil, err
+	}
+	simPrinter := &localapi.SimPrinter{P: agent.Printer{P: sp}}
+	pay := localapi.NewSimPayment(o.autoPay)
+	s := &localapi.Sim{Slot: slot, Cards: localapi.DemoCards(cards), Payment: pay, Printer: simPrinter}
+	// The agent serves the touch screen, with the simulator's panel, on
+	// the loopback address.
+	cfg.Listen = o.listen
+	a, err := agent.New(cfg, agent.Options{Reader: slot, Printer: simPrinter, Payment: pay, Timeouts: o.timeouts, Log: o.log, Sim: s})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	sim = &simulator{url: a.Server.URL(), spool: spool, center: center, agent: a, sim: s, done: make(chan error, 1), stop: stop}
+	go func() { sim.done <- a.Run(runCtx) }()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := a.Client.WaitConnected(cctx); err != nil {
+		sim.stop()
+		sim.wait()
+		return nil, fmt.Errorf("the kiosk did not connect to the demo center: %w (see %s)", err, filepath.Join(out, "center", "center.log"))
+	}
+	return sim, nil
+}
+
+// wait runs until the context given to start ends (or the agent fails),
+// then stops everything.
+func (s *simulator) wait() error {
+	runErr := <-s.done
+	s.stop()
+	s.agent.Close()
+	for _, err := range []error{runErr, s.center.Stop()} {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return nil
+}
