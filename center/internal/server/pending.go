@@ -86,9 +86,9 @@ func (p *pending) finish(id string, e *entry, resp *protocol.CertificateResponse
 type outcomeState int
 
 const (
-	outcomeReady    outcomeState = iota
-	outcomeUnknown               // no such request for this kiosk (never seen, or already settled)
-	outcomeBusy                  // the issuance is still running, or another report is being recorded
+	outcomeReady   outcomeState = iota
+	outcomeUnknown              // no such request for this kiosk (never seen, or already settled)
+	outcomeBusy                 // the issuance is still running, or another report is being recorded
 )
 
 // beginOutcome reserves the entry for recording an outcome. The entry stays

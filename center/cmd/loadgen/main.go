@@ -1,0 +1,176 @@
+// Command loadgen drives an issuance center with many kiosks and reports
+// throughput, latency percentiles and errors by code, then checks the
+// center's audit log for double issues (package loadtest describes the
+// loop and the checks).
+//
+//	loadgen -self -kiosks 50 -duration 30s [-disconnect 0.05] [-overseas]
+//	loadgen -addr HOST:PORT -kiosk-dir DIR -authority DIR [-server-name NAME]
+//	        [-ops http://HOST:PORT -ops-token-file FILE] [-requests N | -duration D]
+//
+// With -self it creates a throwaway center in a temporary directory (demo
+// municipalities and records, -kiosks enrolled kiosks) and runs it in this
+// process. Otherwise it drives the center at -addr with the kiosks whose
+// credentials are under -kiosk-dir (one directory per kiosk, as
+// `issuance-center kiosk enroll -out` writes them) and cards signed by the
+// test card authority in -authority (`cardsim keygen` layout), which the
+// center must trust and whose demo records it must hold; -ops and
+// -ops-token-file let it read the audit log for the check.
+//
+// The exit status is 1 when any request failed or the audit log disagrees.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kioskcert/kioskcert/center/internal/loadtest"
+	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/pkg/certificate"
+)
+
+func main() {
+	ok, err := run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// run parses the flags and runs; ok is false when a request failed or the
+// audit log disagrees. Deferred clean-up (the -self center) runs before exit.
+func run() (ok bool, err error) {
+	var (
+		self       = flag.Bool("self", false, "create and run a throwaway center in this process")
+		kiosks     = flag.Int("kiosks", 10, "kiosks to enroll (-self) or to use at most (0: all under -kiosk-dir)")
+		requests   = flag.Int("requests", 0, "requests per kiosk (0: run for -duration)")
+		duration   = flag.Duration("duration", 30*time.Second, "how long to run when -requests is 0")
+		disconnect = flag.Float64("disconnect", 0, "probability that a request loses its connection mid-request (0-1)")
+		overseas   = flag.Bool("overseas", false, "alternate overseas and domestic requests (residents with passport data)")
+		cards      = flag.Int("cards", 2, "distinct cards per kiosk")
+		timeout    = flag.Duration("timeout", 30*time.Second, "deadline of each dial, write and read")
+		seed       = flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the fault injection")
+		addr       = flag.String("addr", "", "the center's kiosk listener (host:port)")
+		serverName = flag.String("server-name", "", "name in the center's TLS certificate (default: the host of -addr)")
+		kioskDir   = flag.String("kiosk-dir", "", "directory of enrolled kiosks' credentials")
+		authority  = flag.String("authority", "", "directory of the test card authority the center trusts")
+		ops        = flag.String("ops", "", "the center's operations API, for the audit check (http://host:port)")
+		tokenFile  = flag.String("ops-token-file", "", "file holding the operator token")
+		verbose    = flag.Bool("v", false, "log each failed request")
+	)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	kinds := []certificate.Kind{certificate.Domestic}
+	if *overseas {
+		kinds = []certificate.Kind{certificate.Overseas, certificate.Domestic}
+	}
+	cfg := loadtest.Config{Requests: *requests, Duration: *duration, DisconnectRate: *disconnect, Timeout: *timeout, Seed: *seed, Log: log}
+	var audit func(since time.Time) ([]store.Event, error)
+
+	if *self {
+		fmt.Fprintf(os.Stderr, "loadgen: creating a center with %d kiosks…\n", *kiosks)
+		s, err := loadtest.SelfHost(ctx, loadtest.SelfHostOptions{Kiosks: *kiosks, CardsPerKiosk: *cards, Kinds: kinds})
+		if err != nil {
+			return false, err
+		}
+		defer s.Close()
+		cfg.Addr, cfg.Kiosks, cfg.Cards = s.Addr(), s.Kiosks, s.Cards
+		audit = func(since time.Time) ([]store.Event, error) { return s.AuditEvents(context.Background(), since) }
+	} else {
+		if err := external(&cfg, *addr, *serverName, *kioskDir, *authority, *kiosks, *cards, kinds); err != nil {
+			return false, err
+		}
+		if *ops != "" {
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return false, fmt.Errorf("operator token: %w", err)
+			}
+			token := strings.TrimSpace(string(b))
+			var ids []string
+			for _, k := range cfg.Kiosks {
+				ids = append(ids, k.ID)
+			}
+			audit = func(since time.Time) ([]store.Event, error) {
+				return loadtest.FetchAudit(context.Background(), *ops, token, ids, since)
+			}
+		}
+	}
+
+	fmt.Fprintf(os.Stderr, "loadgen: %d kiosks against %s\n", len(cfg.Kiosks), cfg.Addr)
+	start := time.Now().Add(-time.Second)
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	rep.WriteText(os.Stdout)
+	ok = len(rep.Errors) == 0
+	if audit == nil {
+		fmt.Println("audit: not checked (give -ops and -ops-token-file)")
+		return ok, nil
+	}
+	evs, err := audit(start)
+	if err != nil {
+		return false, err
+	}
+	check := loadtest.CheckAudit(evs, rep)
+	fmt.Println(check)
+	return ok && check.OK(), nil
+}
+
+// external prepares a run against a running center.
+func external(cfg *loadtest.Config, addr, serverName, kioskDir, authorityDir string, max, perKiosk int, kinds []certificate.Kind) error {
+	if addr == "" || kioskDir == "" || authorityDir == "" {
+		return errors.New("without -self, give -addr, -kiosk-dir and -authority")
+	}
+	if serverName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+		serverName = host
+	}
+	ks, err := loadtest.LoadKiosks(kioskDir, serverName)
+	if err != nil {
+		return err
+	}
+	if max > 0 && len(ks) > max {
+		ks = ks[:max]
+	}
+	auth, err := loadtest.LoadAuthority(authorityDir)
+	if err != nil {
+		return err
+	}
+	// One AP key for every card of the run, as SelfHost does.
+	ap, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	cfg.Addr, cfg.Kiosks = addr, ks
+	for i := range ks {
+		cs, err := loadtest.DemoCards(auth, ap, i, perKiosk, kinds)
+		if err != nil {
+			return err
+		}
+		cfg.Cards = append(cfg.Cards, cs)
+	}
+	return nil
+}
