@@ -49,7 +49,7 @@ vet-windows:
 test: deps
 	$(GO) mod verify
 	$(MAKE) build
-	$(MAKE) vet
+	$(MAKE) lint
 	$(MAKE) build-windows vet-windows
 	@# The center must build without cgo and must not import the card reader.
 	CGO_ENABLED=0 $(GO) build ./center/... ./pkg/...
