@@ -5,19 +5,10 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
-	"github.com/kioskcert/kioskcert/pkg/keyfile"
-)
-
-// Files written by SaveAuthority under a directory.
-const (
-	AuthorityKeyFile   = "jlis-test-ca.key" // private; 0600
-	AuthorityTrustFile = "jlis-test-ca.pem" // the trust anchor verifiers configure
 )
 
 // GenerateAuthority makes a new test card issuing authority ("J-LIS test
@@ -36,43 +27,6 @@ func GenerateAuthority(name string) (carddata.Authority, error) {
 		copy(id[len(name):], h[:])
 	}
 	return carddata.Authority{KeyID: id, Signer: k}, nil
-}
-
-// SaveAuthority writes the authority's private key and its trust file into dir.
-func SaveAuthority(dir string, a carddata.Authority) error {
-	if err := keyfile.Write(filepath.Join(dir, AuthorityKeyFile), a.Signer); err != nil {
-		return err
-	}
-	ik, err := a.IssuerKey()
-	if err != nil {
-		return err
-	}
-	trust, err := carddata.MarshalIssuerKey(ik)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, AuthorityTrustFile), trust, 0o644)
-}
-
-// LoadAuthority reads an authority saved by SaveAuthority.
-func LoadAuthority(dir string) (carddata.Authority, error) {
-	signer, err := keyfile.Load(filepath.Join(dir, AuthorityKeyFile))
-	if err != nil {
-		return carddata.Authority{}, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, AuthorityTrustFile))
-	if err != nil {
-		return carddata.Authority{}, fmt.Errorf("virtualcard: %w", err)
-	}
-	keys, err := carddata.ParseIssuerKeys(b)
-	if err != nil {
-		return carddata.Authority{}, err
-	}
-	pub, ok := signer.Public().(*rsa.PublicKey)
-	if !ok || !pub.Equal(keys[0].PublicKey) {
-		return carddata.Authority{}, fmt.Errorf("virtualcard: %s does not match the key in %s", AuthorityTrustFile, AuthorityKeyFile)
-	}
-	return carddata.Authority{KeyID: keys[0].KeyID, Signer: signer}, nil
 }
 
 // Personalize makes the signed card files for a demo resident, with a fresh

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -26,11 +25,9 @@ import (
 	"time"
 
 	"github.com/go-pdf/fpdf"
-	"github.com/kioskcert/kioskcert/assets/demo"
-	"github.com/kioskcert/kioskcert/pkg/certid"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/kioskcert/kioskcert/pkg/shc"
-	"github.com/kioskcert/kioskcert/pkg/vaccine"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
 	"github.com/skip2/go-qrcode"
 )
@@ -53,7 +50,7 @@ const issuerURL = "https://vc.kioskcert.example/012041"
 
 func newFixture(t testing.TB, residentID string) *fixture {
 	t.Helper()
-	f := &fixture{cert: demoCert(t, residentID)}
+	f := &fixture{cert: certtest.Resident(t, residentID, certificate.Overseas)}
 	shcKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cscaKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bscKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -96,39 +93,6 @@ func newFixture(t testing.TB, residentID string) *fixture {
 
 func (f *fixture) opts() Options {
 	return Options{JWKS: f.keys, SHCIssuer: issuerURL, CSCAs: f.cscas, Now: now}
-}
-
-// demoCert builds an overseas certificate for a demo resident.
-func demoCert(t testing.TB, residentID string) *certificate.Certificate {
-	t.Helper()
-	d, err := demo.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := d.Resident(residentID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := sha256.Sum256([]byte(residentID))
-	id, err := certid.New(bytes.NewReader(seed[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	family, given, _ := strings.Cut(r.Name, "\u3000")
-	c := &certificate.Certificate{ID: id, Kind: certificate.Overseas, IssueDate: "2024-04-01",
-		Issuer: certificate.Issuer{MunicipalityCode: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: r.Name, FamilyName: family, GivenName: given, RomanFamily: r.RomanFamily, RomanGiven: r.RomanGiven,
-			BirthDate: r.BirthDate, Sex: r.Sex, Nationality: r.Nationality, PassportNumber: r.PassportNumber}}
-	for _, dose := range r.Records[0].Doses {
-		p, err := vaccine.Lookup(dose.Product)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Doses = append(c.Doses, certificate.Dose{Number: dose.Number, Date: dose.Date, Product: p.Code, ProductName: p.Name,
-			ManufacturerJa: p.ManufacturerJa, ManufacturerEn: p.ManufacturerEn, VaccineTypeJa: p.TypeJa, VaccineTypeEn: p.TypeEn,
-			Lot: dose.Lot, Country: "JPN"})
-	}
-	return c
 }
 
 // qrImage renders text as a QR code, px pixels per module.

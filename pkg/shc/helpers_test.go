@@ -3,7 +3,6 @@ package shc
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
@@ -12,11 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kioskcert/kioskcert/assets/demo"
-	"github.com/kioskcert/kioskcert/pkg/certid"
-	"github.com/kioskcert/kioskcert/pkg/certificate"
-	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/golden")
@@ -56,46 +50,6 @@ func testIssuer(t testing.TB) *Issuer {
 		t.Fatal(err)
 	}
 	return is
-}
-
-// testCert builds a certificate for a demo resident from their first
-// ledger record, with a certificate ID derived from the resident id so that
-// golden files are stable.
-func testCert(t testing.TB, residentID string, kind certificate.Kind) *certificate.Certificate {
-	t.Helper()
-	d, err := demo.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := d.Resident(residentID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := r.Records[0]
-	c := &certificate.Certificate{Kind: kind, IssueDate: "2024-04-01"}
-	for _, m := range d.Municipalities {
-		if m.Code == rec.Municipality {
-			c.Issuer = certificate.Issuer{MunicipalityCode: m.Code, NameJa: m.NameJa, NameEn: m.NameEn, AuthorityJa: m.AuthorityJa, AuthorityEn: m.AuthorityEn}
-		}
-	}
-	seed := sha256.Sum256([]byte(residentID))
-	if c.ID, err = certid.New(bytes.NewReader(seed[:])); err != nil {
-		t.Fatal(err)
-	}
-	family, given, _ := strings.Cut(r.Name, "\u3000")
-	c.Holder = certificate.Holder{Name: r.Name, FamilyName: family, GivenName: given,
-		RomanFamily: r.RomanFamily, RomanGiven: r.RomanGiven, BirthDate: r.BirthDate, Sex: r.Sex,
-		Nationality: r.Nationality, PassportNumber: r.PassportNumber}
-	for _, dose := range rec.Doses {
-		p, err := vaccine.Lookup(dose.Product)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Doses = append(c.Doses, certificate.Dose{Number: dose.Number, Date: dose.Date, Product: p.Code,
-			ProductName: p.Name, ManufacturerJa: p.ManufacturerJa, ManufacturerEn: p.ManufacturerEn,
-			VaccineTypeJa: p.TypeJa, VaccineTypeEn: p.TypeEn, Lot: dose.Lot, Country: "JPN"})
-	}
-	return c
 }
 
 // golden compares got with testdata/golden/name, or rewrites it with -update.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/makiuchi-d/gozxing"
 	zxqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/skip2/go-qrcode"
@@ -58,7 +59,7 @@ func segments(t *testing.T, raw []byte, version int) (modes [2]int, counts [2]in
 // them); this test shows the choice it makes is the specified one.
 func TestQRCodeVersionAndSegments(t *testing.T) {
 	is := testIssuer(t)
-	taro, err := is.Issue(testCert(t, "taro", certificate.Domestic), pinnedNow)
+	taro, err := is.Issue(certtest.Resident(t, "taro", certificate.Domestic), pinnedNow)
 	if err != nil {
 		t.Fatal(err)
 	}

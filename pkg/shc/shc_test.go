@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
@@ -184,7 +185,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.resident+"-"+string(tc.kind), func(t *testing.T) {
-			c := testCert(t, tc.resident, tc.kind)
+			c := certtest.Resident(t, tc.resident, tc.kind)
 			p, err := is.Payload(c, pinnedNow)
 			if err != nil {
 				t.Fatal(err)
@@ -236,7 +237,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 // no id, text, display or CodeableConcept.text; resource: references; meta
 // absent.
 func TestPayloadRules(t *testing.T) {
-	p, err := testIssuer(t).Payload(testCert(t, "taro", certificate.Domestic), pinnedNow)
+	p, err := testIssuer(t).Payload(certtest.Resident(t, "taro", certificate.Domestic), pinnedNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +283,7 @@ func TestPayloadRules(t *testing.T) {
 func TestTamperedJWSFails(t *testing.T) {
 	is := testIssuer(t)
 	keys, _ := NewJWKS(is.PublicKey())
-	qr, err := is.Issue(testCert(t, "hanako", certificate.Domestic), pinnedNow)
+	qr, err := is.Issue(certtest.Resident(t, "hanako", certificate.Domestic), pinnedNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestVerifyRejects(t *testing.T) {
 	old := loadKey(t, "issuer-key-old.pem")
 	keys, _ := NewJWKS(is.PublicKey())
 	oldOnly, _ := NewJWKS(old.Public())
-	c := testCert(t, "hanako", certificate.Domestic)
+	c := certtest.Resident(t, "hanako", certificate.Domestic)
 	qr, err := is.Issue(c, pinnedNow)
 	if err != nil {
 		t.Fatal(err)
@@ -401,10 +402,10 @@ func TestIssuerRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.Issue(testCert(t, "hanako", certificate.Domestic), pinnedNow); !errors.Is(err, ErrKey) {
+	if _, err := bad.Issue(certtest.Resident(t, "hanako", certificate.Domestic), pinnedNow); !errors.Is(err, ErrKey) {
 		t.Errorf("mismatched signer: error = %v, want ErrKey", err)
 	}
-	c := testCert(t, "hanako", certificate.Domestic)
+	c := certtest.Resident(t, "hanako", certificate.Domestic)
 	c.Doses[0].Product = "sputnik"
 	if _, err := testIssuer(t).Issue(c, pinnedNow); !errors.Is(err, ErrCertificate) {
 		t.Errorf("unknown product: error = %v, want ErrCertificate", err)
@@ -416,7 +417,7 @@ func TestIssuerRejects(t *testing.T) {
 // (10 doses, 20-character lots, long names) still fits.
 func TestTooLarge(t *testing.T) {
 	is := testIssuer(t)
-	c := testCert(t, "taro", certificate.Overseas)
+	c := certtest.Resident(t, "taro", certificate.Overseas)
 	for len(c.Doses) < certificate.MaxDoses {
 		d := c.Doses[len(c.Doses)-1]
 		d.Number++
@@ -536,7 +537,7 @@ func TestNewJWKS(t *testing.T) {
 
 func BenchmarkIssue(b *testing.B) {
 	is := testIssuer(b)
-	c := testCert(b, "taro", certificate.Domestic)
+	c := certtest.Resident(b, "taro", certificate.Domestic)
 	for b.Loop() {
 		if _, err := is.Issue(c, pinnedNow); err != nil {
 			b.Fatal(err)
@@ -547,7 +548,7 @@ func BenchmarkIssue(b *testing.B) {
 func BenchmarkVerify(b *testing.B) {
 	is := testIssuer(b)
 	keys, _ := NewJWKS(is.PublicKey())
-	qr, err := is.Issue(testCert(b, "taro", certificate.Domestic), pinnedNow)
+	qr, err := is.Issue(certtest.Resident(b, "taro", certificate.Domestic), pinnedNow)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gowebpki/jcs"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/kioskcert/kioskcert/pkg/vaccine"
 	"github.com/makiuchi-d/gozxing"
 	zxqr "github.com/makiuchi-d/gozxing/qrcode"
@@ -119,7 +120,7 @@ func TestDocumentTypeListDER(t *testing.T) {
 func TestBuildKnownAnswer(t *testing.T) {
 	for _, id := range []string{"hanako", "taro", "an"} {
 		t.Run(id, func(t *testing.T) {
-			d, err := Build(testCert(t, id))
+			d, err := Build(certtest.Resident(t, id, certificate.Overseas))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +135,7 @@ func TestBuildKnownAnswer(t *testing.T) {
 			golden(t, id+"-data.json", append(canon, '\n'))
 		})
 	}
-	d, err := Build(testCert(t, "taro"))
+	d, err := Build(certtest.Resident(t, "taro", certificate.Overseas))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestBuildRejects(t *testing.T) {
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := testCert(t, "hanako")
+			c := certtest.Resident(t, "hanako", certificate.Overseas)
 			mutate(c)
 			if _, err := Build(c); err == nil {
 				t.Fatal("Build accepted the certificate")
@@ -220,7 +221,7 @@ func signFixture(t *testing.T, p *testPKI) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := Build(testCert(t, "hanako"))
+		d, err := Build(certtest.Resident(t, "hanako", certificate.Overseas))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +247,7 @@ func TestVerifyFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Data.Msg.Pid.N != "SHIKEN HANAKO" || v.Data.Msg.UVCI != testCert(t, "hanako").ID || v.Signer.Subject.CommonName != "Japan Test VDS-NC Signer 1" {
+	if v.Data.Msg.Pid.N != "SHIKEN HANAKO" || v.Data.Msg.UVCI != certtest.Resident(t, "hanako", certificate.Overseas).ID || v.Signer.Subject.CommonName != "Japan Test VDS-NC Signer 1" {
 		t.Errorf("verified = %+v", v.Data.Msg)
 	}
 	if !IsVDSNC(doc) {
@@ -262,7 +263,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	}
 	for _, id := range []string{"hanako", "taro", "an"} {
 		t.Run(id, func(t *testing.T) {
-			c := testCert(t, id)
+			c := certtest.Resident(t, id, certificate.Overseas)
 			d, err := Build(c)
 			if err != nil {
 				t.Fatal(err)
@@ -465,7 +466,7 @@ func TestQRCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Build(testCert(t, "taro"))
+	d, err := Build(certtest.Resident(t, "taro", certificate.Overseas))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +511,7 @@ func TestTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := testCert(t, "taro")
+	c := certtest.Resident(t, "taro", certificate.Overseas)
 	all := vaccine.All()
 	c.Doses = c.Doses[:1]
 	for len(c.Doses) < certificate.MaxDoses {
@@ -579,7 +580,7 @@ func BenchmarkSign(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := testCert(b, "taro")
+	c := certtest.Resident(b, "taro", certificate.Overseas)
 	for b.Loop() {
 		d, err := Build(c)
 		if err != nil {

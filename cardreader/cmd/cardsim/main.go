@@ -22,6 +22,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/cardreader/vpcd"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
 )
 
 func main() {
@@ -50,7 +51,7 @@ func usage() {
 
 func keygen(args []string) error {
 	fs := flag.NewFlagSet("keygen", flag.ExitOnError)
-	dir := fs.String("dir", "", "directory for "+virtualcard.AuthorityKeyFile+" and "+virtualcard.AuthorityTrustFile)
+	dir := fs.String("dir", "", "directory for "+carddata.AuthorityKeyFile+" and "+carddata.AuthorityTrustFile)
 	name := fs.String("name", "JLIS-TEST-CA", "readable prefix of the 16-byte key ID")
 	fs.Parse(args)
 	if *dir == "" {
@@ -60,10 +61,10 @@ func keygen(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := virtualcard.SaveAuthority(*dir, a); err != nil {
+	if err := carddata.SaveAuthority(*dir, a); err != nil {
 		return err
 	}
-	fmt.Printf("test card issuing authority %X written to %s (trust file %s)\n", a.KeyID, *dir, virtualcard.AuthorityTrustFile)
+	fmt.Printf("test card issuing authority %X written to %s (trust file %s)\n", a.KeyID, *dir, carddata.AuthorityTrustFile)
 	return nil
 }
 
@@ -81,7 +82,7 @@ func run(args []string) error {
 	}
 	var set *virtualcard.DemoSet
 	if !*foreign {
-		a, err := virtualcard.LoadAuthority(*authDir)
+		a, err := carddata.LoadAuthority(*authDir)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
 )
@@ -28,14 +29,8 @@ type files struct {
 func setup(t *testing.T) files {
 	t.Helper()
 	now := time.Now()
-	c := &certificate.Certificate{ID: "04HMASW9NF61", Kind: certificate.Overseas, IssueDate: now.Format(time.DateOnly),
-		Issuer: certificate.Issuer{MunicipalityCode: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: "試験　花子", FamilyName: "試験", GivenName: "花子", RomanFamily: "SHIKEN", RomanGiven: "HANAKO",
-			BirthDate: "1985-04-02", Sex: "2", Nationality: "JPN", PassportNumber: "TK1234567"},
-		Doses: []certificate.Dose{
-			{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty", Lot: "FA5765", Country: "JPN"},
-			{Number: 2, Date: "2021-07-05", Product: "comirnaty", ProductName: "Comirnaty", Lot: "FC3661", Country: "JPN"},
-		}}
+	c := certtest.Resident(t, "hanako", certificate.Overseas)
+	c.IssueDate = now.Format(time.DateOnly)
 	shcKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cscaKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bscKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -36,6 +36,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/loadtest"
 	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 )
 
@@ -155,7 +156,7 @@ func external(cfg *loadtest.Config, addr, serverName, kioskDir, authorityDir str
 	if max > 0 && len(ks) > max {
 		ks = ks[:max]
 	}
-	auth, err := loadtest.LoadAuthority(authorityDir)
+	auth, err := carddata.LoadAuthority(authorityDir)
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
-	"github.com/kioskcert/kioskcert/pkg/certid"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
 	"github.com/kioskcert/kioskcert/pkg/keyfile"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
@@ -122,7 +122,7 @@ func TestRotateSHC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qr, err := is.Issue(testCertificate(t), t0)
+	qr, err := is.Issue(certtest.Resident(t, "hanako", certificate.Domestic), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,9 +275,7 @@ func TestCreateVDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := testCertificate(t)
-	c.Kind = certificate.Overseas
-	c.Holder.RomanFamily, c.Holder.RomanGiven, c.Holder.Nationality, c.Holder.PassportNumber = "SHIKEN", "HANAKO", "JPN", "TK1234567"
+	c := certtest.Resident(t, "hanako", certificate.Overseas)
 	d, err := vdsnc.Build(c)
 	if err != nil {
 		t.Fatal(err)
@@ -311,20 +309,5 @@ func TestCreateVDS(t *testing.T) {
 	// refused nothing, and holds no private part.
 	if bytes.Contains(keys[0].PublicKey, []byte("PRIVATE")) {
 		t.Fatal("store holds a private key")
-	}
-}
-
-func testCertificate(t *testing.T) *certificate.Certificate {
-	t.Helper()
-	id, err := certid.New(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &certificate.Certificate{
-		ID: id, Kind: certificate.Domestic, IssueDate: "2024-04-01",
-		Issuer: certificate.Issuer{MunicipalityCode: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: "試験　花子", FamilyName: "試験", GivenName: "花子", BirthDate: "1985-04-02", Sex: "2"},
-		Doses: []certificate.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty",
-			ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: "FA5765", Country: "JPN"}},
 	}
 }

@@ -24,36 +24,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
-	"github.com/kioskcert/kioskcert/pkg/keyfile"
 )
-
-// Files of a test card issuing authority, as `cardsim keygen` writes them.
-const (
-	AuthorityKeyFile   = "jlis-test-ca.key"
-	AuthorityTrustFile = "jlis-test-ca.pem"
-)
-
-// LoadAuthority reads a test card issuing authority (its private key and
-// trust file) from dir; the center must trust it.
-func LoadAuthority(dir string) (carddata.Authority, error) {
-	signer, err := keyfile.Load(filepath.Join(dir, AuthorityKeyFile))
-	if err != nil {
-		return carddata.Authority{}, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, AuthorityTrustFile))
-	if err != nil {
-		return carddata.Authority{}, fmt.Errorf("loadtest: %w", err)
-	}
-	keys, err := carddata.ParseIssuerKeys(b)
-	if err != nil {
-		return carddata.Authority{}, err
-	}
-	pub, ok := signer.Public().(*rsa.PublicKey)
-	if !ok || !pub.Equal(keys[0].PublicKey) {
-		return carddata.Authority{}, fmt.Errorf("loadtest: %s does not hold the key of %s", AuthorityTrustFile, AuthorityKeyFile)
-	}
-	return carddata.Authority{KeyID: keys[0].KeyID, Signer: signer}, nil
-}
 
 // LoadKiosks reads enrolled kiosks' credentials: every subdirectory of dir
 // holding the files `issuance-center kiosk enroll -out` writes (kiosk.pem,

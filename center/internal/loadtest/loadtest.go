@@ -20,8 +20,8 @@
 //
 // A center to drive comes from SelfHost (a throwaway center in a temporary
 // directory, with demo data and enrolled kiosks) or from an existing one
-// (LoadKiosks reads enrolled kiosks' credentials, LoadAuthority the test
-// card authority the center trusts, and DemoCards makes cards of the demo
+// (LoadKiosks reads enrolled kiosks' credentials, carddata.LoadAuthority the
+// test card authority the center trusts, and DemoCards makes cards of the demo
 // residents, whose records the center must hold).
 package loadtest
 

@@ -101,7 +101,7 @@ func SelfHost(ctx context.Context, opts SelfHostOptions) (s *SelfHosted, err err
 	if err := os.MkdirAll(centerDir, 0o700); err != nil {
 		return nil, err
 	}
-	trustFile := filepath.Join(s.Dir, AuthorityTrustFile)
+	trustFile := filepath.Join(s.Dir, carddata.AuthorityTrustFile)
 	if err := os.WriteFile(trustFile, trust, 0o644); err != nil {
 		return nil, err
 	}

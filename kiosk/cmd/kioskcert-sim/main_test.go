@@ -8,34 +8,24 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
 )
-
-// buildCenter builds the issuance-center binary the simulator runs.
-func buildCenter(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "issuance-center")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/kioskcert/kioskcert/center/cmd/issuance-center")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build issuance-center: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestSimulator runs `make run`'s simulator with the real demo center and
 // plays one resident through it over HTTP, as the panel and the page do:
 // place the demo card, type the PIN, take the card, choose, confirm, pay
 // on the panel, take the certificate. The PDF lands in the spool folder.
 func TestSimulator(t *testing.T) {
-	center := buildCenter(t)
+	center, err := demo.BuildCenter(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "sim")

@@ -3,7 +3,6 @@ package browsertest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,18 +22,16 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
-	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
+	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
-	"github.com/kioskcert/kioskcert/kiosk/internal/printer"
-	"github.com/kioskcert/kioskcert/pkg/protocol"
+	"github.com/kioskcert/kioskcert/kiosk/internal/printer/printertest"
 )
 
 var (
-	browser  context.Context // the running Chromium; tabs derive from it
-	cards    *virtualcard.DemoSet
-	renderer *certpdf.Renderer
-	shotDir  string
+	browser context.Context // the running Chromium; tabs derive from it
+	shotDir string
 )
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
@@ -82,17 +79,7 @@ func runTests(m *testing.M) int {
 	}
 	browser = b
 
-	a, err := virtualcard.GenerateAuthority("JLIS-BROWSER-TEST")
-	if err == nil {
-		cards, err = virtualcard.NewDemoSet(a)
-	}
-	if err == nil {
-		renderer, err = certpdf.NewRenderer()
-	}
-	if err == nil {
-		shotDir, err = screenshotDir()
-	}
-	if err != nil {
+	if shotDir, err = screenshotDir(); err != nil {
 		fmt.Fprintln(os.Stderr, "browsertest:", err)
 		return 1
 	}
@@ -150,8 +137,8 @@ type rigOptions struct {
 type rig struct {
 	t       *testing.T
 	kiosk   *flow.Kiosk
-	center  *fakeCenter
-	printer *fakePrinter
+	center  *flowtest.Center
+	printer *printertest.Fake
 	sim     *localapi.Sim
 	url     string
 	tab     context.Context
@@ -177,13 +164,14 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 	if o.timeouts.Reminder == 0 {
 		o.timeouts.Reminder = 400 * time.Millisecond
 	}
+	cards := flowtest.Cards(t)
 	r := &rig{t: t, prefix: prefix, cardGate: newGate(), centerGate: newGate(), printGate: newGate()}
-	r.center = &fakeCenter{verifier: cards.Verifier, data: cards.Residents, gate: r.centerGate}
-	r.printer = &fakePrinter{gate: r.printGate}
+	r.center = flowtest.NewCenter(cards)
+	r.printer = printertest.New()
 	// Released first thing at cleanup, so that nothing waits on a gate.
 	t.Cleanup(func() { r.cardGate.release(); r.centerGate.release(); r.printGate.release() })
 	slot := virtualcard.NewSlot("browser-test", true)
-	simPrinter := &localapi.SimPrinter{P: r.printer}
+	simPrinter := &localapi.SimPrinter{P: gatedPrinter{agent.Printer{P: r.printer}, r.printGate}}
 	pay := localapi.NewSimPayment(o.autoPay)
 	demoCards := localapi.DemoCards(cards)
 	for i := range demoCards {
@@ -203,14 +191,8 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var err error
 	r.kiosk, err = flow.New(flow.Config{
-		Reader: gatedReader{slot, r.cardGate}, Verifier: cards.Verifier, Center: r.center, Renderer: renderer,
-		Printer: simPrinter, Payment: pay, Timeouts: o.timeouts, Log: log,
-		PrintCode: func(err error) protocol.Code {
-			if errors.Is(err, printer.ErrPaperOut) {
-				return protocol.CodePrinterPaperOut
-			}
-			return protocol.CodePrinterFailed
-		},
+		Reader: gatedReader{slot, r.cardGate}, Verifier: cards.Verifier, Center: gatedCenter{r.center, r.centerGate},
+		Renderer: flowtest.Renderer(t), Printer: simPrinter, Payment: pay, Timeouts: o.timeouts, Log: log, PrintCode: agent.PrintCode,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,16 +205,11 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	r.url = srv.URL()
+	flowtest.Start(t, r.kiosk)
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); r.kiosk.Run(ctx) }()
-	go func() { defer wg.Done(); srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	// A card placed before the kiosk is ready is taken for one left behind.
-	for !r.kiosk.Snapshot().Ready {
-		time.Sleep(5 * time.Millisecond)
-	}
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx); close(served) }()
+	t.Cleanup(func() { cancel(); <-served })
 
 	tab, closeTab := chromedp.NewContext(browser)
 	t.Cleanup(closeTab)

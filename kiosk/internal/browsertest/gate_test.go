@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/kioskcert/kioskcert/cardreader"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // gate holds a step of the session (a card command, the center's answer,
@@ -94,4 +96,30 @@ func (t gatedTransport) Transmit(ctx context.Context, apdu []byte) ([]byte, erro
 		return nil, err
 	}
 	return t.Transport.Transmit(ctx, apdu)
+}
+
+// gatedCenter holds the center's answer at a gate.
+type gatedCenter struct {
+	flow.Center
+	g *gate
+}
+
+func (c gatedCenter) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
+	if err := c.g.wait(ctx, 0); err != nil {
+		return nil, err
+	}
+	return c.Center.Issue(ctx, req)
+}
+
+// gatedPrinter holds each print job at a gate.
+type gatedPrinter struct {
+	flow.Printer
+	g *gate
+}
+
+func (p gatedPrinter) Print(ctx context.Context, name string, pdf []byte, copies int) error {
+	if err := p.g.wait(ctx, 0); err != nil {
+		return err
+	}
+	return p.Printer.Print(ctx, name, pdf, copies)
 }

@@ -11,13 +11,14 @@ import (
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 func resident(t *testing.T, id string) demo.Resident {
 	t.Helper()
-	r, err := cards.Residents.Resident(id)
+	r, err := flowtest.Cards(t).Residents.Resident(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,12 +157,12 @@ func TestHappyPathJapanese(t *testing.T) {
 	}
 	r.tap("stop")
 
-	r.checkNoPersonalData(append(secretsOf(hanako, "BT00000001"), `"pin":"`+hanako.PIN+`"`), true)
+	r.checkNoPersonalData(append(secretsOf(hanako, "FD00000001"), `"pin":"`+hanako.PIN+`"`), true)
 	r.shot("idle-after")
-	if got := r.printer.printed(); !slices.Equal(got, []int{2}) {
-		t.Errorf("printed jobs (copies) %v, want [2]", got)
+	if jobs := r.printer.Jobs(); len(jobs) != 1 || jobs[0].Copies != 2 {
+		t.Errorf("printed %d jobs, want one of 2 copies", len(jobs))
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomePrinted {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomePrinted {
 		t.Errorf("outcome %+v, want printed", o)
 	}
 }
@@ -216,7 +217,7 @@ func TestHappyPathEnglish(t *testing.T) {
 	r.waitFor("the English take-your-certificate prompt", `(document.getElementById('voice').dataset.prompt || '').startsWith('en/take-certificate')`)
 	r.tap("stop")
 
-	r.checkNoPersonalData(append(secretsOf(an, "BT00000001", "BO00000001"), `"pin":"`+an.PIN+`"`), true)
+	r.checkNoPersonalData(append(secretsOf(an, "FD00000001", "FO00000001"), `"pin":"`+an.PIN+`"`), true)
 	r.eval(`document.documentElement.lang`, new(string))
 	r.waitFor("Japanese again for the next resident", `document.documentElement.lang === 'ja'`)
 	r.shot("idle-after")
@@ -326,7 +327,7 @@ func TestPrintFailureAndDecline(t *testing.T) {
 	r.pay(true)
 	r.waitState("take-certificate")
 	r.tap("stop")
-	r.checkNoPersonalData(secretsOf(hanako, "BT00000001"), false)
+	r.checkNoPersonalData(secretsOf(hanako, "FD00000001"), false)
 	if got := r.sim.Payment.Ledger.CapturedYen(); got != 120 {
 		t.Errorf("captured ¥%d, want ¥120 (the failed print must cost nothing)", got)
 	}
@@ -337,7 +338,7 @@ func TestPrintFailureAndDecline(t *testing.T) {
 	r.screen("error", "error-payment-declined", true)
 	r.contains("error", "お支払いが完了しませんでした", "料金はかかりません", "わかりました")
 	r.tap("ack")
-	r.checkNoPersonalData(secretsOf(taro, "BT00000002"), false)
+	r.checkNoPersonalData(secretsOf(taro, "FD00000002"), false)
 	if got := r.sim.Payment.Ledger.CapturedYen(); got != 120 {
 		t.Errorf("captured ¥%d after a declined payment, want ¥120", got)
 	}

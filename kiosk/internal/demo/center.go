@@ -66,6 +66,34 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	return c, nil
 }
 
+// BuildCenter builds the issuance-center binary into dir as it is deployed
+// (CGO_ENABLED=0) and returns its path. It builds from the source tree the
+// go command finds from the working directory, so it serves tests and
+// tools run inside the kioskcert module; `go test` puts its own toolchain's
+// go first in PATH.
+func BuildCenter(ctx context.Context, dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("demo: the go command is not in PATH: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("demo: go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("demo: not inside the kioskcert module (go env GOMOD is empty)")
+	}
+	bin := filepath.Join(dir, "issuance-center")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./center/cmd/issuance-center")
+	cmd.Dir = filepath.Dir(gomod)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("demo: build the issuance center: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
 // KioskDir is where an enrolled kiosk's credentials are.
 func (c *Center) KioskDir(id string) string { return filepath.Join(c.Dir, "kiosks", id) }
 
@@ -236,8 +264,8 @@ func NewAuthority(dir string) (carddata.Authority, string, error) {
 	if err != nil {
 		return carddata.Authority{}, "", err
 	}
-	if err := virtualcard.SaveAuthority(dir, a); err != nil {
+	if err := carddata.SaveAuthority(dir, a); err != nil {
 		return carddata.Authority{}, "", err
 	}
-	return a, filepath.Join(dir, virtualcard.AuthorityTrustFile), nil
+	return a, filepath.Join(dir, carddata.AuthorityTrustFile), nil
 }

@@ -157,7 +157,7 @@ func setup() (*environment, error) {
 	if e.daemon, err = pcsctest.Start(); err != nil {
 		return e, err
 	}
-	centerBin, err := buildCenter(ctx, e.bin)
+	centerBin, err := demo.BuildCenter(ctx, e.bin)
 	if err != nil {
 		return e, err
 	}
@@ -215,31 +215,6 @@ func (e *environment) teardown() {
 		return
 	}
 	os.RemoveAll(e.root)
-}
-
-// buildCenter builds the issuance-center binary as it is deployed: without
-// cgo. `go test` puts the toolchain's go first in PATH.
-func buildCenter(ctx context.Context, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("the go command is not in PATH: %w", err)
-	}
-	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the kioskcert module (go env GOMOD is empty)")
-	}
-	bin := filepath.Join(dir, "issuance-center")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./center/cmd/issuance-center")
-	cmd.Dir = filepath.Dir(gomod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the center: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // Synthetic residents for the load test: valid My Numbers, distinct names,

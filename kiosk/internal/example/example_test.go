@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -76,7 +75,7 @@ func setupEnv() error {
 	env.root = root
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := buildCenter(ctx, root)
+	bin, err := demo.BuildCenter(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -97,30 +96,6 @@ func setupEnv() error {
 	}
 	env.center = center
 	return nil
-}
-
-// buildCenter builds the issuance-center binary as deployed (no cgo).
-func buildCenter(ctx context.Context, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("the go command is not in PATH: %w", err)
-	}
-	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the kioskcert module")
-	}
-	bin := filepath.Join(dir, "issuance-center")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./center/cmd/issuance-center")
-	cmd.Dir = filepath.Dir(gomod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the center: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 type lockedBuffer struct {

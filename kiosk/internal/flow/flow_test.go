@@ -3,7 +3,6 @@ package flow_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,154 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
-	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
+	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
+	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/headless"
 	"github.com/kioskcert/kioskcert/kiosk/internal/payment"
-	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/kiosk/internal/printer/printertest"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
-var (
-	cardsOnce sync.Once
-	cards     *virtualcard.DemoSet
-	renderer  *certpdf.Renderer
-)
-
-func setup(t *testing.T) {
-	t.Helper()
-	cardsOnce.Do(func() {
-		a, err := virtualcard.GenerateAuthority("JLIS-FLOW-TEST")
-		if err != nil {
-			panic(err)
-		}
-		if cards, err = virtualcard.NewDemoSet(a); err != nil {
-			panic(err)
-		}
-		if renderer, err = certpdf.NewRenderer(); err != nil {
-			panic(err)
-		}
-	})
-}
-
-// fakeCenter verifies the card like the center and answers with
-// certificates built from the demo data. Its SHC and VDS-NC payloads are
-// placeholders: the real center's signatures are tested end to end.
-type fakeCenter struct {
-	verifier *carddata.Verifier
-	data     *demo.Data
-
-	mu        sync.Mutex
-	refuse    protocol.Code
-	otherName string // answer with this holder name (binding test)
-	dropFirst int    // fail this many Issue calls as if the connection dropped
-	issued    []protocol.Issue
-	outcomes  []protocol.Outcome
-}
-
-func (f *fakeCenter) Hello() (protocol.Hello, bool) {
-	return protocol.Hello{
-		ProtocolVersion: 1, KioskID: "K-TEST", Time: time.Now().Format(time.RFC3339),
-		Municipalities: []protocol.Municipality{{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}},
-		FeePerCopyYen:  120, Kinds: []string{"domestic", "overseas"}, MaxCopies: 5, HeartbeatSeconds: 15,
-	}, true
-}
-
-func (f *fakeCenter) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.issued = append(f.issued, req)
-	if f.dropFirst > 0 {
-		f.dropFirst--
-		return nil, errors.New("connection dropped")
-	}
-	if f.refuse != "" {
-		return nil, protocol.NewError(req.RequestID, f.refuse, "")
-	}
-	d, err := f.verifier.Verify(req.Card)
-	if err != nil {
-		return nil, protocol.NewError(req.RequestID, protocol.CodeCardInvalid, "")
-	}
-	var r demo.Resident
-	for _, x := range f.data.Residents {
-		if x.MyNumber == d.MyNumber {
-			r = x
-		}
-	}
-	name := r.Name
-	if f.otherName != "" {
-		name = f.otherName
-	}
-	c := certificate.Certificate{
-		ID: fmt.Sprintf("TEST%08d", len(f.issued)), Kind: certificate.Domestic, IssueDate: "2026-11-23",
-		Issuer: certificate.Issuer{MunicipalityCode: req.Municipality, NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: name, FamilyName: strings.Fields(name)[0], BirthDate: r.BirthDate, Sex: r.Sex},
-		SHC:    "shc:/" + strings.Repeat("56", 40),
-	}
-	for _, d := range r.Records[0].Doses {
-		c.Doses = append(c.Doses, certificate.Dose{Number: d.Number, Date: d.Date, Product: d.Product, ProductName: "Comirnaty", ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: d.Lot, Country: "JPN"})
-	}
-	return &protocol.CertificateResponse{
-		RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card),
-		Certificates: []certificate.Certificate{c}, Copies: req.Copies, FeeYen: 120 * req.Copies,
-	}, nil
-}
-
-func (f *fakeCenter) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.outcomes = append(f.outcomes, o)
-	return nil
-}
-
-func (f *fakeCenter) lastOutcome() protocol.Outcome {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.outcomes) == 0 {
-		return protocol.Outcome{}
-	}
-	return f.outcomes[len(f.outcomes)-1]
-}
-
-// fakePrinter records jobs and fails as told.
-type fakePrinter struct {
-	mu     sync.Mutex
-	fail   int
-	jobs   [][]byte
-	copies []int
-	names  []string
-}
-
-var errPaperOut = errors.New("paper out")
-
-func (p *fakePrinter) Print(ctx context.Context, name string, pdf []byte, copies int) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail > 0 {
-		p.fail--
-		return errPaperOut
-	}
-	p.jobs = append(p.jobs, bytes.Clone(pdf))
-	p.copies = append(p.copies, copies)
-	p.names = append(p.names, name)
-	return nil
-}
-
-type slotCard struct {
-	slot *virtualcard.Slot
-	card *virtualcard.Card
-}
-
-func (c slotCard) Insert() error { c.slot.Insert(c.card); return nil }
-func (c slotCard) Remove() error { c.slot.Remove(); return nil }
-
 type rig struct {
 	kiosk   *flow.Kiosk
-	center  *fakeCenter
-	printer *fakePrinter
+	center  *flowtest.Center
+	printer *printertest.Fake
 	pay     *payment.Simulator
 	slot    *virtualcard.Slot
 	logs    *bytes.Buffer
@@ -166,10 +33,10 @@ type rig struct {
 
 func newRig(t *testing.T, timeouts flow.Timeouts) *rig {
 	t.Helper()
-	setup(t)
+	cards := flowtest.Cards(t)
 	r := &rig{
-		center:  &fakeCenter{verifier: cards.Verifier, data: cards.Residents},
-		printer: &fakePrinter{},
+		center:  flowtest.NewCenter(cards),
+		printer: printertest.New(),
 		pay:     payment.NewSimulator(),
 		slot:    virtualcard.NewSlot("test", true),
 		logs:    &bytes.Buffer{},
@@ -182,28 +49,14 @@ func newRig(t *testing.T, timeouts flow.Timeouts) *rig {
 	}
 	var err error
 	r.kiosk, err = flow.New(flow.Config{
-		Reader: r.slot, Verifier: cards.Verifier, Center: r.center, Renderer: renderer,
-		Printer: r.printer, Payment: r.pay, Timeouts: timeouts,
-		PrintCode: func(err error) protocol.Code {
-			if errors.Is(err, errPaperOut) {
-				return protocol.CodePrinterPaperOut
-			}
-			return protocol.CodePrinterFailed
-		},
+		Reader: r.slot, Verifier: cards.Verifier, Center: r.center, Renderer: flowtest.Renderer(t),
+		Printer: agent.Printer{P: r.printer}, Payment: r.pay, Timeouts: timeouts, PrintCode: agent.PrintCode,
 		Log: slog.New(slog.NewJSONHandler(&lockedWriter{w: r.logs}, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.kiosk.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// Wait until the flow is ready for a card: a card placed before that
-	// would be taken for one left on the reader by a previous resident.
-	for !r.kiosk.Snapshot().Ready {
-		time.Sleep(5 * time.Millisecond)
-	}
+	flowtest.Start(t, r.kiosk)
 	return r
 }
 
@@ -220,7 +73,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func (r *rig) play(t *testing.T, id string, res headless.Resident) (*headless.Result, *virtualcard.Card) {
 	t.Helper()
-	card, resident, err := cards.Card(id, virtualcard.Options{ExtendedLength: true})
+	card, resident, err := flowtest.Cards(t).Card(id, virtualcard.Options{ExtendedLength: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +91,7 @@ func (r *rig) play(t *testing.T, id string, res headless.Resident) (*headless.Re
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := headless.Run(ctx, r.kiosk, slotCard{r.slot, card}, res)
+	out, err := headless.Run(ctx, r.kiosk, demo.SlotCard{Slot: r.slot, Card: card}, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,13 +120,14 @@ func TestHappyPath(t *testing.T) {
 	if !subsequence(want, res.States) {
 		t.Fatalf("states %v\nwant in order %v", res.States, want)
 	}
-	if len(r.printer.jobs) != 1 || !bytes.HasPrefix(r.printer.jobs[0], []byte("%PDF")) || r.printer.copies[0] != 2 {
-		t.Fatalf("printer got %d jobs", len(r.printer.jobs))
+	jobs := r.printer.Jobs()
+	if len(jobs) != 1 || !bytes.HasPrefix(jobs[0].PDF, []byte("%PDF")) || jobs[0].Copies != 2 {
+		t.Fatalf("printer got %d jobs", len(jobs))
 	}
-	if !strings.HasPrefix(r.printer.names[0], "kioskcert-") || strings.Contains(r.printer.names[0], "hanako") {
+	if !strings.HasPrefix(jobs[0].Name, "kioskcert-") || strings.Contains(jobs[0].Name, "hanako") {
 		t.Fatal("job name must be the request ID only")
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomePrinted || o.Copies != 2 {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomePrinted || o.Copies != 2 {
 		t.Fatalf("outcome %+v", o)
 	}
 	if r.pay.CapturedYen() != 240 {
@@ -323,7 +177,7 @@ func TestPINBlocked(t *testing.T) {
 func (r *rig) playCard(t *testing.T, card *virtualcard.Card, res headless.Resident) (*headless.Result, *virtualcard.Card) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := headless.Run(ctx, r.kiosk, slotCard{r.slot, card}, res)
+	out, err := headless.Run(ctx, r.kiosk, demo.SlotCard{Slot: r.slot, Card: card}, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +186,7 @@ func (r *rig) playCard(t *testing.T, card *virtualcard.Card, res headless.Reside
 
 func TestCardPulledDuringPIN(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	card, _, _ := cards.Card("an", virtualcard.Options{})
+	card, _, _ := flowtest.Cards(t).Card("an", virtualcard.Options{})
 	snaps, cancel := r.kiosk.Subscribe()
 	defer cancel()
 	r.slot.Insert(card)
@@ -347,7 +201,7 @@ func TestCardPulledDuringPIN(t *testing.T) {
 
 func TestCardPulledMidRead(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	card, resident, _ := cards.Card("takasaki", virtualcard.Options{})
+	card, resident, _ := flowtest.Cards(t).Card("takasaki", virtualcard.Options{})
 	card.SetFaults(virtualcard.Faults{RemoveAfter: 7})
 	res, _ := r.playCard(t, card, headless.Resident{PIN: resident.PIN, Municipality: "012041", Kind: certificate.Domestic, Copies: 1})
 	if res.Printed || res.Error == nil || res.Error.Code != "card_removed" {
@@ -372,22 +226,22 @@ func waitState(t *testing.T, snaps <-chan flow.Snapshot, want flow.State) flow.S
 
 func TestBindingMismatchRefusesToPrint(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	r.center.otherName = "試験　太郎"
+	r.center.AnswerWithHolder("試験　太郎")
 	res, _ := r.play(t, "hanako", headless.Resident{})
 	if res.Printed || res.Error == nil || res.Error.Code != "binding_mismatch" {
 		t.Fatalf("result %+v", res.Error)
 	}
-	if len(r.printer.jobs) != 0 || len(r.pay.Ledger()) != 0 {
+	if len(r.printer.Jobs()) != 0 || len(r.pay.Ledger()) != 0 {
 		t.Fatal("printed or charged a certificate for someone else")
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomeRefused || o.Reason != protocol.CodeHolderMismatch {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeRefused || o.Reason != protocol.CodeHolderMismatch {
 		t.Fatalf("refusal not reported: %+v", o)
 	}
 }
 
 func TestCenterRefusal(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	r.center.refuse = protocol.CodeNoRecord
+	r.center.Refuse(protocol.CodeNoRecord)
 	res, _ := r.play(t, "hanako", headless.Resident{})
 	if res.Error == nil || res.Error.Code != string(protocol.CodeNoRecord) || res.Error.Ja == "" {
 		t.Fatalf("result %+v", res.Error)
@@ -396,7 +250,7 @@ func TestCenterRefusal(t *testing.T) {
 
 func TestPaperOutThenRetry(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	r.printer.fail = 1
+	r.printer.PaperOutNext(1)
 	res, _ := r.play(t, "hanako", headless.Resident{RetryPrint: true})
 	if err := res.Must(); err != nil {
 		t.Fatal(err)
@@ -413,7 +267,7 @@ func TestPaperOutThenRetry(t *testing.T) {
 
 func TestPrintFailsTwiceNoCharge(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	r.printer.fail = 2
+	r.printer.PaperOutNext(2)
 	res, _ := r.play(t, "hanako", headless.Resident{RetryPrint: true})
 	if res.Printed || res.Error == nil || res.Error.Code != string(protocol.CodePrinterPaperOut) {
 		t.Fatalf("result %+v", res.Error)
@@ -421,7 +275,7 @@ func TestPrintFailsTwiceNoCharge(t *testing.T) {
 	if r.pay.CapturedYen() != 0 {
 		t.Fatal("charged for a failed print")
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomeFailed || o.Reason != protocol.CodePrinterPaperOut {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeFailed || o.Reason != protocol.CodePrinterPaperOut {
 		t.Fatalf("outcome %+v", o)
 	}
 }
@@ -432,14 +286,14 @@ func TestCancelAtPreviewReportsCancelled(t *testing.T) {
 	if res.Printed {
 		t.Fatal("printed after cancel")
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomeCancelled {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeCancelled {
 		t.Fatalf("outcome %+v", o)
 	}
 }
 
 func TestInactivityReturnsToIdle(t *testing.T) {
 	r := newRig(t, flow.Timeouts{Input: 150 * time.Millisecond})
-	card, _, _ := cards.Card("hanako", virtualcard.Options{})
+	card, _, _ := flowtest.Cards(t).Card("hanako", virtualcard.Options{})
 	snaps, cancel := r.kiosk.Subscribe()
 	defer cancel()
 	r.slot.Insert(card)
@@ -461,7 +315,7 @@ func TestInactivityReturnsToIdle(t *testing.T) {
 
 func TestCardLeftOnReaderEscalates(t *testing.T) {
 	r := newRig(t, flow.Timeouts{})
-	card, resident, _ := cards.Card("hanako", virtualcard.Options{})
+	card, resident, _ := flowtest.Cards(t).Card("hanako", virtualcard.Options{})
 	snaps, cancel := r.kiosk.Subscribe()
 	defer cancel()
 	r.slot.Insert(card)

@@ -14,6 +14,7 @@ import (
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/printer"
 	"github.com/kioskcert/kioskcert/kiosk/internal/terminal"
@@ -34,9 +35,9 @@ func FuzzIntegratorAnswers(f *testing.F) {
 	f.Add(1, []byte(`{"result":"printed","reason":"","extra":1}`))
 	f.Add(0, []byte("\xff\xfe{"))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	integSetup(f)
-	kiosk, err := flow.New(flow.Config{Reader: virtualcard.NewSlot("fuzz", true), Verifier: integCards.Verifier,
-		Center: &integCenter{}, Renderer: integRenderer, Printer: agent.Printer{P: printerNone{}}, Payment: terminal.New(terminal.Config{Log: quiet}), Log: quiet})
+	cards := flowtest.Cards(f)
+	kiosk, err := flow.New(flow.Config{Reader: virtualcard.NewSlot("fuzz", true), Verifier: cards.Verifier,
+		Center: flowtest.NewCenter(cards), Renderer: flowtest.Renderer(f), Printer: agent.Printer{P: printerNone{}}, Payment: terminal.New(terminal.Config{Log: quiet}), Log: quiet})
 	if err != nil {
 		f.Fatal(err)
 	}

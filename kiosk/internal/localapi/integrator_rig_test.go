@@ -1,7 +1,7 @@
 package localapi_test
 
 // The integrator API's test rig: a real flow.Kiosk (virtual card, the real
-// PDF renderer, a fake center answering from the demo residents) whose
+// PDF renderer, flowtest's fake center answering from the demo residents) whose
 // payment and printer are a terminal.Terminal, behind the real local
 // server on httptest, and a test terminal that speaks the API over HTTP.
 // Names start with "integ" so they cannot clash with the touch screen's
@@ -21,112 +21,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
-	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
+	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/headless"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/terminal"
-	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
-	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 const integToken = "integrator-test-token-0123456789abcdef"
-
-var (
-	integOnce     sync.Once
-	integCards    *virtualcard.DemoSet
-	integRenderer *certpdf.Renderer
-	integErr      error
-)
-
-func integSetup(t testing.TB) {
-	t.Helper()
-	integOnce.Do(func() {
-		a, err := virtualcard.GenerateAuthority("JLIS-INTEGRATOR-TEST")
-		if err != nil {
-			integErr = err
-			return
-		}
-		if integCards, err = virtualcard.NewDemoSet(a); err != nil {
-			integErr = err
-			return
-		}
-		integRenderer, integErr = certpdf.NewRenderer()
-	})
-	if integErr != nil {
-		t.Fatal(integErr)
-	}
-}
-
-// integCenter answers like the center from the demo data (placeholder QR
-// payloads: the real center is exercised by the example's test).
-type integCenter struct {
-	verifier *carddata.Verifier
-	data     *demo.Data
-
-	mu       sync.Mutex
-	outcomes []protocol.Outcome
-}
-
-func (c *integCenter) Hello() (protocol.Hello, bool) {
-	return protocol.Hello{
-		ProtocolVersion: 1, KioskID: "K-INTEG", Time: time.Now().Format(time.RFC3339),
-		Municipalities: []protocol.Municipality{{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}},
-		FeePerCopyYen:  120, Kinds: []string{"domestic"}, MaxCopies: 5, HeartbeatSeconds: 15,
-	}, true
-}
-
-func (c *integCenter) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
-	d, err := c.verifier.Verify(req.Card)
-	if err != nil {
-		return nil, protocol.NewError(req.RequestID, protocol.CodeCardInvalid, "")
-	}
-	var r demo.Resident
-	for _, x := range c.data.Residents {
-		if x.MyNumber == d.MyNumber {
-			r = x
-		}
-	}
-	cert := certificate.Certificate{
-		ID: "INTEG0000001", Kind: certificate.Domestic, IssueDate: "2026-11-23",
-		Issuer: certificate.Issuer{MunicipalityCode: req.Municipality, NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: r.Name, FamilyName: strings.Fields(r.Name)[0], BirthDate: r.BirthDate, Sex: r.Sex},
-		SHC:    "shc:/" + strings.Repeat("56", 40),
-	}
-	for _, d := range r.Records[0].Doses {
-		cert.Doses = append(cert.Doses, certificate.Dose{Number: d.Number, Date: d.Date, Product: d.Product, ProductName: "Comirnaty", ManufacturerJa: "ファイザー", ManufacturerEn: "Pfizer", VaccineTypeJa: "mRNAワクチン", VaccineTypeEn: "mRNA vaccine", Lot: d.Lot, Country: "JPN"})
-	}
-	return &protocol.CertificateResponse{RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card),
-		Certificates: []certificate.Certificate{cert}, Copies: req.Copies, FeeYen: 120 * req.Copies}, nil
-}
-
-func (c *integCenter) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.outcomes = append(c.outcomes, o)
-	return nil
-}
-
-func (c *integCenter) lastOutcome() protocol.Outcome {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.outcomes) == 0 {
-		return protocol.Outcome{}
-	}
-	return c.outcomes[len(c.outcomes)-1]
-}
-
-type integSlotCard struct {
-	slot *virtualcard.Slot
-	card *virtualcard.Card
-}
-
-func (c integSlotCard) Insert() error { c.slot.Insert(c.card); return nil }
-func (c integSlotCard) Remove() error { c.slot.Remove(); return nil }
 
 // integStarter is the armed mode as the agent implements it, reduced to
 // its flag (the agent's gate is tested in the agent package).
@@ -147,7 +53,7 @@ func (s *integStarter) Disarm() bool {
 
 type integRig struct {
 	kiosk  *flow.Kiosk
-	center *integCenter
+	center *flowtest.Center
 	term   *terminal.Terminal
 	slot   *virtualcard.Slot
 	srv    *httptest.Server
@@ -163,10 +69,10 @@ type integOptions struct {
 
 func newIntegRig(t *testing.T, o integOptions) *integRig {
 	t.Helper()
-	integSetup(t)
+	cards := flowtest.Cards(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r := &integRig{
-		center: &integCenter{verifier: integCards.Verifier, data: integCards.Residents},
+		center: flowtest.NewCenter(cards),
 		term:   terminal.New(terminal.Config{Log: quiet, AckTimeout: 2 * time.Second}),
 		slot:   virtualcard.NewSlot("integ", true),
 	}
@@ -178,7 +84,7 @@ func newIntegRig(t *testing.T, o integOptions) *integRig {
 	}
 	var err error
 	r.kiosk, err = flow.New(flow.Config{
-		Reader: r.slot, Verifier: integCards.Verifier, Center: r.center, Renderer: integRenderer,
+		Reader: r.slot, Verifier: cards.Verifier, Center: r.center, Renderer: flowtest.Renderer(t),
 		Printer: agent.Printer{P: r.term}, Payment: r.term, PrintCode: agent.PrintCode,
 		Timeouts: o.timeouts, Log: quiet,
 	})
@@ -208,26 +114,21 @@ func newIntegRig(t *testing.T, o integOptions) *integRig {
 	}
 	r.srv = httptest.NewServer(s.Handler())
 	r.client = &integClient{t: t, base: r.srv.URL, token: integToken}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.kiosk.Run(ctx); close(done) }()
+	flowtest.Start(t, r.kiosk)
+	// Registered after Start, so it runs first: the terminal and the server
+	// go before the kiosk stops.
 	t.Cleanup(func() {
 		r.term.Close()
 		r.srv.CloseClientConnections()
 		r.srv.Close()
-		cancel()
-		<-done
 	})
-	for r.kiosk.Snapshot().Seq == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
 	return r
 }
 
 // play runs the demo resident id through one session.
 func (r *integRig) play(t *testing.T, id string, res headless.Resident) *headless.Result {
 	t.Helper()
-	card, resident, err := integCards.Card(id, virtualcard.Options{ExtendedLength: true})
+	card, resident, err := flowtest.Cards(t).Card(id, virtualcard.Options{ExtendedLength: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +138,7 @@ func (r *integRig) play(t *testing.T, id string, res headless.Resident) *headles
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := headless.Run(ctx, r.kiosk, integSlotCard{r.slot, card}, res)
+	out, err := headless.Run(ctx, r.kiosk, demo.SlotCard{Slot: r.slot, Card: card}, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,8 +435,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // form an API might leak it.
 func personalData(t *testing.T, id string) []string {
 	t.Helper()
-	integSetup(t)
-	r, err := integCards.Residents.Resident(id)
+	r, err := flowtest.Cards(t).Residents.Resident(id)
 	if err != nil {
 		t.Fatal(err)
 	}

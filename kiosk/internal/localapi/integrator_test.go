@@ -11,6 +11,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/headless"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/terminal"
@@ -130,7 +131,7 @@ func TestIntegratorSessionPaidAndPrintedOnce(t *testing.T) {
 	}
 	waitFor(t, "the capture", func() bool { return len(log.snapshot().captured) == 1 })
 	got := log.snapshot()
-	id := r.center.lastOutcome().RequestID
+	id := r.center.LastOutcome().RequestID
 	want := []string{"authorize " + id + "-1", "print kioskcert-" + id + "-1", "capture " + id + "-1"}
 	if !slices.Equal(got.events, want) {
 		t.Errorf("terminal events %v, want %v", got.events, want)
@@ -138,7 +139,7 @@ func TestIntegratorSessionPaidAndPrintedOnce(t *testing.T) {
 	if len(got.pdfs) != 1 || len(got.voided) != 0 {
 		t.Errorf("printed %d, voided %v; want one print and no void", len(got.pdfs), got.voided)
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomePrinted || o.Copies != 2 {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomePrinted || o.Copies != 2 {
 		t.Errorf("outcome %+v", o)
 	}
 	for _, s := range []flow.State{flow.StatePreview, flow.StatePayment, flow.StatePrinting, flow.StateTakeCertificate, flow.StateIdle} {
@@ -186,7 +187,7 @@ func TestIntegratorPaperOutIsNotCharged(t *testing.T) {
 	}
 	waitFor(t, "the capture", func() bool { return len(log.snapshot().captured) == 1 })
 	got := log.snapshot()
-	id := r.center.lastOutcome().RequestID
+	id := r.center.LastOutcome().RequestID
 	want := []string{
 		"authorize " + id + "-1", "print kioskcert-" + id + "-1", "void " + id + "-1",
 		"authorize " + id + "-2", "print kioskcert-" + id + "-2", "capture " + id + "-2",
@@ -200,7 +201,7 @@ func TestIntegratorPaperOutIsNotCharged(t *testing.T) {
 	var h localapi.Health
 	_, b := r.client.do("GET", "/api/v1/integrator/health", nil)
 	json.Unmarshal(b, &h)
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomePrinted {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomePrinted {
 		t.Errorf("outcome %+v", o)
 	}
 	scanPersonal(t, "integrator API responses", r.client.Seen(), personalData(t, "taro"))
@@ -242,7 +243,7 @@ func TestIntegratorPaymentTimeoutVoids(t *testing.T) {
 	if len(log.snapshot().captured) != 0 || len(log.snapshot().pdfs) != 0 {
 		t.Error("a timed-out payment was captured or printed")
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomeCancelled {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeCancelled {
 		t.Errorf("outcome %+v", o)
 	}
 }
@@ -260,7 +261,7 @@ func TestIntegratorPrintTimeoutVoidsAndForgetsPDF(t *testing.T) {
 	}
 	waitFor(t, "the void", func() bool { return len(log.snapshot().voided) == 1 })
 	got := log.snapshot()
-	id := r.center.lastOutcome().RequestID
+	id := r.center.LastOutcome().RequestID
 	want := []string{"authorize " + id + "-1", "print kioskcert-" + id + "-1", "cancel kioskcert-" + id + "-1", "void " + id + "-1"}
 	if !slices.Equal(got.events, want) {
 		t.Errorf("terminal events %v, want %v", got.events, want)
@@ -272,7 +273,7 @@ func TestIntegratorPrintTimeoutVoidsAndForgetsPDF(t *testing.T) {
 	if st != http.StatusConflict {
 		t.Errorf("late printed report: %d, want 409", st)
 	}
-	if o := r.center.lastOutcome(); o.Outcome != protocol.OutcomeFailed || o.Reason != protocol.CodePrinterFailed {
+	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeFailed || o.Reason != protocol.CodePrinterFailed {
 		t.Errorf("outcome %+v", o)
 	}
 }
@@ -376,7 +377,7 @@ func TestIntegratorStartAndCancel(t *testing.T) {
 	}
 	// A running session cannot be started again; cancel reaches the flow
 	// where the resident could cancel (here: the PIN screen).
-	card, _, err := integCards.Card("hanako", virtualcard.Options{ExtendedLength: true})
+	card, _, err := flowtest.Cards(t).Card("hanako", virtualcard.Options{ExtendedLength: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,8 +398,7 @@ func TestIntegratorStartAndCancel(t *testing.T) {
 }
 
 func TestRedactLeavesOutPersonalData(t *testing.T) {
-	integSetup(t)
-	res, err := integCards.Residents.Resident("an")
+	res, err := flowtest.Cards(t).Residents.Resident("an")
 	if err != nil {
 		t.Fatal(err)
 	}

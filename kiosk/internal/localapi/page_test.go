@@ -10,35 +10,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
-
-var (
-	pageOnce  sync.Once
-	pageCards *virtualcard.DemoSet
-)
-
-func pageDemoSet(t testing.TB) *virtualcard.DemoSet {
-	t.Helper()
-	pageOnce.Do(func() {
-		a, err := virtualcard.GenerateAuthority("JLIS-PAGE-TEST")
-		if err != nil {
-			panic(err)
-		}
-		if pageCards, err = virtualcard.NewDemoSet(a); err != nil {
-			panic(err)
-		}
-	})
-	return pageCards
-}
 
 // pageCenter offers one municipality and never issues: the page tests stop
 // before the request.
@@ -73,7 +54,7 @@ type pageKiosk struct {
 
 func newPageKiosk(t *testing.T, withSim bool) *pageKiosk {
 	t.Helper()
-	set := pageDemoSet(t)
+	set := flowtest.Cards(t)
 	slot := virtualcard.NewSlot("page-test", true)
 	pay := localapi.NewSimPayment(false)
 	k, err := flow.New(flow.Config{Reader: slot, Verifier: set.Verifier, Center: pageCenter{}, Renderer: pageRenderer{},
@@ -92,14 +73,7 @@ func newPageKiosk(t *testing.T, withSim bool) *pageKiosk {
 		t.Fatal(err)
 	}
 	p.handler = srv.Handler()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// A card placed before the kiosk is ready is taken for one left behind.
-	for !k.Snapshot().Ready {
-		time.Sleep(5 * time.Millisecond)
-	}
+	flowtest.Start(t, k)
 	return p
 }
 

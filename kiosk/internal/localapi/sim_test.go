@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskcert/kioskcert/kiosk/internal/flow/flowtest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/payment"
 	"github.com/kioskcert/kioskcert/kiosk/internal/printer"
@@ -137,7 +138,7 @@ func TestSimRoutes(t *testing.T) {
 	}
 	st := state()
 	cards, _ := st["cards"].([]any)
-	if len(cards) != len(pageDemoSet(t).Residents.Residents)+1 {
+	if len(cards) != len(flowtest.Cards(t).Residents.Residents)+1 {
 		t.Fatalf("panel offers %d cards, want every demo resident and a foreign card", len(cards))
 	}
 	if p.do("GET", "/sim/", host, "", "", "").Code != 200 {
