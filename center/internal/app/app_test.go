@@ -593,3 +593,51 @@ func (tc *testCenter) checkNoPersonalData(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// After a restart the center has forgotten its pending requests: an outcome
+// for a request it issued is settled from the audit log (once), and the
+// same request sent again is refused rather than issued a second time.
+func TestRestartSettlesFromAuditAndRefusesReissue(t *testing.T) {
+	tc := startCenter(t)
+	k, err := tc.dial(t, tc.tlsFor(t, "K-GOOD"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, m := k.issue("012041", certificate.Domestic, tc.card(t, "hanako", ""))
+	if _, ok := m.(protocol.CertificateResponse); !ok {
+		t.Fatalf("issue: %#v", m)
+	}
+	k.ws.Close()
+	tc.stop()
+	tc.start(t)
+	k2, err := tc.dial(t, tc.tlsFor(t, "K-GOOD"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2.send(req)
+	if e, ok := k2.read().(*protocol.Error); !ok || e.Code != protocol.CodeRequestIDReused {
+		t.Fatalf("reissue after restart: %#v", e)
+	}
+	for i := 0; i < 2; i++ { // the second report is a duplicate: acknowledged, not recorded again
+		k2.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: 1})
+		if ack, ok := k2.read().(protocol.Ack); !ok || ack.RequestID != req.RequestID {
+			t.Fatalf("outcome %d after restart not acknowledged", i)
+		}
+	}
+	evs, err := tc.center.Store.Events(context.Background(), store.EventQuery{RequestID: req.RequestID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[store.EventType]int{}
+	for _, e := range evs {
+		count[e.Type]++
+	}
+	if count[store.EventIssued] != 1 || count[store.EventPrinted] != 1 {
+		t.Fatalf("audit for the request: %v", count)
+	}
+	// A request the center never issued stays unknown.
+	k2.send(protocol.Outcome{RequestID: protocol.NewRequestID(), Outcome: protocol.OutcomePrinted, Copies: 1})
+	if e, ok := k2.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnknownRequest {
+		t.Fatalf("unknown request: %#v", e)
+	}
+}

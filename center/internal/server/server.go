@@ -71,6 +71,7 @@ type Server struct {
 	live     *liveStatus
 
 	mu       sync.Mutex
+	settleMu sync.Mutex // serialises outcomes settled from the audit log
 	draining bool
 	conns    map[*conn]struct{}
 	inflight sync.WaitGroup

@@ -129,6 +129,10 @@ type EventQuery struct {
 	From, To time.Time
 	// KioskID, when set, selects only that kiosk's events.
 	KioskID string
+	// RequestID, when set, selects only that request's events. The center
+	// uses it to settle an outcome reported after a restart, and to refuse
+	// a retried request it already issued before the restart.
+	RequestID string
 	// Limit caps the number of events returned (0 means DefaultEventLimit;
 	// at most MaxEventLimit).
 	Limit int

@@ -633,8 +633,9 @@ func TestCenterDownThenBack(t *testing.T) {
 	})
 
 	// The center is killed after answering, before the kiosk reports the
-	// outcome, and restarts with an empty pending cache: the outcome is
-	// answered unknown_request and dropped; nothing is settled twice.
+	// outcome, and restarts with an empty pending cache: it settles the
+	// outcome from its audit log (the request was issued to this kiosk), so
+	// the printed copy is counted exactly once.
 	t.Run("killed_before_outcome", func(t *testing.T) {
 		defer env.ensureCenter(t)
 		restarted := make(chan error, 1)
@@ -662,21 +663,11 @@ func TestCenterDownThenBack(t *testing.T) {
 			t.Fatalf("the kiosk still holds %d outcomes", k.Client.PendingOutcomes())
 		}
 		evs := env.audit(t, kioskKilled)
-		for typ, want := range map[string]int{"requested": 1, "issued": 1, "printed": 0} {
+		for typ, want := range map[string]int{"requested": 1, "issued": 1, "printed": 1} {
 			if n := countEvents(evs, typ, req); n != want {
 				t.Errorf("audit: %d %q events, want %d", n, typ, want)
 			}
 		}
-		dropped := false
-		for _, l := range kioskLog(kioskKilled) {
-			if strings.Contains(l, req) && (strings.Contains(l, "unknown_request") || strings.Contains(l, "center forgot a request")) {
-				dropped = true
-			}
-		}
-		if !dropped {
-			t.Error("no log line shows the outcome answered unknown_request and dropped")
-		}
-		t.Logf("outcome after the center restarted: dropped with unknown_request; the resident paid once and the center recorded no printed event (the copy is not settled with the municipality)")
 	})
 	env.checkNoPersonalData(t)
 }

@@ -63,6 +63,15 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 				return err
 			}
 		}
+		if e.RequestID != "" {
+			byReq, err := tx.Bucket(bucketAuditByReq).CreateBucketIfNotExists([]byte(e.RequestID))
+			if err != nil {
+				return err
+			}
+			if err := byReq.Put(key, nil); err != nil {
+				return err
+			}
+		}
 		if e.Municipality != "" {
 			daily := tx.Bucket(bucketAuditDaily)
 			dk := dailyKey(store.SettlementDay(e.Time), &e)
@@ -99,14 +108,22 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		audit := tx.Bucket(bucketAudit)
 		var c *bolt.Cursor
-		if q.KioskID != "" {
+		indexed := true
+		switch {
+		case q.RequestID != "":
+			b := tx.Bucket(bucketAuditByReq).Bucket([]byte(q.RequestID))
+			if b == nil {
+				return nil
+			}
+			c = b.Cursor()
+		case q.KioskID != "":
 			b := tx.Bucket(bucketAuditByKiosk).Bucket([]byte(q.KioskID))
 			if b == nil {
 				return nil
 			}
 			c = b.Cursor()
-		} else {
-			c = audit.Cursor()
+		default:
+			c, indexed = audit.Cursor(), false
 		}
 		n := 0
 		for k, v := c.Seek(from); k != nil && len(out) < limit; k, v = c.Next() {
@@ -118,7 +135,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 					return err
 				}
 			}
-			if q.KioskID != "" {
+			if indexed {
 				v = audit.Get(k)
 				if v == nil {
 					return fmt.Errorf("boltstore: audit index names a missing event")
@@ -127,6 +144,9 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 			var e store.Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("boltstore: decoding event: %w", err)
+			}
+			if q.KioskID != "" && e.KioskID != q.KioskID {
+				continue // selected by request ID; also filter by kiosk
 			}
 			out = append(out, e)
 		}

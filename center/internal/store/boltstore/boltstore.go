@@ -45,8 +45,9 @@ var (
 	bucketAudit         = []byte("store.audit")
 	bucketAuditByKiosk  = []byte("store.audit.by_kiosk")
 	bucketAuditDaily    = []byte("store.audit.daily")
+	bucketAuditByReq    = []byte("store.audit.by_request")
 	bucketRevocations   = []byte("store.revocations")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketRevocations}
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations}
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")
 	errClosed           = errors.New("boltstore: store is closed")

@@ -507,6 +507,10 @@ func testAuditAppendAndQuery(t *testing.T, s store.Store) {
 		{"kiosk and range", store.EventQuery{KioskID: "kiosk-a", From: base.Add(2 * time.Minute), To: base.Add(4 * time.Minute)}, "[issued@33]"},
 		{"unknown kiosk", store.EventQuery{KioskID: "kiosk-zz"}, "[]"},
 		{"limit", store.EventQuery{Limit: 2}, "[requested@31 requested@32]"},
+		{"request", store.EventQuery{RequestID: in[2].RequestID}, "[requested@32 refused@32]"},
+		{"request of another kiosk", store.EventQuery{RequestID: in[2].RequestID, KioskID: "kiosk-a"}, "[]"},
+		{"request and kiosk", store.EventQuery{RequestID: in[0].RequestID, KioskID: "kiosk-a"}, "[issued@33]"},
+		{"unknown request", store.EventQuery{RequestID: "req-none"}, "[]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
