@@ -6,7 +6,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,27 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/configfile"
 )
 
-// Duration is a time.Duration written as a Go duration string ("15s").
-type Duration struct{ time.Duration }
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"15s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
+// Duration is a time.Duration written as "15s".
+type Duration = configfile.Duration
 
 // Config is the center's configuration.
 type Config struct {
@@ -88,9 +72,9 @@ func Default() Config {
 		CardIssuerKeysFile: "card-issuer-keys.pem",
 		OpsTokenFile:       "keys/ops.token",
 		FeePerCopyYen:      120,
-		Heartbeat:          Duration{15 * time.Second},
-		IssueTimeout:       Duration{10 * time.Second},
-		LockTimeout:        Duration{2 * time.Second},
+		Heartbeat:          Duration{Duration: 15 * time.Second},
+		IssueTimeout:       Duration{Duration: 10 * time.Second},
+		LockTimeout:        Duration{Duration: 2 * time.Second},
 		OverseasEnabled:    true,
 	}
 }
@@ -116,13 +100,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates a configuration.
 func Parse(b []byte) (*Config, error) {
 	c := Default()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := configfile.DecodeStrict(b, &c); err != nil {
 		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the configuration object")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

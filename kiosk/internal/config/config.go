@@ -6,7 +6,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,28 +13,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/configfile"
 )
 
 // Duration is a time.Duration written as "15s".
-type Duration struct{ time.Duration }
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"15s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
+type Duration = configfile.Duration
 
 // Reader selects the card reader.
 type Reader struct {
@@ -120,9 +103,7 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := configfile.DecodeStrict(b, &c); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
