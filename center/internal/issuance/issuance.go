@@ -358,21 +358,28 @@ func splitName(name string) (family, given string) {
 
 func isNameSpace(r rune) bool { return r == ' ' || r == '\u3000' }
 
-// linted is a certificate that passed lint. Only lint makes one, and sign
-// takes nothing else, so nothing is signed unlinted.
-type linted struct{ c *certificate.Certificate }
+// linted is a certificate that passed lint, with the VDS-NC data lint built
+// for the overseas kind. Only lint makes one, and sign takes nothing else,
+// so nothing is signed unlinted.
+type linted struct {
+	c   *certificate.Certificate
+	vds *vdsnc.Data
+}
 
 func lint(c *certificate.Certificate) (linted, error) {
 	if err := c.ValidateContent(); err != nil {
 		return linted{}, fmt.Errorf("issuance: lint: %w", err)
 	}
+	l := linted{c: c}
 	if c.Kind == certificate.Overseas {
 		// Build checks the ICAO field limits (name ≤ 39, passport ≤ 11, lot ≤ 20, …).
-		if _, err := vdsnc.Build(c); err != nil {
+		d, err := vdsnc.Build(c)
+		if err != nil {
 			return linted{}, fmt.Errorf("issuance: lint: %w", err)
 		}
+		l.vds = d
 	}
-	return linted{c}, nil
+	return l, nil
 }
 
 func (s *Service) sign(l linted, now time.Time) (*certificate.Certificate, error) {
@@ -382,12 +389,8 @@ func (s *Service) sign(l linted, now time.Time) (*certificate.Certificate, error
 		return nil, fmt.Errorf("issuance: sign SMART Health Card: %w", err)
 	}
 	c.SHC = qr
-	if c.Kind == certificate.Overseas {
-		d, err := vdsnc.Build(c)
-		if err != nil {
-			return nil, fmt.Errorf("issuance: build VDS-NC: %w", err)
-		}
-		doc, err := s.cfg.VDS.Sign(d)
+	if l.vds != nil {
+		doc, err := s.cfg.VDS.Sign(l.vds)
 		if err != nil {
 			return nil, fmt.Errorf("issuance: sign VDS-NC: %w", err)
 		}

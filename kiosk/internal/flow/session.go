@@ -559,6 +559,7 @@ func (k *Kiosk) checkBinding(s *session, req protocol.Issue) string {
 		return "kind"
 	}
 	name := normalizeName(s.card.FourItems.Name)
+	defer clear(name)
 	birth := s.card.FourItems.BirthDate
 	for i := range resp.Certificates {
 		c := &resp.Certificates[i]
@@ -575,7 +576,6 @@ func (k *Kiosk) checkBinding(s *session, req protocol.Issue) string {
 			return "holder_name"
 		}
 	}
-	clear(name)
 	return ""
 }
 
