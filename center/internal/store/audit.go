@@ -42,9 +42,26 @@ const (
 	// EventPrinted: the kiosk reported Copies printed and paid for; the
 	// basis of settlement with the municipality.
 	EventPrinted EventType = "printed"
+	// EventPrintFailed: the kiosk reported that printing failed (no charge).
+	EventPrintFailed EventType = "print_failed"
+	// EventPrintRefused: the kiosk refused to print the certificate (its
+	// binding check failed; no charge).
+	EventPrintRefused EventType = "print_refused"
+	// EventCancelled: the resident cancelled before printing (no charge).
+	EventCancelled EventType = "cancelled"
 	// EventKioskStatus: an operator changed a kiosk's status.
 	EventKioskStatus EventType = "kiosk_status"
 )
+
+// Settles reports whether events of type t settle a request (the kiosk's
+// outcome report).
+func (t EventType) Settles() bool {
+	switch t {
+	case EventPrinted, EventPrintFailed, EventPrintRefused, EventCancelled:
+		return true
+	}
+	return false
+}
 
 // Event is one audit and settlement event. By design it has no field that
 // could hold personal data: identifiers, codes, counts and times only, each

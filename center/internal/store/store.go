@@ -1,8 +1,9 @@
 // Package store defines what the issuance center keeps about its own
 // operation: enrolled kiosks, municipalities and whether they offer kiosk
 // issuance, the public halves of the signing keys, the append-only audit and
-// settlement events, and the revoked certificate IDs for the SMART Health
-// Card revocation lists.
+// settlement events, the revoked certificate IDs for the SMART Health Card
+// revocation lists, and the register of kiosk requests that makes one
+// request yield at most one certificate and one settlement.
 //
 // The interfaces are shaped by what the center needs, not by one database:
 // boltstore implements them on a bbolt file today, and a PostgreSQL
@@ -47,6 +48,7 @@ type Store interface {
 	SigningKeyStore
 	AuditLog
 	RevocationStore
+	RequestRegister
 	// Close releases the underlying database. Further calls fail.
 	Close() error
 }

@@ -43,54 +43,71 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 		return store.Event{}, err
 	}
 	e.Time = store.Time(e.Time)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		audit := tx.Bucket(bucketAudit)
-		seq, err := audit.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		key := auditKey(&e)
-		if err := putJSON(audit, key, &e); err != nil {
-			return err
-		}
-		if e.KioskID != "" {
-			byKiosk, err := tx.Bucket(bucketAuditByKiosk).CreateBucketIfNotExists([]byte(e.KioskID))
-			if err != nil {
-				return err
-			}
-			if err := byKiosk.Put(key, nil); err != nil {
-				return err
-			}
-		}
-		if e.RequestID != "" {
-			byReq, err := tx.Bucket(bucketAuditByReq).CreateBucketIfNotExists([]byte(e.RequestID))
-			if err != nil {
-				return err
-			}
-			if err := byReq.Put(key, nil); err != nil {
-				return err
-			}
-		}
-		if e.Municipality != "" {
-			daily := tx.Bucket(bucketAuditDaily)
-			dk := dailyKey(store.SettlementDay(e.Time), &e)
-			var counts [16]byte
-			if old := daily.Get(dk); len(old) == 16 {
-				copy(counts[:], old)
-			}
-			binary.BigEndian.PutUint64(counts[:8], binary.BigEndian.Uint64(counts[:8])+1)
-			binary.BigEndian.PutUint64(counts[8:], binary.BigEndian.Uint64(counts[8:])+uint64(e.Copies))
-			if err := daily.Put(dk, counts[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := s.batch(ctx, func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
 	if err != nil {
 		return store.Event{}, err
 	}
 	return e, nil
+}
+
+// appendEvent stores e (validated and normalised by the caller) with its
+// indexes and settlement counter, assigning its sequence number.
+func appendEvent(tx *bolt.Tx, e *store.Event) error {
+	audit := tx.Bucket(bucketAudit)
+	seq, err := audit.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	key := auditKey(e)
+	if err := putJSON(audit, key, e); err != nil {
+		return err
+	}
+	if e.KioskID != "" {
+		byKiosk, err := tx.Bucket(bucketAuditByKiosk).CreateBucketIfNotExists([]byte(e.KioskID))
+		if err != nil {
+			return err
+		}
+		if err := byKiosk.Put(key, nil); err != nil {
+			return err
+		}
+	}
+	if e.RequestID != "" {
+		byReq, err := tx.Bucket(bucketAuditByReq).CreateBucketIfNotExists([]byte(e.RequestID))
+		if err != nil {
+			return err
+		}
+		if err := byReq.Put(key, nil); err != nil {
+			return err
+		}
+	}
+	if e.Municipality != "" {
+		daily := tx.Bucket(bucketAuditDaily)
+		dk := dailyKey(store.SettlementDay(e.Time), e)
+		var counts [16]byte
+		if old := daily.Get(dk); len(old) == 16 {
+			copy(counts[:], old)
+		}
+		binary.BigEndian.PutUint64(counts[:8], binary.BigEndian.Uint64(counts[:8])+1)
+		binary.BigEndian.PutUint64(counts[8:], binary.BigEndian.Uint64(counts[8:])+uint64(e.Copies))
+		if err := daily.Put(dk, counts[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareEvents validates and normalises events before a transaction.
+func prepareEvents(events []store.Event) ([]store.Event, error) {
+	out := make([]store.Event, len(events))
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return nil, err
+		}
+		e.Time = store.Time(e.Time)
+		out[i] = e
+	}
+	return out, nil
 }
 
 // Events implements store.AuditLog.

@@ -13,6 +13,10 @@
 //	store.audit.by_kiosk      one nested bucket per kiosk ID: audit key → empty
 //	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
 //	store.revocations         certificate ID → Revocation (JSON)
+//	store.requests            request ID → Request (JSON, without the replay)
+//	store.requests.replay     request ID → sealed replay
+//	store.requests.by_claim   claim time (µs, 8 bytes BE) ‖ request ID → empty
+//	store.requests.by_finish  finish time (µs, 8 bytes BE) ‖ request ID → empty (requests with a replay)
 //
 // The settlement counters are updated in the same transaction as the event
 // append, so DailyCounts reads a handful of keys however many events a day
@@ -20,6 +24,16 @@
 //
 // bbolt transactions cannot be interrupted once running; contexts are
 // checked before each transaction and while iterating.
+//
+// # Group commit
+//
+// The writes on the issuance path (audit events, request claims, finishes
+// and settlements) go through bbolt's DB.Batch: concurrent callers share
+// one transaction and one fsync, and each returns only once that commit is
+// durable. Batch may run a function more than once (when another function
+// in the batch fails, the batch is retried without it), so these functions
+// only read and write inside the transaction and report refusals through
+// captured results rather than errors, which would force a solo retry.
 package boltstore
 
 import (
@@ -47,7 +61,11 @@ var (
 	bucketAuditDaily    = []byte("store.audit.daily")
 	bucketAuditByReq    = []byte("store.audit.by_request")
 	bucketRevocations   = []byte("store.revocations")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations}
+	bucketRequests      = []byte("store.requests")
+	bucketReqReplay     = []byte("store.requests.replay")
+	bucketReqByClaim    = []byte("store.requests.by_claim")
+	bucketReqByFinish   = []byte("store.requests.by_finish")
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")
 	errClosed           = errors.New("boltstore: store is closed")
@@ -158,6 +176,15 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	return s.db.Update(fn)
+}
+
+// batch runs fn in a transaction shared with concurrent callers (group
+// commit). fn must be safe to run more than once.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.db.Batch(fn)
 }
 
 // iterCheckEvery is how many items a cursor loop handles between context

@@ -53,6 +53,12 @@ func Run(t *testing.T, newStore Factory) {
 		{"AuditDailyCounts", testAuditDailyCounts},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
 		{"Revocations", testRevocations},
+		{"RequestLifecycle", testRequestLifecycle},
+		{"RequestRefusedAndReleased", testRequestRefusedAndReleased},
+		{"RequestTakeOver", testRequestTakeOver},
+		{"RequestConcurrentClaims", testRequestConcurrentClaims},
+		{"RequestExpiry", testRequestExpiry},
+		{"RequestValidation", testRequestValidation},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
 	}
@@ -718,6 +724,11 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		"Events":      func() error { _, err := s.Events(ctx, store.EventQuery{}); return err },
 		"DailyCounts": func() error { _, err := s.DailyCounts(ctx, "2024-04-01", "2024-04-01"); return err },
 		"Revocations": func() error { _, err := s.Revocations(ctx, ""); return err },
+		"ClaimRequest": func() error {
+			_, err := s.ClaimRequest(ctx, NewRequest("req-x", "kiosk-x", base), time.Time{})
+			return err
+		},
+		"Request": func() error { _, err := s.Request(ctx, "req-x"); return err },
 	}
 	for name, call := range calls {
 		mustIs(t, name, call(), context.Canceled)
