@@ -15,10 +15,16 @@ import (
 // DecodeError is returned by Decode. Code says what to answer the peer with.
 type DecodeError struct {
 	Code Code
-	Err  error
+	// Detail says what was wrong, naming the message type and field but
+	// never quoting what the peer sent: safe to answer with and to log.
+	Detail string
+	// Err is the decoder's own error. JSON decoding errors may quote the
+	// frame (an unknown field's name, a value's text), so Err is for
+	// errors.Is and tests only: never send it or log it.
+	Err error
 }
 
-func (e *DecodeError) Error() string { return "protocol: " + e.Err.Error() }
+func (e *DecodeError) Error() string { return "protocol: " + e.Detail }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 type envelope struct {
@@ -43,17 +49,17 @@ func Encode(m Message) ([]byte, error) {
 // values of the concrete types (Hello, Issue, …; *Error for errors).
 func Decode(frame []byte, limit int) (Message, error) {
 	if len(frame) > limit {
-		return nil, &DecodeError{CodeMessageTooLarge, fmt.Errorf("frame of %d bytes exceeds %d", len(frame), limit)}
+		return nil, decodeError(CodeMessageTooLarge, fmt.Errorf("frame of %d bytes exceeds %d", len(frame), limit), nil)
 	}
 	if !utf8.Valid(frame) {
-		return nil, &DecodeError{CodeBadMessage, errors.New("frame is not UTF-8")}
+		return nil, decodeError(CodeBadMessage, errors.New("frame is not UTF-8"), nil)
 	}
 	var env envelope
 	if err := strictUnmarshal(frame, &env); err != nil {
-		return nil, &DecodeError{CodeBadMessage, fmt.Errorf("envelope: %w", err)}
+		return nil, decodeError(CodeBadMessage, errors.New("envelope is not a JSON object with v, type and body"), err)
 	}
 	if env.V != Version {
-		return nil, &DecodeError{CodeUnsupportedVersion, fmt.Errorf("version %d, this side speaks %d", env.V, Version)}
+		return nil, decodeError(CodeUnsupportedVersion, fmt.Errorf("unsupported envelope version; this side speaks %d", Version), nil)
 	}
 	var m Message
 	switch env.Type {
@@ -76,15 +82,23 @@ func Decode(frame []byte, limit int) (Message, error) {
 	case TypeError:
 		m = decodeAs[*Error](env.Body)
 	default:
-		return nil, &DecodeError{CodeUnexpectedMessage, fmt.Errorf("unknown message type %q", env.Type)}
+		return nil, decodeError(CodeUnexpectedMessage, errors.New("unknown message type"), nil)
 	}
 	if f, ok := m.(failed); ok {
-		return nil, &DecodeError{CodeBadMessage, fmt.Errorf("%s body: %w", env.Type, f.err)}
+		return nil, decodeError(CodeBadMessage, fmt.Errorf("%s body is not valid JSON for this message (syntax, unknown field or wrong type)", env.Type), f.err)
 	}
 	if err := m.validate(); err != nil {
-		return nil, &DecodeError{CodeBadMessage, fmt.Errorf("%s: %w", env.Type, err)}
+		// validate's messages name fields and limits, never values.
+		return nil, decodeError(CodeBadMessage, fmt.Errorf("%s: %w", env.Type, err), err)
 	}
 	return m, nil
+}
+
+func decodeError(code Code, public, cause error) *DecodeError {
+	if cause == nil {
+		cause = public
+	}
+	return &DecodeError{Code: code, Detail: public.Error(), Err: cause}
 }
 
 // failed carries a body decoding error through decodeAs's Message result.
@@ -141,7 +155,7 @@ func (h Hello) validate() error {
 	}
 	for _, k := range h.Kinds {
 		if !certificate.Kind(k).Valid() {
-			return fmt.Errorf("unknown kind %q", k)
+			return errors.New("kinds must be domestic or overseas")
 		}
 	}
 	return nil
@@ -204,10 +218,10 @@ func (m Outcome) validate() error {
 			return errors.New("only a printed outcome has copies")
 		}
 	default:
-		return fmt.Errorf("outcome %q: want printed, failed, refused or cancelled", m.Outcome)
+		return errors.New("outcome must be printed, failed, refused or cancelled")
 	}
 	if m.Reason != "" && !m.Reason.Known() {
-		return fmt.Errorf("unknown reason %q", m.Reason)
+		return errors.New("reason is not a known code")
 	}
 	return nil
 }

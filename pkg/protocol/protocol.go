@@ -109,19 +109,22 @@ type CertificateResponse struct {
 	Replayed bool `json:"replayed,omitempty"`
 }
 
+// OutcomeKind says what became of a certificate response.
+type OutcomeKind string
+
 // Outcome values.
 const (
-	OutcomePrinted   = "printed"   // paper delivered; settle the fee
-	OutcomeFailed    = "failed"    // printing failed; no charge
-	OutcomeRefused   = "refused"   // the kiosk refused to print (binding check failed)
-	OutcomeCancelled = "cancelled" // the resident cancelled before printing
+	OutcomePrinted   OutcomeKind = "printed"   // paper delivered; settle the fee
+	OutcomeFailed    OutcomeKind = "failed"    // printing failed; no charge
+	OutcomeRefused   OutcomeKind = "refused"   // the kiosk refused to print (binding check failed)
+	OutcomeCancelled OutcomeKind = "cancelled" // the resident cancelled before printing
 )
 
 // Outcome reports what became of a certificate response.
 type Outcome struct {
-	RequestID string `json:"requestId"`
-	Outcome   string `json:"outcome"`
-	Copies    int    `json:"copies"`
+	RequestID string      `json:"requestId"`
+	Outcome   OutcomeKind `json:"outcome"`
+	Copies    int         `json:"copies"`
 	// Reason is an error code (see Code) for failed and refused outcomes.
 	Reason Code `json:"reason,omitempty"`
 }

@@ -12,6 +12,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,10 +21,14 @@ import (
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 	"github.com/kioskcert/kioskcert/pkg/tlv"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
@@ -127,32 +133,51 @@ func (f *fakeRecords) lookupCount() int {
 	return f.lookups
 }
 
-// fakeAudit validates events the way every store does, numbers them and
-// keeps them in order. failOn makes appends of one event type fail.
-type fakeAudit struct {
+// failingRegister is the real bbolt register with one fault injected:
+// every write that carries an event of type failOn fails, as a full disk
+// would fail it.
+type failingRegister struct {
+	*boltstore.Store
 	mu     sync.Mutex
-	events []store.Event
 	failOn store.EventType
 }
 
-func (f *fakeAudit) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+var errDiskFull = errors.New("fake register: disk full")
+
+func (f *failingRegister) fails(events []store.Event) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := e.Validate(); err != nil {
-		return store.Event{}, err
+	for _, e := range events {
+		if f.failOn != "" && e.Type == f.failOn {
+			return true
+		}
 	}
-	if f.failOn != "" && e.Type == f.failOn {
-		return store.Event{}, errors.New("fake audit: disk full")
-	}
-	e.Seq = uint64(len(f.events) + 1)
-	f.events = append(f.events, e)
-	return e, nil
+	return false
 }
 
-func (f *fakeAudit) all() []store.Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]store.Event(nil), f.events...)
+func (f *failingRegister) ClaimRequest(ctx context.Context, r store.Request, staleBefore time.Time, events ...store.Event) (store.Request, error) {
+	if f.fails(events) {
+		return store.Request{}, errDiskFull
+	}
+	return f.Store.ClaimRequest(ctx, r, staleBefore, events...)
+}
+
+func (f *failingRegister) FinishRequest(ctx context.Context, id string, attempt int, fin store.RequestFinish, events ...store.Event) (store.Request, error) {
+	if f.fails(events) {
+		return store.Request{}, errDiskFull
+	}
+	return f.Store.FinishRequest(ctx, id, attempt, fin, events...)
+}
+
+// all returns every audit event in append order.
+func (f *failingRegister) all(t testing.TB) []store.Event {
+	t.Helper()
+	evs, err := f.Events(context.Background(), store.EventQuery{Limit: store.MaxEventLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(evs, func(a, b store.Event) int { return int(a.Seq) - int(b.Seq) })
+	return evs
 }
 
 // countingSHC wraps the real SMART Health Card issuer and counts signatures.
@@ -297,7 +322,7 @@ type fixture struct {
 	kiosks  *fakeKiosks
 	munis   *fakeMunicipalities
 	records *fakeRecords
-	audit   *fakeAudit
+	audit   *failingRegister
 	shc     *countingSHC
 	vds     *countingVDS
 	log     *syncBuffer
@@ -321,9 +346,14 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 		kiosks:  &fakeKiosks{kiosks: map[string]store.Kiosk{}},
 		munis:   &fakeMunicipalities{munis: map[string]store.Municipality{}},
 		records: &fakeRecords{regions: map[string]map[string]records.Record{}},
-		audit:   &fakeAudit{},
 		log:     &syncBuffer{},
 	}
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f.audit = &failingRegister{Store: st}
 	for _, st := range []struct {
 		id     string
 		status store.KioskStatus
@@ -360,7 +390,7 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	}
 	f.vds = &countingVDS{inner: vdsSigner}
 	cfg := Config{
-		Kiosks: f.kiosks, Municipalities: f.munis, Records: f.records, Audit: f.audit,
+		Kiosks: f.kiosks, Municipalities: f.munis, Records: f.records, Register: f.audit,
 		Cards: verifier, SHC: f.shc, VDS: f.vds, FeePerCopyYen: 120,
 		Now: func() time.Time { return testNow },
 		Log: slog.New(slog.NewJSONHandler(f.log, nil)),
@@ -372,6 +402,15 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// issue calls Issue and maps its error the way the websocket edge does.
+func (f *fixture) issue(ctx context.Context, req Request) (*protocol.CertificateResponse, *protocol.Error) {
+	resp, err := f.svc.Issue(ctx, req)
+	if err != nil {
+		return resp, refusal.Public(req.RequestID, err)
+	}
+	return resp, nil
 }
 
 func (f *fixture) resident(t testing.TB, id string) demo.Resident {
@@ -455,3 +494,5 @@ func personalData(r demo.Resident) []string {
 	}
 	return out
 }
+
+func refusalPublic(err error) *protocol.Error { return refusal.Public("", err) }

@@ -1,9 +1,15 @@
 // Package issuance is the narrow, audited path from a kiosk's request to a
-// signed vaccination certificate. The websocket handler calls Issue and
-// never holds a key; Issue takes its signers as interfaces backed by
+// signed vaccination certificate, and the owner of each request's life at
+// the center: claimed, issued or refused, then settled by the kiosk's
+// outcome report. The websocket handler calls Issue and Settle and never
+// holds a key; Issue takes its signers as interfaces backed by
 // crypto.Signer and runs, in order:
 //
-//  1. audit "requested" (so refused requests are accounted for too);
+//  1. claim the request ID in the store's register, with the "requested"
+//     audit event in the same commit (so refused requests are accounted
+//     for too, and no two instances run one request); a retry of a known
+//     request is answered from the register instead (replay, same refusal,
+//     or request_id_reused);
 //  2. the kiosk is enrolled and active;
 //  3. the municipality exists and offers kiosk issuance; kind and copies are offered;
 //  4. the card data verifies against the configured issuing-authority keys;
@@ -14,11 +20,17 @@
 //  8. the overseas kind has passport data on record;
 //  9. the certificates are built and linted (lint mints the only value sign accepts);
 //  10. the QR payloads are signed;
-//  11. audit "issued" (or "refused"/"failed" with the reason);
+//  11. the register records the end — issued (with the sealed replay and
+//     the "issued" events), refused, or released after a retryable
+//     failure — in one commit, before anything is returned: a certificate
+//     whose issuance is not durable is never handed out;
 //  12. the response is bound to the request ID and the card-data digest.
 //
-// Nothing about the request outlives Issue but the audit events, which hold
-// identifiers, codes and counts only.
+// Refusals are *refusal.Error values carrying the public protocol code; the
+// edge maps them to protocol errors (refusal.Public). Nothing about the
+// request outlives Issue but the register entry and the audit events,
+// which hold identifiers, codes and counts only, and the replay, sealed
+// under a key only the card data can give (replay.go).
 package issuance
 
 import (
@@ -34,10 +46,12 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certid"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/lgcode"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 	"github.com/kioskcert/kioskcert/pkg/vaccine"
@@ -59,10 +73,9 @@ type Records interface {
 	Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error)
 }
 
-// Audit appends audit events.
-type Audit interface {
-	AppendEvent(ctx context.Context, e store.Event) (store.Event, error)
-}
+// Register is the store's request register: the claim, finish and
+// settlement of each request, with its audit events (store.RequestRegister).
+type Register = store.RequestRegister
 
 // CardVerifier verifies card data (carddata.Verifier).
 type CardVerifier interface {
@@ -79,17 +92,32 @@ type VDSSigner interface {
 	Sign(d *vdsnc.Data) ([]byte, error)
 }
 
-// Config wires the service. Every field but VDS is required; without VDS
-// the overseas kind is not offered.
+// Defaults for the request register's timing.
+const (
+	// DefaultClaimLease is how long a claim stands before another attempt
+	// may take it over (its issuance died with its process).
+	DefaultClaimLease = 30 * time.Second
+	// DefaultReplayTTL is how long an issued request's answer is kept for
+	// retries when the kiosk never reports an outcome.
+	DefaultReplayTTL = 15 * time.Minute
+	// DefaultRetention is how long a request ID stays registered, so a late
+	// outcome still settles and a reused ID is still refused.
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// Config wires the service. Every field but VDS and the durations is
+// required; without VDS the overseas kind is not offered.
 type Config struct {
 	Kiosks         Kiosks
 	Municipalities Municipalities
 	Records        Records
-	Audit          Audit
+	Register       Register
 	Cards          CardVerifier
 	SHC            SHCIssuer
 	VDS            VDSSigner
 	FeePerCopyYen  int
+	// ClaimLease, ReplayTTL and Retention default to the constants above.
+	ClaimLease, ReplayTTL, Retention time.Duration
 	// Now is the clock; Rand the entropy for certificate IDs. Tests inject both.
 	Now  func() time.Time
 	Rand io.Reader
@@ -103,8 +131,17 @@ type Service struct {
 
 // New checks cfg and returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Kiosks == nil || cfg.Municipalities == nil || cfg.Records == nil || cfg.Audit == nil || cfg.Cards == nil || cfg.SHC == nil {
-		return nil, errors.New("issuance: kiosks, municipalities, records, audit, card verifier and SHC issuer are required")
+	if cfg.Kiosks == nil || cfg.Municipalities == nil || cfg.Records == nil || cfg.Register == nil || cfg.Cards == nil || cfg.SHC == nil {
+		return nil, errors.New("issuance: kiosks, municipalities, records, register, card verifier and SHC issuer are required")
+	}
+	if cfg.ClaimLease <= 0 {
+		cfg.ClaimLease = DefaultClaimLease
+	}
+	if cfg.ReplayTTL <= 0 {
+		cfg.ReplayTTL = DefaultReplayTTL
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -138,116 +175,149 @@ type Request struct {
 // jst is Japan Standard Time, the calendar the issue date is printed in.
 var jst = time.FixedZone("JST", 9*60*60)
 
-// Issue runs the numbered steps of the package documentation. Refusals and
-// failures come back as *protocol.Error with a stable code.
-func (s *Service) Issue(ctx context.Context, req Request) (*protocol.CertificateResponse, *protocol.Error) {
+// Issue runs the numbered steps of the package documentation. Every error
+// it returns carries a refusal code (refusal.CodeOf); anything else would
+// be a bug and maps to internal_error.
+func (s *Service) Issue(ctx context.Context, req Request) (*protocol.CertificateResponse, error) {
 	start := s.cfg.Now()
 	ev := store.Event{
 		Type: store.EventRequested, KioskID: req.KioskID, RequestID: req.RequestID,
 		Municipality: req.Municipality, Kind: req.Kind, Copies: req.Copies,
 	}
-	// 1. Audit before anything else.
-	if err := s.audit(ctx, ev, start); err != nil {
-		return nil, s.fail(ctx, ev, start, protocol.CodeInternal, fmt.Errorf("audit requested: %w", err))
+	if lgcode.Validate(req.Municipality) != nil {
+		// A code that cannot exist is not written anywhere; step 3 refuses it.
+		ev.Municipality = ""
 	}
-	resp, perr, cause := s.issue(ctx, req, &ev)
-	if perr != nil {
-		if perr.Code == protocol.CodeInternal || perr.Code == protocol.CodeUnavailable {
-			return nil, s.fail(ctx, ev, start, perr.Code, cause)
-		}
-		return nil, s.refuse(ctx, ev, start, perr)
+	// 1. Claim the request, or answer a retry from the register.
+	claim, err := s.claim(ctx, req, ev, start)
+	if err != nil || claim.replay != nil {
+		return claim.replay, err
 	}
-	// 11. Audit the issuance, one event per certificate.
-	for _, c := range resp.Certificates {
-		e := ev
-		e.Type, e.Kind, e.CertificateID, e.Result = store.EventIssued, c.Kind, c.ID, "ok"
-		if err := s.audit(ctx, e, start); err != nil {
-			// A certificate we cannot account for is not handed out.
-			return nil, s.fail(ctx, ev, start, protocol.CodeInternal, fmt.Errorf("audit issued: %w", err))
-		}
-	}
-	return resp, nil
+	resp, err := s.issue(ctx, req, &ev)
+	// 11. Record the end before answering.
+	return s.finish(ctx, req, claim.attempt, ev, start, resp, err)
 }
 
-func (s *Service) issue(ctx context.Context, req Request, ev *store.Event) (*protocol.CertificateResponse, *protocol.Error, error) {
-	refuse := func(code protocol.Code, detail string) (*protocol.CertificateResponse, *protocol.Error, error) {
-		return nil, protocol.NewError(req.RequestID, code, detail), nil
-	}
-	internal := func(err error) (*protocol.CertificateResponse, *protocol.Error, error) {
-		if ctx.Err() != nil {
-			return nil, protocol.NewError(req.RequestID, protocol.CodeUnavailable, "deadline passed"), err
-		}
-		return nil, protocol.NewError(req.RequestID, protocol.CodeInternal, ""), err
-	}
+// checked is what the checks of steps 2-8 established.
+type checked struct {
+	municipality store.Municipality
+	record       records.Record
+}
 
-	// 2. The kiosk must be enrolled and active. The handshake checked this
-	//    too; checking again closes the window of a suspension mid-connection.
-	k, err := s.cfg.Kiosks.Kiosk(ctx, req.KioskID)
+func (s *Service) issue(ctx context.Context, req Request, ev *store.Event) (*protocol.CertificateResponse, error) {
+	storeCode, err := s.checkKiosk(ctx, req.KioskID)
+	if err != nil {
+		return nil, err
+	}
+	ev.StoreCode = storeCode
+	var c checked
+	if c.municipality, err = s.checkOffer(ctx, req); err != nil {
+		return nil, err
+	}
+	card, err := s.verifyCard(req.Card)
+	if err != nil {
+		return nil, err
+	}
+	if c.record, err = s.lookupRecord(ctx, req.Municipality, card); err != nil {
+		return nil, err
+	}
+	if err := checkHolder(card, c.record, req.Kind); err != nil {
+		return nil, err
+	}
+	return s.certificates(req, c)
+}
+
+// internal wraps a failure of a dependency: unavailable when the request's
+// deadline passed (the kiosk may retry), internal otherwise.
+func internal(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return refusal.New(protocol.CodeUnavailable, fmt.Errorf("deadline passed: %w", err))
+	}
+	return refusal.New(protocol.CodeInternal, err)
+}
+
+// 2. The kiosk must be enrolled and active. The handshake checked this too;
+// checking again closes the window of a suspension mid-connection.
+func (s *Service) checkKiosk(ctx context.Context, kioskID string) (storeCode string, err error) {
+	k, err := s.cfg.Kiosks.Kiosk(ctx, kioskID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return refuse(protocol.CodeKioskNotAllowed, "kiosk not enrolled")
+		return "", refusal.WithDetail(protocol.CodeKioskNotAllowed, "kiosk not enrolled", err)
 	case err != nil:
-		return internal(fmt.Errorf("look up kiosk: %w", err))
+		return "", internal(ctx, fmt.Errorf("look up kiosk: %w", err))
 	case k.Status != store.KioskActive:
-		return refuse(protocol.CodeKioskNotAllowed, "kiosk is "+string(k.Status))
+		return "", refusal.WithDetail(protocol.CodeKioskNotAllowed, "kiosk is "+string(k.Status), nil)
 	}
-	ev.StoreCode = k.StoreCode
+	return k.StoreCode, nil
+}
 
-	// 3. Only participating municipalities; only offered kinds and copies.
+// 3. Only participating municipalities; only offered kinds and copies.
+func (s *Service) checkOffer(ctx context.Context, req Request) (store.Municipality, error) {
 	m, err := s.cfg.Municipalities.Municipality(ctx, req.Municipality)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return refuse(protocol.CodeUnknownMunicipality, "")
+		return m, refusal.New(protocol.CodeUnknownMunicipality, err)
 	case err != nil:
-		return internal(fmt.Errorf("look up municipality: %w", err))
+		return m, internal(ctx, fmt.Errorf("look up municipality: %w", err))
 	case !m.Participating:
-		return refuse(protocol.CodeNotParticipating, "")
+		return m, refusal.New(protocol.CodeNotParticipating, nil)
 	}
 	if req.Kind == certificate.Overseas && s.cfg.VDS == nil {
-		return refuse(protocol.CodeKindNotOffered, "no VDS-NC signer configured")
+		return m, refusal.WithDetail(protocol.CodeKindNotOffered, "no VDS-NC signer configured", nil)
 	}
 	if req.Copies < 1 || req.Copies > protocol.MaxCopies {
-		return refuse(protocol.CodeTooManyCopies, "")
+		return m, refusal.New(protocol.CodeTooManyCopies, nil)
 	}
+	return m, nil
+}
 
-	// 4. Verify the card data authoritatively: the kiosk's own check is
-	//    only a fast rejection, and a kiosk's word proves nothing.
-	card, err := s.cfg.Cards.Verify(req.Card)
+// 4. Verify the card data authoritatively: the kiosk's own check is only a
+// fast rejection, and a kiosk's word proves nothing. 5. A wrong check digit
+// is refused before any lookup.
+func (s *Service) verifyCard(raw carddata.Raw) (*carddata.Data, error) {
+	card, err := s.cfg.Cards.Verify(raw)
 	switch {
 	case errors.Is(err, mynumber.ErrCheckDigit) || errors.Is(err, mynumber.ErrFormat):
-		// 5. A wrong check digit is refused before any lookup.
-		return refuse(protocol.CodeMyNumberInvalid, "")
+		return nil, refusal.New(protocol.CodeMyNumberInvalid, err)
 	case errors.Is(err, carddata.ErrUnknownIssuer):
-		return refuse(protocol.CodeCardIssuerUnknown, "")
+		return nil, refusal.New(protocol.CodeCardIssuerUnknown, err)
 	case err != nil:
-		return refuse(protocol.CodeCardInvalid, safeCardError(err))
+		return nil, refusal.WithDetail(protocol.CodeCardInvalid, safeCardError(err), err)
 	}
 	if err := mynumber.Validate(card.MyNumber); err != nil {
-		return refuse(protocol.CodeMyNumberInvalid, "")
+		return nil, refusal.New(protocol.CodeMyNumberInvalid, err)
 	}
+	return card, nil
+}
 
-	// 6. The record, in that municipality's region only.
-	rec, err := s.cfg.Records.Lookup(ctx, req.Municipality, card.MyNumber)
+// 6. The record, in that municipality's region only.
+func (s *Service) lookupRecord(ctx context.Context, municipality string, card *carddata.Data) (records.Record, error) {
+	rec, err := s.cfg.Records.Lookup(ctx, municipality, card.MyNumber)
 	switch {
 	case errors.Is(err, records.ErrNoRecord), errors.Is(err, records.ErrNoRegion):
-		return refuse(protocol.CodeNoRecord, "")
+		return rec, refusal.New(protocol.CodeNoRecord, err)
 	case errors.Is(err, records.ErrBadMyNumber):
-		return refuse(protocol.CodeMyNumberInvalid, "")
+		return rec, refusal.New(protocol.CodeMyNumberInvalid, err)
 	case err != nil:
-		return internal(fmt.Errorf("look up record: %w", err))
+		return rec, internal(ctx, fmt.Errorf("look up record: %w", err))
 	}
+	return rec, nil
+}
 
-	// 7. The card's holder must be the record's holder.
+// 7. The card's holder must be the record's holder. 8. Overseas use needs
+// passport data on record: the kiosk reads no passport.
+func checkHolder(card *carddata.Data, rec records.Record, kind certificate.Kind) error {
 	if !SameHolder(card.FourItems, rec) {
-		return refuse(protocol.CodeHolderMismatch, "")
+		return refusal.New(protocol.CodeHolderMismatch, nil)
 	}
-
-	// 8. Overseas use needs passport data on record: the kiosk reads no passport.
-	if req.Kind == certificate.Overseas && (rec.PassportNumber == "" || rec.RomanFamily == "" || rec.Nationality == "") {
-		return refuse(protocol.CodePassportRequired, "")
+	if kind == certificate.Overseas && (rec.PassportNumber == "" || rec.RomanFamily == "" || rec.Nationality == "") {
+		return refusal.New(protocol.CodePassportRequired, nil)
 	}
+	return nil
+}
 
-	// 9. Build and lint. 10. Sign.
+// 9. Build and lint. 10. Sign. 12. Bind the response to the request.
+func (s *Service) certificates(req Request, c checked) (*protocol.CertificateResponse, error) {
 	kinds := []certificate.Kind{certificate.Domestic}
 	if req.Kind == certificate.Overseas {
 		kinds = []certificate.Kind{certificate.Overseas, certificate.Domestic}
@@ -260,21 +330,21 @@ func (s *Service) issue(ctx context.Context, req Request, ev *store.Event) (*pro
 		FeeYen:     req.Copies * s.cfg.FeePerCopyYen,
 	}
 	for _, kind := range kinds {
-		c, err := s.build(kind, m, rec, now)
+		cert, err := s.build(kind, c.municipality, c.record, now)
 		if err != nil {
-			return internal(err)
+			return nil, refusal.New(protocol.CodeInternal, err)
 		}
-		l, err := lint(c)
+		l, err := lint(cert)
 		if err != nil {
-			return internal(err)
+			return nil, refusal.New(protocol.CodeInternal, err)
 		}
 		signed, err := s.sign(l, now)
 		if err != nil {
-			return internal(err)
+			return nil, refusal.New(protocol.CodeInternal, err)
 		}
 		resp.Certificates = append(resp.Certificates, *signed)
 	}
-	return resp, nil, nil
+	return resp, nil
 }
 
 // safeCardError names which check failed without any card content.
@@ -403,31 +473,3 @@ func (s *Service) sign(l linted, now time.Time) (*certificate.Certificate, error
 	return c, nil
 }
 
-func (s *Service) audit(ctx context.Context, e store.Event, start time.Time) error {
-	e.Time = s.cfg.Now()
-	e.Latency = e.Time.Sub(start)
-	// The audit write must land even if the kiosk's deadline has passed.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, err := s.cfg.Audit.AppendEvent(ctx, e)
-	return err
-}
-
-func (s *Service) refuse(ctx context.Context, ev store.Event, start time.Time, perr *protocol.Error) *protocol.Error {
-	ev.Type, ev.Result = store.EventRefused, string(perr.Code)
-	if err := s.audit(ctx, ev, start); err != nil {
-		s.cfg.Log.Error("audit refused request", "request", ev.RequestID, "err", err)
-	}
-	s.cfg.Log.Info("refused", "request", ev.RequestID, "kiosk", ev.KioskID, "municipality", ev.Municipality, "code", perr.Code, "detail", perr.Detail)
-	return perr
-}
-
-func (s *Service) fail(ctx context.Context, ev store.Event, start time.Time, code protocol.Code, cause error) *protocol.Error {
-	ev.Type, ev.Result = store.EventFailed, string(code)
-	// Causes from this package and its dependencies carry no personal data.
-	s.cfg.Log.Error("issuance failed", "request", ev.RequestID, "kiosk", ev.KioskID, "code", code, "err", cause)
-	if err := s.audit(ctx, ev, start); err != nil {
-		s.cfg.Log.Error("audit failed request", "request", ev.RequestID, "err", err)
-	}
-	return protocol.NewError(ev.RequestID, code, "")
-}

@@ -10,8 +10,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
-	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
@@ -52,7 +52,7 @@ func (c *conn) run() {
 		<-writerDone
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(c.s.base, 5*time.Second)
 	h, err := c.s.hello(ctx, c.kiosk)
 	cancel()
 	if err != nil {
@@ -90,9 +90,14 @@ func (c *conn) run() {
 			if errors.As(err, &de) {
 				code = de.Code
 			}
+			detail := "frame could not be decoded"
+			if de != nil {
+				detail = de.Detail
+			}
 			c.s.cfg.Metrics.badFrames.WithLabelValues(string(code)).Inc()
-			c.s.cfg.Log.Warn("bad frame from kiosk", "kiosk", c.kiosk.ID, "code", code, "err", err)
-			c.sendError("", code, err.Error())
+			// The decoder's own error may quote the frame; the detail never does.
+			c.s.cfg.Log.Warn("bad frame from kiosk", "kiosk", c.kiosk.ID, "code", code, "detail", detail)
+			c.sendError("", code, detail)
 			continue
 		}
 		c.handle(m)
@@ -113,8 +118,9 @@ func (c *conn) handle(m protocol.Message) {
 			return
 		}
 		c.s.inflight.Add(1)
+		c.s.inflightN.Add(1)
 		go func() {
-			defer func() { <-c.slots; c.s.inflight.Done() }()
+			defer func() { <-c.slots; c.s.inflightN.Add(-1); c.s.inflight.Done() }()
 			c.issue(m)
 		}()
 	case protocol.Outcome:
@@ -125,7 +131,8 @@ func (c *conn) handle(m protocol.Message) {
 		c.send(protocol.Pong(m))
 	case protocol.Pong:
 	case *protocol.Error:
-		c.s.cfg.Log.Warn("kiosk reported an error", "kiosk", c.kiosk.ID, "code", m.Code, "request", m.RequestID, "detail", m.Detail)
+		// The kiosk's detail is its own text: only the code is logged.
+		c.s.cfg.Log.Warn("kiosk reported an error", "kiosk", c.kiosk.ID, "code", m.Code, "request", m.RequestID)
 	default:
 		c.sendError("", protocol.CodeUnexpectedMessage, m.Type()+" is sent by the center, not by kiosks")
 	}
@@ -133,184 +140,34 @@ func (c *conn) handle(m protocol.Message) {
 
 func (c *conn) issue(req protocol.Issue) {
 	start := time.Now()
-	e, first, ok := c.s.pending.claim(c.kiosk.ID, req)
-	if !ok {
-		c.s.cfg.Metrics.issued.WithLabelValues(string(protocol.CodeRequestIDReused)).Inc()
-		c.sendError(req.RequestID, protocol.CodeRequestIDReused, "request ID already used with different data")
-		return
-	}
-	if first {
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.IssueTimeout)
-		var resp *protocol.CertificateResponse
-		perr := c.issuedBefore(ctx, req.RequestID)
-		if perr == nil {
-			resp, perr = c.s.cfg.Issuer.Issue(ctx, issuance.Request{KioskID: c.kiosk.ID, Issue: req})
-		}
-		cancel()
-		c.s.pending.finish(req.RequestID, e, resp, perr)
-	} else {
-		select {
-		case <-e.done:
-		case <-time.After(c.s.cfg.IssueTimeout):
-			c.sendError(req.RequestID, protocol.CodeUnavailable, "the first attempt of this request is still running")
-			return
-		}
-	}
+	ctx, cancel := context.WithTimeout(c.s.base, c.s.cfg.IssueTimeout)
+	resp, err := c.s.cfg.Issuer.Issue(ctx, issuance.Request{KioskID: c.kiosk.ID, Issue: req})
+	cancel()
 	result := "ok"
-	if e.err != nil {
-		result = string(e.err.Code)
-		c.send(e.err)
-	} else {
-		resp := *e.resp
-		resp.Replayed = !first
-		if !first {
-			result = "replayed"
-		}
-		c.send(resp)
+	switch {
+	case err != nil:
+		perr := refusal.Public(req.RequestID, err)
+		result = string(perr.Code)
+		c.send(perr)
+	case resp.Replayed:
+		result = "replayed"
+		c.send(*resp)
+	default:
+		c.send(*resp)
 	}
 	c.s.cfg.Metrics.issued.WithLabelValues(result).Inc()
 	c.s.cfg.Metrics.latency.Observe(time.Since(start).Seconds())
 }
 
-// issuedBefore refuses a request this center issued before it restarted
-// (the answer it lost with its memory cannot be replayed): issuing again
-// would give one request two certificates. The kiosk starts a new request.
-func (c *conn) issuedBefore(ctx context.Context, requestID string) *protocol.Error {
-	evs, err := c.s.cfg.Store.Events(ctx, store.EventQuery{RequestID: requestID})
-	if err != nil {
-		c.s.cfg.Log.Error("look up earlier issuance", "kiosk", c.kiosk.ID, "request", requestID, "err", err)
-		return protocol.NewError(requestID, protocol.CodeInternal, "")
-	}
-	for _, ev := range evs {
-		if ev.Type == store.EventIssued {
-			c.s.cfg.Log.Warn("request issued before a restart and retried; refused", "kiosk", c.kiosk.ID, "request", requestID)
-			return protocol.NewError(requestID, protocol.CodeRequestIDReused, "this request was issued before the center restarted; start a new request")
-		}
-	}
-	return nil
-}
-
-// issuedFacts are what settlement needs of an issued request: no
-// certificate content, only what the audit log holds anyway.
-type issuedFacts struct {
-	municipality  string
-	kind          certificate.Kind
-	certificateID string
-	copies        int
-}
-
-// outcomeEvents are the audit events that settle a request.
-var outcomeEvents = map[store.EventType]bool{
-	store.EventPrinted: true, "print_failed": true, "print_refused": true, "cancelled": true,
-}
-
 func (c *conn) outcome(o protocol.Outcome) {
-	e, state := c.s.pending.beginOutcome(c.kiosk.ID, o.RequestID)
-	switch state {
-	case outcomeUnknown:
-		c.settleFromAudit(o)
-		return
-	case outcomeBusy:
-		c.sendError(o.RequestID, protocol.CodeUnavailable, "the request is still being issued or settled; send the outcome again")
-		return
-	}
-	if e.resp == nil || len(e.resp.Certificates) == 0 {
-		// Held for a refusal (such as a retry of a request issued before a
-		// restart): whatever was issued under this ID is in the audit log.
-		c.s.pending.endOutcome(o.RequestID, e, false)
-		c.settleFromAudit(o)
-		return
-	}
-	first := e.resp.Certificates[0]
-	f := &issuedFacts{first.Issuer.MunicipalityCode, first.Kind, first.ID, e.resp.Copies}
-	perr := c.recordOutcome(o, f)
-	// The entry is released before the kiosk is answered: an Ack then means
-	// the request is forgotten, and a report corrected right after an error
-	// is not refused as busy.
-	c.s.pending.endOutcome(o.RequestID, e, perr == nil)
-	c.answerOutcome(o, perr)
-}
-
-// settleFromAudit records an outcome for a request this center no longer
-// holds in memory (it restarted after answering). The audit log has what
-// settlement needs; a report already recorded is acknowledged again.
-func (c *conn) settleFromAudit(o protocol.Outcome) {
-	c.s.settleMu.Lock()
-	defer c.s.settleMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	evs, err := c.s.cfg.Store.Events(ctx, store.EventQuery{RequestID: o.RequestID, KioskID: c.kiosk.ID})
+	ctx, cancel := context.WithTimeout(c.s.base, c.s.cfg.IssueTimeout)
+	err := c.s.cfg.Issuer.Settle(ctx, c.kiosk.ID, c.kiosk.StoreCode, o)
+	cancel()
 	if err != nil {
-		c.s.cfg.Log.Error("look up request for outcome", "kiosk", c.kiosk.ID, "request", o.RequestID, "err", err)
-		c.answerOutcome(o, protocol.NewError(o.RequestID, protocol.CodeInternal, "outcome not recorded; send it again"))
+		c.send(refusal.Public(o.RequestID, err))
 		return
 	}
-	var f *issuedFacts
-	copies, settled := 0, false
-	for _, ev := range evs {
-		switch {
-		case ev.Type == store.EventRequested:
-			copies = ev.Copies
-		case ev.Type == store.EventIssued && f == nil:
-			f = &issuedFacts{municipality: ev.Municipality, kind: ev.Kind, certificateID: ev.CertificateID}
-		case outcomeEvents[ev.Type]:
-			settled = true
-		}
-	}
-	switch {
-	case f == nil:
-		c.answerOutcome(o, protocol.NewError(o.RequestID, protocol.CodeUnknownRequest, "no request with this ID was issued to this kiosk"))
-	case settled:
-		c.answerOutcome(o, nil)
-	default:
-		f.copies = copies
-		c.s.cfg.Log.Info("outcome settled from the audit log after a restart", "kiosk", c.kiosk.ID, "request", o.RequestID)
-		c.answerOutcome(o, c.recordOutcome(o, f))
-	}
-}
-
-// recordOutcome writes the outcome's audit event.
-func (c *conn) recordOutcome(o protocol.Outcome, f *issuedFacts) *protocol.Error {
-	ev := store.Event{
-		Time: c.s.cfg.Now(), KioskID: c.kiosk.ID, StoreCode: c.kiosk.StoreCode,
-		RequestID: o.RequestID, Result: o.Outcome,
-	}
-	if f != nil {
-		ev.Municipality, ev.Kind, ev.CertificateID = f.municipality, f.kind, f.certificateID
-	}
-	switch o.Outcome {
-	case protocol.OutcomePrinted:
-		if f == nil || o.Copies != f.copies {
-			// Not recorded: the kiosk must report the copies it was issued.
-			return protocol.NewError(o.RequestID, protocol.CodeBadMessage, "printed copies differ from the copies issued")
-		}
-		ev.Type, ev.Copies = store.EventPrinted, o.Copies
-	case protocol.OutcomeFailed:
-		ev.Type = "print_failed"
-	case protocol.OutcomeRefused:
-		ev.Type = "print_refused"
-		c.s.cfg.Log.Warn("kiosk refused to print a certificate", "kiosk", c.kiosk.ID, "request", o.RequestID, "reason", o.Reason)
-	case protocol.OutcomeCancelled:
-		ev.Type = "cancelled"
-	}
-	if o.Reason != "" {
-		ev.Result = string(o.Reason)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.s.cfg.Store.AppendEvent(ctx, ev); err != nil {
-		c.s.cfg.Log.Error("audit outcome", "kiosk", c.kiosk.ID, "request", o.RequestID, "err", err)
-		return protocol.NewError(o.RequestID, protocol.CodeInternal, "outcome not recorded; send it again")
-	}
-	c.s.cfg.Metrics.outcomes.WithLabelValues(o.Outcome).Inc()
-	return nil
-}
-
-func (c *conn) answerOutcome(o protocol.Outcome, perr *protocol.Error) {
-	if perr != nil {
-		c.send(perr)
-		return
-	}
+	c.s.cfg.Metrics.outcomes.WithLabelValues(string(o.Outcome)).Inc()
 	c.send(protocol.Ack{RequestID: o.RequestID})
 }
 

@@ -10,10 +10,12 @@
 // goroutines with a deadline, so heartbeats keep flowing while a
 // certificate is being signed.
 //
-// The handler never holds a signing key: it hands requests to
-// issuance.Service. It keeps each request in memory from receipt to the
-// kiosk's outcome report, so that a retry after a dropped connection is
-// answered with the same certificate rather than a second one.
+// The handler never holds a signing key and keeps no request state: it
+// hands requests and outcome reports to issuance.Service, whose register in
+// the store answers a retry after a dropped connection (on this instance or
+// another) with the same certificate rather than a second one. It is the
+// edge where refusals become protocol errors (refusal.Public): no internal
+// error text reaches a kiosk.
 package server
 
 import (
@@ -24,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,9 +40,11 @@ import (
 // Path is where kiosks connect.
 const Path = "/v1/kiosk"
 
-// Issuer issues certificates (issuance.Service).
+// Issuer issues certificates and settles their outcomes
+// (issuance.Service). Errors carry refusal codes (center/internal/refusal).
 type Issuer interface {
-	Issue(ctx context.Context, req issuance.Request) (*protocol.CertificateResponse, *protocol.Error)
+	Issue(ctx context.Context, req issuance.Request) (*protocol.CertificateResponse, error)
+	Settle(ctx context.Context, kioskID, storeCode string, o protocol.Outcome) error
 	Kinds() []string
 	FeePerCopyYen() int
 }
@@ -53,9 +58,6 @@ type Config struct {
 	Heartbeat time.Duration
 	// IssueTimeout bounds one issuance. Default 10 s.
 	IssueTimeout time.Duration
-	// PendingTTL is how long an answered request is kept for replay when
-	// the kiosk never reports an outcome. Default 15 min.
-	PendingTTL time.Duration
 	// MaxInFlight bounds concurrent issues per kiosk connection. Default 2.
 	MaxInFlight int
 	Now         func() time.Time
@@ -66,15 +68,19 @@ type Config struct {
 // Server serves kiosk connections.
 type Server struct {
 	cfg      Config
-	pending  *pending
 	upgrader websocket.Upgrader
 	live     *liveStatus
+	// base is the parent of every request's context: Shutdown cancels it
+	// once issuances in flight have had their grace period.
+	base       context.Context
+	cancelBase context.CancelFunc
 
 	mu       sync.Mutex
-	settleMu sync.Mutex // serialises outcomes settled from the audit log
 	draining bool
 	conns    map[*conn]struct{}
 	inflight sync.WaitGroup
+	// inflightN counts issuances running, for the operators' view.
+	inflightN atomic.Int64
 }
 
 // New returns a Server.
@@ -88,9 +94,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IssueTimeout <= 0 {
 		cfg.IssueTimeout = 10 * time.Second
 	}
-	if cfg.PendingTTL <= 0 {
-		cfg.PendingTTL = 15 * time.Minute
-	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 2
 	}
@@ -103,10 +106,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	base, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:     cfg,
-		pending: newPending(cfg.PendingTTL, cfg.Now),
-		live:    newLiveStatus(),
+		cfg:        cfg,
+		base:       base,
+		cancelBase: cancel,
+		live:       newLiveStatus(),
 		conns:   map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
@@ -123,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 // CheckKiosk is the TLS handshake check (kioskpki.KioskChecker): the
 // certificate must be the one enrolled for kioskID, and the kiosk active.
 func (s *Server) CheckKiosk(kioskID, fingerprint string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.base, 5*time.Second)
 	defer cancel()
 	_, err := s.admit(ctx, kioskID, fingerprint)
 	return err
@@ -201,7 +206,7 @@ func (s *Server) serveKiosk(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) touch(kioskID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(s.base, 2*time.Second)
 	defer cancel()
 	if err := s.cfg.Store.TouchKiosk(ctx, kioskID, s.cfg.Now()); err != nil {
 		s.cfg.Log.Warn("record kiosk last-seen", "kiosk", kioskID, "err", err)
@@ -232,9 +237,11 @@ func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, erro
 	return h, nil
 }
 
-// Shutdown stops admitting issues, waits for those in flight (or ctx),
-// then closes every kiosk connection. Kiosks reconnect to another instance
-// or when this one is back.
+// Shutdown stops admitting issues, waits for those in flight (or ctx; then
+// it cancels them: each releases its claim, so the kiosk's retry runs
+// again elsewhere), then closes every kiosk connection, all at once and
+// outside the lock, so one stalled kiosk does not hold up the others.
+// Kiosks reconnect to another instance or when this one is back.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -246,21 +253,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("server: shutdown with issuances still running: %w", ctx.Err())
+		s.cancelBase()
+		<-done
 	}
+	s.cancelBase()
+	s.closeConns(func(*conn) bool { return true })
+	return err
+}
+
+// CloseKiosk closes every connection of one kiosk (suspended or revoked by
+// an operator) and returns how many it closed. The kiosk's reconnection is
+// refused at the handshake by its status.
+func (s *Server) CloseKiosk(kioskID string) int {
+	return s.closeConns(func(c *conn) bool { return c.kiosk.ID == kioskID })
+}
+
+// closeConns closes the matching connections in parallel and waits.
+func (s *Server) closeConns(match func(*conn) bool) int {
 	s.mu.Lock()
+	var victims []*conn
 	for c := range s.conns {
-		c.closeGoingAway()
+		if match(c) {
+			victims = append(victims, c)
+		}
 	}
 	s.mu.Unlock()
-	s.pending.clear()
-	return err
+	var wg sync.WaitGroup
+	for _, c := range victims {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.closeGoingAway() }()
+	}
+	wg.Wait()
+	return len(victims)
 }
 
 // Live returns the live status of every kiosk seen since start.
 func (s *Server) Live() []KioskLive { return s.live.list() }
 
-// PendingRequests returns how many requests await an outcome report.
-func (s *Server) PendingRequests() int { return s.pending.size() }
+// InFlight returns how many issuances are running now.
+func (s *Server) InFlight() int { return int(s.inflightN.Load()) }
 
 func (s *Server) isDraining() bool {
 	s.mu.Lock()

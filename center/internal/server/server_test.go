@@ -23,67 +23,87 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
-	"github.com/kioskcert/kioskcert/pkg/certid"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
-// fakeIssuer stands in for issuance.Service: it counts calls, can hold
-// every issuance until gate is closed, and answers with a minimal valid
-// certificate (synthetic content) or with a fixed error code.
-type fakeIssuer struct {
-	mu      sync.Mutex
-	calls   map[string]int // by request ID
-	gate    chan struct{}
-	started chan string
-	code    protocol.Code
+// The harness runs the real issuance.Service, with its register on the
+// real bbolt store, behind the websocket: what these tests pin down is the
+// edge (admission, limits, error mapping, shutdown) over the real request
+// semantics. Only the checks' inputs are stand-ins: the card verifier
+// accepts any card and reads its "My Number" from the first byte, the
+// records hold one synthetic person, and the SMART Health Card signer
+// counts, can hold every signature until gate is closed, and returns a
+// fixed payload.
+
+// testMyNumber is a synthetic My Number with a valid check digit.
+const testMyNumber = "123456789018"
+
+type fakeCards struct{}
+
+func (fakeCards) Verify(raw carddata.Raw) (*carddata.Data, error) {
+	return &carddata.Data{MyNumber: testMyNumber, FourItems: carddata.FourItems{Name: "試験　花子", BirthDate: "19850402", Sex: 2}}, nil
 }
 
-func (f *fakeIssuer) Issue(ctx context.Context, req issuance.Request) (*protocol.CertificateResponse, *protocol.Error) {
+type fakeRecords struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *fakeRecords) Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error) {
 	f.mu.Lock()
-	f.calls[req.RequestID]++
-	gate, started, code := f.gate, f.started, f.code
+	err := f.err
 	f.mu.Unlock()
+	if err != nil {
+		return records.Record{}, err
+	}
+	return records.Record{Municipality: municipality, Name: "試験　花子", BirthDate: "1985-04-02", Sex: "2",
+		Doses: []records.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", Lot: "FA5765"}}}, nil
+}
+
+func (f *fakeRecords) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+// gatedSHC counts signatures per certificate and can hold them.
+type gatedSHC struct {
+	mu      sync.Mutex
+	calls   int
+	gate    chan struct{}
+	started chan struct{}
+}
+
+func (g *gatedSHC) Issue(c *certificate.Certificate, nbf time.Time) (string, error) {
+	g.mu.Lock()
+	g.calls++
+	gate, started := g.gate, g.started
+	g.mu.Unlock()
 	if started != nil {
-		started <- req.RequestID
+		started <- struct{}{}
 	}
 	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return nil, protocol.NewError(req.RequestID, protocol.CodeUnavailable, "deadline passed")
-		}
+		<-gate
 	}
-	if code != "" {
-		return nil, protocol.NewError(req.RequestID, code, "")
-	}
-	id, err := certid.New(rand.Reader)
-	if err != nil {
-		return nil, protocol.NewError(req.RequestID, protocol.CodeInternal, "")
-	}
-	c := certificate.Certificate{
-		ID: id, Kind: certificate.Domestic, IssueDate: "2024-04-01",
-		Issuer: certificate.Issuer{MunicipalityCode: req.Municipality, NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"},
-		Holder: certificate.Holder{Name: "試験　花子", FamilyName: "試験", GivenName: "花子", BirthDate: "1985-04-02", Sex: "2"},
-		Doses:  []certificate.Dose{{Number: 1, Date: "2021-06-14", Product: "comirnaty", ProductName: "Comirnaty", Lot: "FA5765", Country: "JPN"}},
-		SHC:    "shc:/5676",
-	}
-	return &protocol.CertificateResponse{
-		RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card),
-		Certificates: []certificate.Certificate{c}, Copies: req.Copies, FeeYen: 120 * req.Copies,
-	}, nil
+	return "shc:/5676", nil
 }
 
-func (f *fakeIssuer) Kinds() []string    { return []string{string(certificate.Domestic)} }
-func (f *fakeIssuer) FeePerCopyYen() int { return 120 }
+func (g *gatedSHC) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls
+}
 
-func (f *fakeIssuer) count(id string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[id]
+func (g *gatedSHC) hold() {
+	g.mu.Lock()
+	g.gate, g.started = make(chan struct{}), make(chan struct{}, 16)
+	g.mu.Unlock()
 }
 
 type syncBuffer struct {
@@ -106,19 +126,20 @@ func (s *syncBuffer) String() string {
 // harness is a Server behind a real mutual-TLS loopback listener, over a
 // boltstore on a temporary file.
 type harness struct {
-	srv    *Server
-	ts     *httptest.Server
-	st     *boltstore.Store
-	ca     *kioskpki.CA
-	pool   *x509.CertPool
-	issuer *fakeIssuer
-	log    *syncBuffer
-	reg    *prometheus.Registry
+	srv     *Server
+	ts      *httptest.Server
+	st      *boltstore.Store
+	ca      *kioskpki.CA
+	pool    *x509.CertPool
+	shc     *gatedSHC
+	records *fakeRecords
+	log     *syncBuffer
+	reg     *prometheus.Registry
 }
 
 func newHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Helper()
-	h := &harness{issuer: &fakeIssuer{calls: map[string]int{}}, log: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	h := &harness{shc: &gatedSHC{}, records: &fakeRecords{}, log: &syncBuffer{}, reg: prometheus.NewRegistry()}
 	var err error
 	h.st, err = boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{NoSync: true})
 	if err != nil {
@@ -134,8 +155,16 @@ func newHarness(t *testing.T, edit func(*Config)) *harness {
 			t.Fatal(err)
 		}
 	}
-	cfg := Config{Store: h.st, Issuer: h.issuer, Heartbeat: time.Second, IssueTimeout: 5 * time.Second,
-		Log: slog.New(slog.NewJSONHandler(h.log, nil)), Metrics: NewMetrics(h.reg)}
+	log := slog.New(slog.NewJSONHandler(h.log, nil))
+	svc, err := issuance.New(issuance.Config{
+		Kiosks: h.st, Municipalities: h.st, Records: h.records, Register: h.st,
+		Cards: fakeCards{}, SHC: h.shc, FeePerCopyYen: 120, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: h.st, Issuer: svc, Heartbeat: time.Second, IssueTimeout: 5 * time.Second,
+		Log: log, Metrics: NewMetrics(h.reg)}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -245,7 +274,10 @@ func (c *client) tryRead() (protocol.Message, error) {
 }
 
 func newIssue() protocol.Issue {
-	return issueReq(protocol.NewRequestID(), byte(time.Now().UnixNano()))
+	return protocol.Issue{
+		RequestID: protocol.NewRequestID(), Municipality: "012041", Kind: certificate.Domestic, Copies: 1,
+		Card: carddata.Raw{MyNumber: []byte{byte(time.Now().UnixNano())}, FourItems: []byte{2}, Signature: []byte{3}, Certificate: []byte{4}},
+	}
 }
 
 func TestHello(t *testing.T) {
@@ -327,7 +359,7 @@ func TestOriginRefused(t *testing.T) {
 // waits for the first run and gets its certificate; nothing is issued twice.
 func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	h := newHarness(t, nil)
-	h.issuer.gate, h.issuer.started = make(chan struct{}), make(chan string, 4)
+	h.shc.hold()
 	conf := h.enroll(t, "K1", store.KioskActive)
 	c1, _, err := h.dial(t, conf, nil)
 	if err != nil {
@@ -335,7 +367,7 @@ func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	}
 	req := newIssue()
 	c1.send(req)
-	<-h.issuer.started
+	<-h.shc.started
 	c1.ws.Close()
 
 	c2, _, err := h.dial(t, conf, nil)
@@ -344,9 +376,9 @@ func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	}
 	c2.send(req)
 	// Let the repeat reach the server before the first run ends. (Should it
-	// still reach the pending cache after, it is replayed all the same.)
+	// arrive after, it is replayed all the same.)
 	waitFor(t, func() bool { return framesSeen(h) >= 2 })
-	close(h.issuer.gate)
+	close(h.shc.gate)
 	resp, ok := c2.read().(protocol.CertificateResponse)
 	if !ok || resp.RequestID != req.RequestID || resp.CardDigest != protocol.CardDigest(req.Card) {
 		t.Fatalf("retry answered with %+v", resp)
@@ -360,15 +392,21 @@ func TestRetryWhileFirstAttemptRuns(t *testing.T) {
 	if !ok || !again.Replayed || again.Certificates[0].ID != resp.Certificates[0].ID {
 		t.Fatal("second retry did not replay the same certificate")
 	}
-	if n := h.issuer.count(req.RequestID); n != 1 {
-		t.Fatalf("issued %d times, want once", n)
+	if n := h.shc.count(); n != 1 {
+		t.Fatalf("signed %d times, want once", n)
 	}
 	c2.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: 1})
 	if ack, ok := c2.read().(protocol.Ack); !ok || ack.RequestID != req.RequestID {
 		t.Fatal("no ack")
 	}
-	if h.srv.PendingRequests() != 0 {
-		t.Fatal("request still held after its outcome")
+	r, err := h.st.Request(context.Background(), req.RequestID)
+	if err != nil || r.State != store.RequestSettled || len(r.Replay) != 0 {
+		t.Fatalf("register after the outcome: %+v, %v; want settled without replay", r, err)
+	}
+	// After the outcome the ID is spent.
+	c2.send(req)
+	if e, ok := c2.read().(*protocol.Error); !ok || e.Code != protocol.CodeRequestIDReused {
+		t.Fatalf("request repeated after its outcome got %#v", e)
 	}
 }
 
@@ -421,27 +459,27 @@ func TestReuseByAnotherKioskRefused(t *testing.T) {
 	if e, ok := c2.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnknownRequest {
 		t.Fatalf("outcome for another kiosk's request got %#v", e)
 	}
-	if h.issuer.count(req.RequestID) != 1 {
+	if h.shc.count() != 1 {
 		t.Fatal("issued twice")
 	}
 }
 
 func TestInFlightLimit(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxInFlight = 1 })
-	h.issuer.gate, h.issuer.started = make(chan struct{}), make(chan string, 4)
+	h.shc.hold()
 	c, _, err := h.dial(t, h.enroll(t, "K1", store.KioskActive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, second := newIssue(), newIssue()
 	c.send(first)
-	<-h.issuer.started
+	<-h.shc.started
 	c.send(second)
 	e, ok := c.read().(*protocol.Error)
 	if !ok || e.Code != protocol.CodeRateLimited || e.RequestID != second.RequestID || !e.Retryable {
 		t.Fatalf("second request in flight got %#v", e)
 	}
-	close(h.issuer.gate)
+	close(h.shc.gate)
 	if r, ok := c.read().(protocol.CertificateResponse); !ok || r.RequestID != first.RequestID {
 		t.Fatal("first request not answered")
 	}
@@ -460,32 +498,39 @@ func TestInFlightLimit(t *testing.T) {
 		}
 		break
 	}
-	if n := h.issuer.count(second.RequestID); n != 1 {
-		t.Fatalf("second request issued %d times", n)
+	if n := h.shc.count(); n != 2 {
+		t.Fatalf("%d signatures for two requests", n)
 	}
 }
 
 func TestRetryableErrorIsRunAgain(t *testing.T) {
 	h := newHarness(t, nil)
-	h.issuer.code = protocol.CodeInternal
+	h.records.fail(errors.New("records: region key unwrap failed for 123456789018"))
 	c, _, err := h.dial(t, h.enroll(t, "K1", store.KioskActive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := newIssue()
 	c.send(req)
-	if e, ok := c.read().(*protocol.Error); !ok || e.Code != protocol.CodeInternal {
-		t.Fatalf("got %#v", e)
+	e, ok := c.read().(*protocol.Error)
+	if !ok || e.Code != protocol.CodeInternal || e.Detail != "" {
+		t.Fatalf("got %#v, want internal_error without detail", e)
 	}
-	h.issuer.mu.Lock()
-	h.issuer.code = ""
-	h.issuer.mu.Unlock()
+	h.records.fail(nil)
 	c.send(req)
 	if r, ok := c.read().(protocol.CertificateResponse); !ok || r.Replayed {
 		t.Fatal("retry after an internal error was not run again")
 	}
-	if n := h.issuer.count(req.RequestID); n != 2 {
-		t.Fatalf("%d runs, want 2", n)
+	evs, err := h.st.Events(context.Background(), store.EventQuery{RequestID: req.RequestID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, string(ev.Type))
+	}
+	if got := strings.Join(types, " "); got != "requested failed requested issued" {
+		t.Fatalf("events %s", got)
 	}
 }
 
@@ -514,13 +559,13 @@ func TestOutcomes(t *testing.T) {
 		}, store.EventPrinted, ""},
 		{"paper out", func(id string) protocol.Outcome {
 			return protocol.Outcome{RequestID: id, Outcome: protocol.OutcomeFailed, Reason: protocol.CodePrinterPaperOut}
-		}, "print_failed", ""},
+		}, store.EventPrintFailed, ""},
 		{"refused by the kiosk", func(id string) protocol.Outcome {
 			return protocol.Outcome{RequestID: id, Outcome: protocol.OutcomeRefused, Reason: protocol.CodeHolderMismatch}
-		}, "print_refused", ""},
+		}, store.EventPrintRefused, ""},
 		{"cancelled", func(id string) protocol.Outcome {
 			return protocol.Outcome{RequestID: id, Outcome: protocol.OutcomeCancelled, Reason: protocol.CodeCancelled}
-		}, "cancelled", ""},
+		}, store.EventCancelled, ""},
 		{"printed more copies than issued", func(id string) protocol.Outcome {
 			return protocol.Outcome{RequestID: id, Outcome: protocol.OutcomePrinted, Copies: 3}
 		}, "", protocol.CodeBadMessage},
@@ -564,19 +609,19 @@ func TestOutcomes(t *testing.T) {
 
 func TestOutcomeWhileIssuing(t *testing.T) {
 	h := newHarness(t, nil)
-	h.issuer.gate, h.issuer.started = make(chan struct{}), make(chan string, 4)
+	h.shc.hold()
 	c, _, err := h.dial(t, h.enroll(t, "K1", store.KioskActive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := newIssue()
 	c.send(req)
-	<-h.issuer.started
+	<-h.shc.started
 	c.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomeCancelled, Reason: protocol.CodeCancelled})
 	if e, ok := c.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnavailable || !e.Retryable {
 		t.Fatalf("outcome while issuing got %#v, want unavailable", e)
 	}
-	close(h.issuer.gate)
+	close(h.shc.gate)
 	if _, ok := c.read().(protocol.CertificateResponse); !ok {
 		t.Fatal("no certificate")
 	}
@@ -590,14 +635,14 @@ func TestOutcomeWhileIssuing(t *testing.T) {
 // refused as unavailable; then the connections close.
 func TestShutdown(t *testing.T) {
 	h := newHarness(t, nil)
-	h.issuer.gate, h.issuer.started = make(chan struct{}), make(chan string, 4)
+	h.shc.hold()
 	c, _, err := h.dial(t, h.enroll(t, "K1", store.KioskActive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	running := newIssue()
 	c.send(running)
-	<-h.issuer.started
+	<-h.shc.started
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -610,7 +655,7 @@ func TestShutdown(t *testing.T) {
 	if e, ok := c.read().(*protocol.Error); !ok || e.Code != protocol.CodeUnavailable || e.RequestID != late.RequestID {
 		t.Fatalf("issue while draining got %#v", e)
 	}
-	close(h.issuer.gate)
+	close(h.shc.gate)
 	if r, ok := c.read().(protocol.CertificateResponse); !ok || r.RequestID != running.RequestID {
 		t.Fatal("the issuance in flight was not answered before shutdown")
 	}
@@ -621,8 +666,8 @@ func TestShutdown(t *testing.T) {
 	if _, err := c.tryRead(); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
 		t.Fatalf("after shutdown read %v, want close going away", err)
 	}
-	if h.srv.PendingRequests() != 0 {
-		t.Fatal("pending requests survive shutdown")
+	if h.srv.InFlight() != 0 {
+		t.Fatal("issuances still counted in flight after shutdown")
 	}
 }
 
@@ -644,4 +689,44 @@ func TestLiveStatus(t *testing.T) {
 	}
 	c.ws.Close()
 	waitFor(t, func() bool { l := h.srv.Live(); return len(l) == 1 && !l[0].Connected })
+}
+
+// TestCloseKiosk: an operator suspends a kiosk while it is connected. Its
+// connections close at once, nothing more is answered on them, and its
+// reconnection is refused at the handshake.
+func TestCloseKiosk(t *testing.T) {
+	h := newHarness(t, nil)
+	conf := h.enroll(t, "K1", store.KioskActive)
+	other, _, err := h.dial(t, h.enroll(t, "K2", store.KioskActive), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []*client
+	for range 2 {
+		c, _, err := h.dial(t, conf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	if err := h.st.SetKioskStatus(context.Background(), "K1", store.KioskSuspended, "investigation", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.srv.CloseKiosk("K1"); n != 2 {
+		t.Fatalf("CloseKiosk closed %d connections, want 2", n)
+	}
+	for _, c := range conns {
+		var ce *websocket.CloseError
+		if _, err := c.tryRead(); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("suspended kiosk's connection read %v, want close", err)
+		}
+	}
+	if _, _, err := h.dial(t, conf, nil); err == nil {
+		t.Fatal("suspended kiosk reconnected")
+	}
+	// The other kiosk is untouched.
+	other.send(protocol.Ping{Nonce: "still-here"})
+	if p, ok := other.read().(protocol.Pong); !ok || p.Nonce != "still-here" {
+		t.Fatal("another kiosk lost its connection")
+	}
 }
