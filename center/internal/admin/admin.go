@@ -1,228 +1,166 @@
-// Package admin holds the operators' procedures behind the issuance-center
-// subcommands: initialising a center (PKI, keys, databases), enrolling and
-// suspending kiosks, switching municipalities' participation, importing and
-// deleting records, rotating the SMART Health Card key and revoking
-// certificates. Each procedure writes an audit event where it changes what
-// kiosks may do.
+// Package admin is the operators' procedures as a service inside the
+// running center: enrolling, suspending and revoking kiosks, switching
+// municipalities' participation, importing and deleting records, rotating
+// the SMART Health Card key and revoking certificates. The operations API
+// (center/internal/opsapi) exposes it to the issuance-center commands and
+// the operations console; a command run against a stopped center's files
+// (maintenance) uses the same Service on its own backend.
 //
-// They open the databases themselves, so they run while the center is
-// stopped (bbolt allows one writer per file; a running center makes them
-// fail fast with a lock error naming the file).
+// Every action that changes what kiosks may do, or what the center holds,
+// leaves an audit event naming the operator, the object and where the
+// action came from (brief §2: operations are logged per user ID). A kiosk
+// suspended or revoked here loses its connections at once.
+//
+// Init, which creates a center's files, is the one procedure that runs
+// outside a center.
 package admin
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
+	"log/slog"
 	"time"
 
-	"github.com/kioskcert/kioskcert/assets/demo"
-	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/records"
-	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
 	"github.com/kioskcert/kioskcert/center/internal/store"
-	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
-	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
-	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/keyfile"
-	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
-// InitOptions shape a new center.
-type InitOptions struct {
-	Dir           string   // where the config file and everything else go
-	IssuerURL     string   // SHC issuer URL
-	Hosts         []string // names and addresses in the center's TLS certificate
-	CardTrustFile string   // PEM trust anchors of the card issuing authority
-	KioskListen   string
-	PublicListen  string
-	OpsListen     string
+// Operations is everything an operator can do, as the CLI and the console
+// call it: on a running center through the operations API, or on a stopped
+// center's files through a local Service.
+type Operations interface {
+	ListKiosks(ctx context.Context) ([]store.Kiosk, error)
+	EnrollKiosk(ctx context.Context, a Actor, e KioskEnrollment) (Enrollment, error)
+	SetKioskStatus(ctx context.Context, a Actor, id string, status store.KioskStatus, reason string) (store.Kiosk, error)
+	ListMunicipalities(ctx context.Context) ([]store.Municipality, error)
+	PutMunicipality(ctx context.Context, a Actor, m store.Municipality) error
+	SetParticipation(ctx context.Context, a Actor, code string, participating bool) error
+	ImportRecords(ctx context.Context, a Actor, municipality string, csv io.Reader) (records.ImportResult, error)
+	RecordCounts(ctx context.Context) ([]records.RegionCount, error)
+	DeleteRecords(ctx context.Context, a Actor, municipality string) (int, error)
+	RotateSHCKey(ctx context.Context, a Actor) (string, error)
+	RevokeCertificate(ctx context.Context, a Actor, certificateID, kid, reason string) error
 }
 
-// ConfigFile is the name of the configuration file Init writes.
-const ConfigFile = "center.json"
-
-// Init creates a center in opts.Dir: config, records master key, kiosk CA,
-// the center's TLS certificate, the first SMART Health Card key, a test
-// country signing CA with a VDS-NC barcode signer, an operator token, and
-// empty databases. It refuses to touch a directory that already has a config.
-func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config, error) {
-	path := filepath.Join(opts.Dir, ConfigFile)
-	if _, err := os.Stat(path); err == nil {
-		return nil, fmt.Errorf("admin: %s exists; refusing to overwrite a center", path)
-	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, err
-	}
-	cfg := config.Default()
-	if opts.IssuerURL != "" {
-		cfg.IssuerURL = opts.IssuerURL
-	}
-	for _, p := range []struct {
-		dst *string
-		v   string
-	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}} {
-		if p.v != "" {
-			*p.dst = p.v
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	abs, err := filepath.Abs(opts.Dir)
-	if err != nil {
-		return nil, err
-	}
-	cfg.SetDir(abs)
-
-	// Card issuing-authority trust anchors.
-	trust, err := os.ReadFile(opts.CardTrustFile)
-	if err != nil {
-		return nil, fmt.Errorf("admin: card trust file: %w", err)
-	}
-	if _, err := carddata.ParseIssuerKeys(trust); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(cfg.Path(cfg.CardIssuerKeysFile), trust, 0o644); err != nil {
-		return nil, err
-	}
-	// Records master key.
-	if err := os.MkdirAll(cfg.Path(cfg.KeysDir), 0o700); err != nil {
-		return nil, err
-	}
-	if _, err := records.GenerateMasterKeyFile(cfg.Path(cfg.MasterKeyFile)); err != nil {
-		return nil, err
-	}
-	// Kiosk CA and the center's server certificate.
-	ca, err := kioskpki.NewCA("kioskcert Kiosk CA", now)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeCertAndKey(cfg.Path(cfg.KioskCAFile), cfg.Path(cfg.KioskCAKeyFile), ca.Cert.Raw, ca.Signer); err != nil {
-		return nil, err
-	}
-	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	hosts := opts.Hosts
-	if len(hosts) == 0 {
-		hosts = []string{"localhost", "127.0.0.1", "::1"}
-	}
-	serverCert, err := ca.IssueServer(hosts, &serverKey.PublicKey, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeCertAndKey(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile), serverCert.Raw, serverKey); err != nil {
-		return nil, err
-	}
-	// Operator token.
-	tok := make([]byte, 24)
-	if _, err := rand.Read(tok); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(cfg.Path(cfg.OpsTokenFile), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	// Store and signing keys.
-	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), boltfile.Options{Timeout: cfg.LockTimeout.Duration})
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	kr := keyring.Keyring{Dir: cfg.Path(cfg.KeysDir), Store: st}
-	if _, err := kr.RotateSHC(ctx, now); err != nil {
-		return nil, err
-	}
-	if err := kr.CreateVDS(ctx, now); err != nil {
-		return nil, err
-	}
-	if err := cfg.Write(path); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
+// Actor is who asks for an action and from where.
+type Actor struct {
+	// Operator is the operator's ID (1-64 of [A-Za-z0-9._:-]).
+	Operator string `json:"operator"`
+	// Source is the address the request came from, or "local".
+	Source string `json:"source"`
 }
 
-func writeCertAndKey(certPath, keyPath string, der []byte, key crypto.Signer) error {
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
-		return err
-	}
-	if err := keyfile.Write(keyPath, key); err != nil {
-		return err
-	}
-	return os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+// Errors.
+var (
+	// ErrNoOperator means an action that changes something came without an
+	// operator ID: every change must be traceable to a person.
+	ErrNoOperator = errors.New("admin: an operator ID is required (1-64 characters of [A-Za-z0-9._:-])")
+)
+
+// KioskCloser closes a kiosk's connections (server.Server).
+type KioskCloser interface {
+	CloseKiosk(kioskID string) int
 }
 
-// Session is an operator's open store and records, for one command.
-type Session struct {
-	Cfg       *config.Config
-	Store     *boltstore.Store
-	recordsDB interface{ Close() error }
-	vault     *records.Vault
+// KeyRefresher reloads the signing keys after a rotation (keyring.Signers).
+type KeyRefresher interface {
+	Refresh(ctx context.Context) (bool, error)
 }
 
-// OpenSession opens the store (and, on first use, the records).
-func OpenSession(cfg *config.Config) (*Session, error) {
-	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), boltfile.Options{Timeout: cfg.LockTimeout.Duration})
-	if err != nil {
-		return nil, err
-	}
-	return &Session{Cfg: cfg, Store: st}, nil
+// Config wires a Service.
+type Config struct {
+	Store   store.Store
+	Records backend.Records
+	Keys    keyring.Keyring
+	// KioskCA signs kiosk certificates at enrollment.
+	KioskCA *kioskpki.CA
+	// Kiosks, when set, loses a suspended or revoked kiosk's connections.
+	Kiosks KioskCloser
+	// Signers, when set, picks up a rotated key at once.
+	Signers KeyRefresher
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
-// Records opens the records vault.
-func (s *Session) Records() (*records.Vault, error) {
-	if s.vault != nil {
-		return s.vault, nil
-	}
-	master, err := records.LoadMasterKey(s.Cfg.Path(s.Cfg.MasterKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	db, err := boltfile.Open(s.Cfg.Path(s.Cfg.RecordsFile), boltfile.Options{Timeout: s.Cfg.LockTimeout.Duration})
-	if err != nil {
-		return nil, err
-	}
-	v, err := records.Open(db, master, records.Options{})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	s.recordsDB, s.vault = db, v
-	return v, nil
+// Service carries out operator actions.
+type Service struct {
+	cfg Config
 }
 
-// Close releases everything.
-func (s *Session) Close() {
-	if s.recordsDB != nil {
-		s.recordsDB.Close()
+var _ Operations = (*Service)(nil)
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Records == nil || cfg.Keys.Store == nil || cfg.Keys.Source == nil {
+		return nil, errors.New("admin: store, records and keyring are required")
 	}
-	s.Store.Close()
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Service{cfg: cfg}, nil
 }
 
-// Keyring returns the center's keyring.
-func (s *Session) Keyring() keyring.Keyring {
-	return keyring.Keyring{Dir: s.Cfg.Path(s.Cfg.KeysDir), Store: s.Store}
+// Store returns the store the service acts on (for the read-only views
+// that sit beside the actions).
+func (s *Service) Store() store.Store { return s.cfg.Store }
+
+// audit records an operator action.
+func (s *Service) audit(ctx context.Context, a Actor, e store.Event) error {
+	e.Time, e.Operator, e.Source = s.cfg.Now(), a.Operator, a.Source
+	if _, err := s.cfg.Store.AppendEvent(ctx, e); err != nil {
+		return fmt.Errorf("admin: audit %s: %w", e.Type, err)
+	}
+	s.cfg.Log.Info("operator action", "type", e.Type, "operator", a.Operator, "source", a.Source,
+		"kiosk", e.KioskID, "municipality", e.Municipality, "certificate", e.CertificateID, "result", e.Result)
+	return nil
+}
+
+func checkActor(a Actor) error {
+	probe := store.Event{Time: time.Now(), Type: store.EventKioskStatus, Operator: a.Operator, Source: a.Source}
+	if a.Operator == "" || probe.Validate() != nil {
+		return ErrNoOperator
+	}
+	return nil
+}
+
+// ListKiosks returns the enrolled kiosks.
+func (s *Service) ListKiosks(ctx context.Context) ([]store.Kiosk, error) {
+	return s.cfg.Store.ListKiosks(ctx)
 }
 
 // KioskEnrollment describes a kiosk being enrolled.
 type KioskEnrollment struct {
-	ID, StoreName, StoreCode, Chain, Prefecture, Region string
-	// OutDir receives kiosk.key, kiosk.pem and center-ca.pem for the kiosk.
-	OutDir string
+	ID         string `json:"id"`
+	StoreName  string `json:"storeName"`
+	StoreCode  string `json:"storeCode"`
+	Chain      string `json:"chain"`
+	Prefecture string `json:"prefecture"`
+	Region     string `json:"region"`
 }
 
-// Files written for an enrolled kiosk.
+// Enrollment is what an enrolled kiosk needs: its key and client
+// certificate, and the CA it pins for the center. Carry it to the kiosk
+// and delete every other copy.
+type Enrollment struct {
+	Kiosk    store.Kiosk `json:"kiosk"`
+	KeyPEM   []byte      `json:"keyPem"`
+	CertPEM  []byte      `json:"certPem"`
+	CenterCA []byte      `json:"centerCaPem"`
+}
+
+// Files of an enrollment, as the kiosk agent's configuration names them.
 const (
 	KioskKeyFile  = "kiosk.key"
 	KioskCertFile = "kiosk.pem"
@@ -230,135 +168,173 @@ const (
 )
 
 // EnrollKiosk issues a client certificate for a new kiosk and records it.
-// The kiosk's key is generated here and written with the certificate and
-// the CA the kiosk must pin; carry OutDir to the kiosk and delete it here.
-func (s *Session) EnrollKiosk(ctx context.Context, e KioskEnrollment, now time.Time) (store.Kiosk, error) {
-	caKey, err := keyfile.Load(s.Cfg.Path(s.Cfg.KioskCAKeyFile))
-	if err != nil {
-		return store.Kiosk{}, err
+func (s *Service) EnrollKiosk(ctx context.Context, a Actor, e KioskEnrollment) (Enrollment, error) {
+	if err := checkActor(a); err != nil {
+		return Enrollment{}, err
 	}
-	caCert, err := kioskpki.LoadCert(s.Cfg.Path(s.Cfg.KioskCAFile))
-	if err != nil {
-		return store.Kiosk{}, err
+	if s.cfg.KioskCA == nil {
+		return Enrollment{}, errors.New("admin: this center holds no kiosk CA key; enroll kiosks where the kiosk CA is")
 	}
-	if _, err := s.Store.Kiosk(ctx, e.ID); err == nil {
-		return store.Kiosk{}, fmt.Errorf("admin: kiosk %s is already enrolled", e.ID)
+	now := s.cfg.Now()
+	k := store.Kiosk{
+		ID: e.ID, StoreName: e.StoreName, StoreCode: e.StoreCode, Chain: e.Chain,
+		Prefecture: e.Prefecture, Region: e.Region, EnrolledAt: now,
+		// Placeholders so the fields a caller supplies are checked before a
+		// certificate is issued for them.
+		CertSerial: "0", CertSHA256: fmt.Sprintf("%064x", 0),
+	}
+	if err := k.Validate(); err != nil {
+		return Enrollment{}, err
+	}
+	if _, err := s.cfg.Store.Kiosk(ctx, e.ID); err == nil {
+		return Enrollment{}, fmt.Errorf("%w: kiosk %s is already enrolled", store.ErrExists, e.ID)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return store.Kiosk{}, err
+		return Enrollment{}, err
 	}
-	ca := &kioskpki.CA{Cert: caCert, Signer: caKey}
-	cert, err := ca.IssueKiosk(e.ID, &key.PublicKey, now)
+	cert, err := s.cfg.KioskCA.IssueKiosk(e.ID, &key.PublicKey, now)
 	if err != nil {
-		return store.Kiosk{}, err
+		return Enrollment{}, err
 	}
-	k := store.Kiosk{
-		ID: e.ID, StoreName: e.StoreName, StoreCode: e.StoreCode, Chain: e.Chain,
-		Prefecture: e.Prefecture, Region: e.Region,
-		CertSerial: fmt.Sprintf("%x", cert.SerialNumber), CertSHA256: kioskpki.Fingerprint(cert),
-		EnrolledAt: now,
+	k.CertSerial, k.CertSHA256 = cert.SerialNumber.Text(16), kioskpki.Fingerprint(cert)
+	if err := s.cfg.Store.EnrollKiosk(ctx, k); err != nil {
+		return Enrollment{}, err
 	}
-	if err := s.Store.EnrollKiosk(ctx, k); err != nil {
-		return store.Kiosk{}, err
+	keyPEM, err := keyfile.Marshal(key)
+	if err != nil {
+		return Enrollment{}, err
 	}
-	if e.OutDir != "" {
-		if err := os.MkdirAll(e.OutDir, 0o700); err != nil {
-			return store.Kiosk{}, err
-		}
-		if err := writeCertAndKey(filepath.Join(e.OutDir, KioskCertFile), filepath.Join(e.OutDir, KioskKeyFile), cert.Raw, key); err != nil {
-			return store.Kiosk{}, err
-		}
-		if err := os.WriteFile(filepath.Join(e.OutDir, CenterCAFile), kioskpki.EncodeCert(caCert), 0o644); err != nil {
-			return store.Kiosk{}, err
-		}
+	if err := s.audit(ctx, a, store.Event{Type: store.EventKioskEnrolled, KioskID: k.ID, StoreCode: k.StoreCode, Result: string(store.KioskActive)}); err != nil {
+		return Enrollment{}, err
 	}
-	return s.Store.Kiosk(ctx, e.ID)
+	k, err = s.cfg.Store.Kiosk(ctx, e.ID)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	return Enrollment{Kiosk: k, KeyPEM: keyPEM, CertPEM: kioskpki.EncodeCert(cert), CenterCA: kioskpki.EncodeCert(s.cfg.KioskCA.Cert)}, nil
 }
 
-// SetKioskStatus suspends, reactivates or revokes a kiosk and audits it.
-func (s *Session) SetKioskStatus(ctx context.Context, id string, status store.KioskStatus, reason string, now time.Time) error {
-	k, err := s.Store.Kiosk(ctx, id)
+// SetKioskStatus suspends, reactivates or revokes a kiosk. A kiosk that is
+// no longer active loses its open connections at once; its reconnection is
+// refused at the handshake.
+func (s *Service) SetKioskStatus(ctx context.Context, a Actor, id string, status store.KioskStatus, reason string) (store.Kiosk, error) {
+	if err := checkActor(a); err != nil {
+		return store.Kiosk{}, err
+	}
+	k, err := s.cfg.Store.Kiosk(ctx, id)
 	if err != nil {
+		return store.Kiosk{}, err
+	}
+	if err := s.cfg.Store.SetKioskStatus(ctx, id, status, reason, s.cfg.Now()); err != nil {
+		return store.Kiosk{}, err
+	}
+	if status != store.KioskActive && s.cfg.Kiosks != nil {
+		s.cfg.Kiosks.CloseKiosk(id)
+	}
+	if err := s.audit(ctx, a, store.Event{Type: store.EventKioskStatus, KioskID: id, StoreCode: k.StoreCode, Result: string(status)}); err != nil {
+		return store.Kiosk{}, err
+	}
+	return s.cfg.Store.Kiosk(ctx, id)
+}
+
+// ListMunicipalities returns every municipality.
+func (s *Service) ListMunicipalities(ctx context.Context) ([]store.Municipality, error) {
+	return s.cfg.Store.ListMunicipalities(ctx)
+}
+
+// PutMunicipality adds a municipality or replaces its names and participation.
+func (s *Service) PutMunicipality(ctx context.Context, a Actor, m store.Municipality) error {
+	if err := checkActor(a); err != nil {
 		return err
 	}
-	if err := s.Store.SetKioskStatus(ctx, id, status, reason, now); err != nil {
+	if err := s.cfg.Store.UpsertMunicipality(ctx, m); err != nil {
 		return err
 	}
-	_, err = s.Store.AppendEvent(ctx, store.Event{Time: now, Type: store.EventKioskStatus, KioskID: id, StoreCode: k.StoreCode, Result: string(status)})
-	return err
+	return s.audit(ctx, a, store.Event{Type: store.EventMunicipalitySet, Municipality: m.Code, Result: participation(m.Participating)})
 }
 
-// LoadDemoMunicipalities upserts the demo municipalities.
-func (s *Session) LoadDemoMunicipalities(ctx context.Context) (int, error) {
-	d, err := demo.Load()
-	if err != nil {
-		return 0, err
+// SetParticipation switches a municipality's kiosk issuance on or off.
+// Kiosks see the change in their next hello; requests are checked against
+// it at once.
+func (s *Service) SetParticipation(ctx context.Context, a Actor, code string, participating bool) error {
+	if err := checkActor(a); err != nil {
+		return err
 	}
-	for _, m := range d.Municipalities {
-		if err := s.Store.UpsertMunicipality(ctx, store.Municipality{
-			Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn, AuthorityJa: m.AuthorityJa, AuthorityEn: m.AuthorityEn,
-			Participating: m.Participating,
-		}); err != nil {
-			return 0, err
-		}
+	if err := s.cfg.Store.SetParticipation(ctx, code, participating); err != nil {
+		return err
 	}
-	return len(d.Municipalities), nil
+	return s.audit(ctx, a, store.Event{Type: store.EventParticipation, Municipality: code, Result: participation(participating)})
 }
 
-// LoadDemoRecords imports every demo municipality's records, through the
-// same CSV path a municipality's ledger export takes.
-func (s *Session) LoadDemoRecords(ctx context.Context, operator string) (int, error) {
-	d, err := demo.Load()
-	if err != nil {
-		return 0, err
+func participation(on bool) string {
+	if on {
+		return "participating"
 	}
-	v, err := s.Records()
-	if err != nil {
-		return 0, err
-	}
-	total := 0
-	for _, m := range d.Municipalities {
-		entries, err := ledgercsv.FromDemo(d, m.Code)
-		if err != nil {
-			return 0, err
-		}
-		if len(entries) == 0 {
-			continue
-		}
-		res, err := v.Import(ctx, m.Code, operator, entries)
-		if err != nil {
-			return 0, err
-		}
-		total += res.Persons
-	}
-	return total, nil
+	return "not_participating"
 }
 
-// ImportCSV imports a municipality's ledger export.
-func (s *Session) ImportCSV(ctx context.Context, municipality, operator, path string) (records.ImportResult, error) {
-	v, err := s.Records()
-	if err != nil {
+// ImportRecords imports a municipality's ledger export (all or nothing).
+func (s *Service) ImportRecords(ctx context.Context, a Actor, municipality string, csv io.Reader) (records.ImportResult, error) {
+	if err := checkActor(a); err != nil {
 		return records.ImportResult{}, err
 	}
-	f, err := os.Open(path)
+	res, err := s.cfg.Records.ImportCSV(ctx, municipality, a.Operator, csv)
 	if err != nil {
-		return records.ImportResult{}, err
+		return res, err
 	}
-	defer f.Close()
-	return ledgercsv.Import(ctx, v, f, municipality, operator, ledgercsv.Options{
-		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
-	})
+	return res, s.audit(ctx, a, store.Event{Type: store.EventRecordsImported, Municipality: municipality, Result: "ok"})
 }
 
-// Revoke revokes a certificate ID in the CRL of the key that signed it.
-func (s *Session) Revoke(ctx context.Context, certID, kid, reason string, now time.Time) error {
-	if _, err := s.Store.SigningKey(ctx, kid); err != nil {
+// RecordCounts returns the number of records per region.
+func (s *Service) RecordCounts(ctx context.Context) ([]records.RegionCount, error) {
+	return s.cfg.Records.Counts(ctx)
+}
+
+// DeleteRecords destroys a municipality's records and keys
+// (crypto-shredding) and returns how many records it held.
+func (s *Service) DeleteRecords(ctx context.Context, a Actor, municipality string) (int, error) {
+	if err := checkActor(a); err != nil {
+		return 0, err
+	}
+	n, err := s.cfg.Records.DeleteRegion(ctx, municipality, a.Operator)
+	if err != nil {
+		return 0, err
+	}
+	return n, s.audit(ctx, a, store.Event{Type: store.EventRecordsDeleted, Municipality: municipality, Result: "ok"})
+}
+
+// RotateSHCKey makes a new SMART Health Card key active; the previous one
+// stays published as retired. This instance signs with the new key at
+// once; others sharing the store at their next key refresh.
+func (s *Service) RotateSHCKey(ctx context.Context, a Actor) (string, error) {
+	if err := checkActor(a); err != nil {
+		return "", err
+	}
+	kid, err := s.cfg.Keys.RotateSHC(ctx, s.cfg.Now())
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.Signers != nil {
+		if _, err := s.cfg.Signers.Refresh(ctx); err != nil {
+			s.cfg.Log.Error("load the rotated key", "kid", kid, "err", err)
+		}
+	}
+	return kid, s.audit(ctx, a, store.Event{Type: store.EventKeyRotated, Result: "ok"})
+}
+
+// RevokeCertificate revokes a certificate ID in the revocation list of the
+// key that signed it.
+func (s *Service) RevokeCertificate(ctx context.Context, a Actor, certificateID, kid, reason string) error {
+	if err := checkActor(a); err != nil {
+		return err
+	}
+	if _, err := s.cfg.Store.SigningKey(ctx, kid); err != nil {
 		return fmt.Errorf("admin: key %s: %w", kid, err)
 	}
-	err := s.Store.RevokeCertificate(ctx, store.Revocation{CertificateID: certID, KID: kid, RevokedAt: now, Reason: reason})
-	if errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("admin: certificate %s is already revoked", certID)
+	err := s.cfg.Store.RevokeCertificate(ctx, store.Revocation{CertificateID: certificateID, KID: kid, RevokedAt: s.cfg.Now(), Reason: reason})
+	if err != nil {
+		return err
 	}
-	return err
+	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Result: reason})
 }

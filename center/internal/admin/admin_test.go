@@ -58,20 +58,43 @@ func initCenter(t *testing.T) *config.Config {
 	return cfg
 }
 
-func session(t *testing.T, cfg *config.Config) *Session {
+// local opens a stopped center's files as the CLI's -offline does.
+func local(t *testing.T, cfg *config.Config) *Service {
 	t.Helper()
-	s, err := OpenSession(cfg)
+	s, closeLocal, err := OpenLocal(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { closeLocal() })
 	return s
+}
+
+var op = Actor{Operator: "op-tanaka", Source: "local"}
+
+// fakeCloser records the kiosks whose connections were closed.
+type fakeCloser struct {
+	mu     sync.Mutex
+	closed []string
+}
+
+func (f *fakeCloser) CloseKiosk(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = append(f.closed, id)
+	return 1
 }
 
 func TestInit(t *testing.T) {
 	cfg := initCenter(t)
 	private := []string{cfg.MasterKeyFile, cfg.KioskCAKeyFile, cfg.ServerKeyFile, cfg.OpsTokenFile, cfg.StoreFile,
-		"keys/shc-rid.secret", "keys/vdsnc/signer.key", "keys/vdsnc/csca.key", ConfigFile}
+		"keys/shc-rid.secret", "keys/vdsnc/csca.key", ConfigFile}
+	for _, glob := range []string{"keys/shc/*.key", "keys/vdsnc/vdsnc-*.key"} {
+		m, _ := filepath.Glob(cfg.Path(glob))
+		if len(m) != 1 {
+			t.Errorf("%s: %d files, want 1", glob, len(m))
+		}
+		private = append(private, m...)
+	}
 	for _, p := range private {
 		fi, err := os.Stat(cfg.Path(p))
 		if err != nil {
@@ -104,11 +127,11 @@ func TestInit(t *testing.T) {
 		t.Errorf("center certificate: %v", err)
 	}
 	// One active SMART Health Card key, one VDS-NC signer.
-	s := session(t, cfg)
-	if _, kid, err := s.Keyring().ActiveSHC(context.Background()); err != nil || kid == "" {
+	s := local(t, cfg)
+	if _, kid, err := s.cfg.Keys.ActiveSHC(context.Background()); err != nil || kid == "" {
 		t.Errorf("active SHC key: %v", err)
 	}
-	if _, err := s.Keyring().VDSSigner(); err != nil {
+	if _, err := s.cfg.Keys.VDSSigner(context.Background()); err != nil {
 		t.Errorf("VDS-NC signer: %v", err)
 	}
 }
@@ -145,18 +168,27 @@ func TestInitRefuses(t *testing.T) {
 
 func TestKiosks(t *testing.T) {
 	cfg := initCenter(t)
-	s := session(t, cfg)
+	s := local(t, cfg)
+	closer := &fakeCloser{}
+	s.cfg.Kiosks = closer
 	ctx := context.Background()
-	out := filepath.Join(t.TempDir(), "K-1")
-	e := KioskEnrollment{ID: "K-1", StoreName: "テスト店", StoreCode: "S1", Chain: "TEST", Prefecture: "01", OutDir: out}
-	k, err := s.EnrollKiosk(ctx, e, now)
+	e := KioskEnrollment{ID: "K-1", StoreName: "テスト店", StoreCode: "S1", Chain: "TEST", Prefecture: "01"}
+	if _, err := s.EnrollKiosk(ctx, Actor{}, e); !errors.Is(err, ErrNoOperator) {
+		t.Fatalf("enroll without an operator: %v", err)
+	}
+	en, err := s.EnrollKiosk(ctx, op, e)
 	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "K-1")
+	if err := WriteEnrollment(out, en); err != nil {
 		t.Fatal(err)
 	}
 	cert, err := kioskpki.LoadCert(filepath.Join(out, KioskCertFile))
 	if err != nil {
 		t.Fatal(err)
 	}
+	k := en.Kiosk
 	if k.Status != store.KioskActive || k.CertSHA256 != kioskpki.Fingerprint(cert) || cert.Subject.CommonName != "K-1" {
 		t.Fatalf("enrolled %+v for certificate %s", k, cert.Subject.CommonName)
 	}
@@ -166,61 +198,113 @@ func TestKiosks(t *testing.T) {
 	if _, err := tls.LoadX509KeyPair(filepath.Join(out, KioskCertFile), filepath.Join(out, KioskKeyFile)); err != nil {
 		t.Fatalf("kiosk credentials do not pair: %v", err)
 	}
-	if _, err := s.EnrollKiosk(ctx, e, now); err == nil {
-		t.Fatal("enrolled the same kiosk ID twice")
+	if _, err := s.EnrollKiosk(ctx, op, e); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("enrolled the same kiosk ID twice: %v", err)
+	}
+	bad := e
+	bad.ID, bad.Prefecture = "K-2", "48"
+	if _, err := s.EnrollKiosk(ctx, op, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("enrolled with prefecture 48: %v", err)
 	}
 
 	for _, st := range []struct {
 		status store.KioskStatus
 		reason string
 	}{{store.KioskSuspended, "maintenance"}, {store.KioskActive, ""}, {store.KioskRevoked, "stolen"}} {
-		if err := s.SetKioskStatus(ctx, "K-1", st.status, st.reason, now); err != nil {
+		if _, err := s.SetKioskStatus(ctx, op, "K-1", st.status, st.reason); err != nil {
 			t.Fatalf("%s: %v", st.status, err)
 		}
 	}
-	if err := s.SetKioskStatus(ctx, "K-1", store.KioskActive, "", now); !errors.Is(err, store.ErrTransition) {
+	if _, err := s.SetKioskStatus(ctx, op, "K-1", store.KioskActive, ""); !errors.Is(err, store.ErrTransition) {
 		t.Fatalf("reactivating a revoked kiosk: %v", err)
 	}
-	evs, err := s.Store.Events(ctx, store.EventQuery{KioskID: "K-1"})
+	if got := strings.Join(closer.closed, ","); got != "K-1,K-1" {
+		t.Errorf("connections closed for %q, want K-1 on suspension and on revocation", got)
+	}
+	evs, err := s.cfg.Store.Events(ctx, store.EventQuery{KioskID: "K-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, ev := range evs {
-		if ev.Type == store.EventKioskStatus {
-			got = append(got, ev.Result)
+		got = append(got, string(ev.Type)+":"+ev.Result)
+		if ev.Operator != "op-tanaka" || ev.Source != "local" {
+			t.Errorf("event %+v does not name the operator and source", ev)
 		}
 	}
-	if strings.Join(got, ",") != "suspended,active,revoked" {
-		t.Fatalf("status changes audited as %v", got)
+	if strings.Join(got, ",") != "kiosk_enrolled:active,kiosk_status:suspended,kiosk_status:active,kiosk_status:revoked" {
+		t.Fatalf("operator actions audited as %v", got)
 	}
 }
 
-func TestDemoDataAndRevoke(t *testing.T) {
+func TestMunicipalitiesRecordsKeysAndRevoke(t *testing.T) {
 	cfg := initCenter(t)
-	s := session(t, cfg)
+	s := local(t, cfg)
 	ctx := context.Background()
-	if n, err := s.LoadDemoMunicipalities(ctx); err != nil || n != 3 {
-		t.Fatalf("municipalities: %d, %v", n, err)
+	m := store.Municipality{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City"}
+	if err := s.PutMunicipality(ctx, op, m); err != nil {
+		t.Fatal(err)
 	}
-	if n, err := s.LoadDemoRecords(ctx, "op-test"); err != nil || n == 0 {
-		t.Fatalf("records: %d, %v", n, err)
+	if err := s.SetParticipation(ctx, op, "012041", true); err != nil {
+		t.Fatal(err)
 	}
-	res, err := s.ImportCSV(ctx, "012041", "op-test", filepath.Join("..", "records", "ledgercsv", "testdata", "ledger-012041.csv"))
-	if err != nil || res.Persons == 0 {
-		t.Fatalf("CSV import: %+v, %v", res, err)
+	if err := s.SetParticipation(ctx, op, "011002", true); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("enable an unknown municipality: %v", err)
 	}
-	_, kid, err := s.Keyring().ActiveSHC(ctx)
+	f, err := os.Open(filepath.Join("..", "records", "ledgercsv", "testdata", "ledger-012041.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Revoke(ctx, "4M41JFDVR4JS", kid, "misprint", now); err != nil {
+	defer f.Close()
+	res, err := s.ImportRecords(ctx, op, "012041", f)
+	if err != nil || res.Persons == 0 {
+		t.Fatalf("CSV import: %+v, %v", res, err)
+	}
+	counts, err := s.RecordCounts(ctx)
+	if err != nil || len(counts) != 1 || counts[0].Records != res.Persons {
+		t.Fatalf("counts %+v, %v", counts, err)
+	}
+	kid, err := s.RotateSHCKey(ctx, op)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Revoke(ctx, "4M41JFDVR4JS", kid, "misprint", now); err == nil || !strings.Contains(err.Error(), "already revoked") {
+	if err := s.RevokeCertificate(ctx, op, "4M41JFDVR4JS", kid, "misprint"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeCertificate(ctx, op, "4M41JFDVR4JS", kid, "misprint"); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second revocation: %v", err)
 	}
-	if err := s.Revoke(ctx, "6N6H917FGG04", "no-such-kid", "misprint", now); err == nil {
-		t.Fatal("revoked under an unknown key")
+	if err := s.RevokeCertificate(ctx, op, "6N6H917FGG04", "no-such-kid", "misprint"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked under an unknown key: %v", err)
+	}
+	n, err := s.DeleteRecords(ctx, op, "012041")
+	if err != nil || n != res.Persons {
+		t.Fatalf("DeleteRecords = %d, %v", n, err)
+	}
+	evs, err := s.cfg.Store.Events(ctx, store.EventQuery{Limit: store.MaxEventLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.Operator != "op-tanaka" {
+			t.Errorf("event %+v without the operator", ev)
+		}
+		got = append(got, string(ev.Type))
+	}
+	want := "municipality_set municipality_participation records_imported key_rotated certificate_revoked records_deleted"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("audited %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+// TestOpenLocalRefusesARunningCenter: maintenance on the files of a center
+// that is running is refused with a pointer to the operations API.
+func TestOpenLocalRefusesARunningCenter(t *testing.T) {
+	cfg := initCenter(t)
+	cfg.LockTimeout.Duration = 100 * time.Millisecond
+	local(t, cfg) // holds the files, as a running center does
+	if _, _, err := OpenLocal(context.Background(), cfg); !errors.Is(err, ErrCenterRunning) {
+		t.Fatalf("OpenLocal on a held center: %v", err)
 	}
 }

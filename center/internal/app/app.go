@@ -1,8 +1,11 @@
 // Package app wires a running issuance center from its configuration: it
-// opens the store and the records, loads the signing keys as
-// crypto.Signers, builds the issuance service, and serves three listeners —
-// the kiosk websocket (mutual TLS), the public issuer endpoints (JWKS, CRL)
-// and the operations API (metrics, live status, statistics, audit).
+// opens the backend (store and records), loads the signing keys as
+// crypto.Signers, builds the issuance service and the operator service, and
+// serves three listeners — the kiosk websocket (mutual TLS), the public
+// issuer endpoints (JWKS, CRL) and the operations API (metrics, live
+// status, statistics, audit, operator actions). It also runs the center's
+// housekeeping: key refresh (a rotation made on another instance) and the
+// request register's expiry.
 package app
 
 import (
@@ -21,31 +24,40 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	bolt "go.etcd.io/bbolt"
 
+	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/publicapi"
-	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/server"
-	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
-	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
+	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
-	"github.com/kioskcert/kioskcert/pkg/shc"
+)
+
+// Housekeeping intervals.
+const (
+	// KeyRefreshInterval bounds how long a key rotated on another instance
+	// takes to be used here.
+	KeyRefreshInterval = 10 * time.Second
+	// ExpireInterval is how often replays and old requests are expired.
+	ExpireInterval = time.Minute
 )
 
 // Center is an opened issuance center.
 type Center struct {
 	Config  *config.Config
-	Store   *boltstore.Store
-	Records *records.Vault
+	Store   store.Store
+	Backend *backend.Backend
 	Keys    keyring.Keyring
+	Signers *keyring.Signers
+	Issuer  *issuance.Service
+	Admin   *admin.Service
 	Server  *server.Server
 
-	recordsDB *bolt.DB
 	log       *slog.Logger
 	registry  *prometheus.Registry
 	listeners map[string]net.Listener
@@ -55,7 +67,7 @@ type Center struct {
 	ops       http.Handler
 }
 
-// Open opens the databases and keys named by cfg and builds the service.
+// Open opens the backend and keys named by cfg and builds the services.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, error) {
 	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}}
 	ok := false
@@ -64,22 +76,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 			c.Close()
 		}
 	}()
-	lock := boltfile.Options{Timeout: cfg.LockTimeout.Duration}
 	var err error
-	if c.Store, err = boltstore.Open(cfg.Path(cfg.StoreFile), lock); err != nil {
+	if c.Backend, err = backend.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
-	master, err := records.LoadMasterKey(cfg.Path(cfg.MasterKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	if c.recordsDB, err = boltfile.Open(cfg.Path(cfg.RecordsFile), lock); err != nil {
-		return nil, err
-	}
-	if c.Records, err = records.Open(c.recordsDB, master, records.Options{}); err != nil {
-		return nil, err
-	}
-	c.Keys = keyring.Keyring{Dir: cfg.Path(cfg.KeysDir), Store: c.Store}
+	c.Store = c.Backend.Store
+	c.Keys = admin.KeyringFor(cfg, c.Backend)
 
 	trust, err := os.ReadFile(cfg.Path(cfg.CardIssuerKeysFile))
 	if err != nil {
@@ -93,40 +95,41 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if err != nil {
 		return nil, err
 	}
-	signer, kid, err := c.Keys.ActiveSHC(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rid, err := c.Keys.RidSecret()
-	if err != nil {
-		return nil, err
-	}
-	shcIssuer, err := shc.NewIssuer(cfg.IssuerURL, signer, rid)
-	if err != nil {
+	if c.Signers, err = c.Keys.NewSigners(ctx, cfg.IssuerURL, cfg.OverseasEnabled, log); err != nil {
+		if errors.Is(err, keyring.ErrNoVDSSigner) {
+			return nil, fmt.Errorf("app: overseasEnabled needs the VDS-NC signer: %w", err)
+		}
 		return nil, err
 	}
 	icfg := issuance.Config{
-		Kiosks: c.Store, Municipalities: c.Store, Records: c.Records, Audit: c.Store,
-		Cards: cards, SHC: shcIssuer, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
+		Kiosks: c.Store, Municipalities: c.Store, Records: c.Backend.Records, Register: c.Store,
+		Cards: cards, SHC: c.Signers, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
+		// A claim outlives its issuance's deadline before another attempt
+		// may take it over.
+		ClaimLease: 2 * cfg.IssueTimeout.Duration,
 	}
-	if cfg.OverseasEnabled {
-		vds, err := c.Keys.VDSSigner()
-		if err != nil {
-			return nil, fmt.Errorf("app: overseasEnabled needs the VDS-NC signer: %w", err)
-		}
+	if vds := c.Signers.VDS(); vds != nil {
 		icfg.VDS = vds
 	}
-	svc, err := issuance.New(icfg)
-	if err != nil {
+	if c.Issuer, err = issuance.New(icfg); err != nil {
 		return nil, err
 	}
 	c.registry = prometheus.NewRegistry()
 	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.Server, err = server.New(server.Config{
-		Store: c.Store, Issuer: svc, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
+		Store: c.Store, Issuer: c.Issuer, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
 		Log: log, Metrics: server.NewMetrics(c.registry),
 	})
 	if err != nil {
+		return nil, err
+	}
+	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Kiosks: c.Server, Signers: c.Signers, Log: log}
+	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
+		if acfg.KioskCA, err = admin.LoadKioskCA(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if c.Admin, err = admin.New(acfg); err != nil {
 		return nil, err
 	}
 
@@ -140,14 +143,18 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	c.tlsConfig = kioskpki.ServerTLS(serverCert, kioskCA, c.Server.CheckKiosk)
 
+	rid, err := c.Keys.RidSecret()
+	if err != nil {
+		return nil, err
+	}
 	u, _ := url.Parse(cfg.IssuerURL)
 	c.public = publicapi.Handler(u.Path, c.Keys, c.Store, rid, log)
 	token, err := readToken(cfg.Path(cfg.OpsTokenFile))
 	if err != nil {
 		return nil, err
 	}
-	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Live: c.Server, Gatherer: c.registry, Log: log})
-	log.Info("center opened", "shc_kid", kid, "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
+	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Admin: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
 	ok = true
 	return c, nil
 }
@@ -216,6 +223,11 @@ func (c *Center) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	// Housekeeping, joined below before the backend closes.
+	hctx, stopHousekeeping := context.WithCancel(context.Background())
+	wg.Add(2)
+	go func() { defer wg.Done(); c.Signers.Run(hctx, KeyRefreshInterval) }()
+	go func() { defer wg.Done(); c.expireLoop(hctx) }()
 	run(func() error { return kiosk.ServeTLS(c.listeners["kiosk"], "", "") })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
@@ -235,16 +247,34 @@ func (c *Center) Serve(ctx context.Context) error {
 	for _, s := range c.servers {
 		s.Shutdown(sctx)
 	}
+	stopHousekeeping()
 	wg.Wait()
 	return serveErr
 }
 
-// Close releases the databases.
-func (c *Center) Close() {
-	if c.Store != nil {
-		c.Store.Close()
+// expireLoop expires replays and old requests every ExpireInterval.
+func (c *Center) expireLoop(ctx context.Context) {
+	t := time.NewTicker(ExpireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := c.Issuer.Expire(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				c.log.Error("expire requests", "err", err)
+			case n > 0:
+				c.log.Info("requests forgotten after their retention", "count", n)
+			}
+		}
 	}
-	if c.recordsDB != nil {
-		c.recordsDB.Close()
+}
+
+// Close releases the backend.
+func (c *Center) Close() {
+	if c.Backend != nil {
+		c.Backend.Close()
 	}
 }

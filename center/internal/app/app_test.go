@@ -28,6 +28,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/center/internal/app"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
@@ -112,25 +113,27 @@ func startCenter(t *testing.T) *testCenter {
 		t.Fatal(err)
 	}
 	tc.cfg.Heartbeat.Duration = time.Second
-	s, err := admin.OpenSession(tc.cfg)
+	s, closeLocal, err := admin.OpenLocal(ctx, tc.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LoadDemoMunicipalities(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LoadDemoRecords(ctx, "test-operator"); err != nil {
+	op := admin.Actor{Operator: "test-operator", Source: "local"}
+	if _, err := demodata.Load(ctx, s, op); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"K-GOOD", "K-SUSP"} {
-		if _, err := s.EnrollKiosk(ctx, admin.KioskEnrollment{ID: id, StoreName: "テスト店", StoreCode: "S-" + id, Chain: "TEST", Prefecture: "01", Region: "hokkaido", OutDir: filepath.Join(tc.dir, "kiosks", id)}, time.Now()); err != nil {
+		e, err := s.EnrollKiosk(ctx, op, admin.KioskEnrollment{ID: id, StoreName: "テスト店", StoreCode: "S-" + id, Chain: "TEST", Prefecture: "01", Region: "hokkaido"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.WriteEnrollment(filepath.Join(tc.dir, "kiosks", id), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetKioskStatus(ctx, "K-SUSP", store.KioskSuspended, "maintenance", time.Now()); err != nil {
+	if _, err := s.SetKioskStatus(ctx, op, "K-SUSP", store.KioskSuspended, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	closeLocal()
 	if tc.residents, err = demo.Load(); err != nil {
 		t.Fatal(err)
 	}
@@ -508,13 +511,18 @@ func TestReplayAndReuse(t *testing.T) {
 	if e, ok := k2.read().(*protocol.Error); !ok || e.Code != protocol.CodeRequestIDReused {
 		t.Fatalf("reused ID: %#v", e)
 	}
-	// Outcome settles and forgets the request; a later retry is a new issuance.
+	// The outcome settles the request and drops its replay; the ID is spent.
 	k2.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: 1})
 	if _, ok := k2.read().(protocol.Ack); !ok {
 		t.Fatal("no ack")
 	}
-	if tc.center.Server.PendingRequests() != 0 {
-		t.Fatalf("%d requests still held after the outcome", tc.center.Server.PendingRequests())
+	r, err := tc.center.Store.Request(context.Background(), req.RequestID)
+	if err != nil || r.State != store.RequestSettled || len(r.Replay) != 0 {
+		t.Fatalf("register after the outcome: %+v, %v", r, err)
+	}
+	k2.send(req)
+	if e, ok := k2.read().(*protocol.Error); !ok || e.Code != protocol.CodeRequestIDReused {
+		t.Fatalf("retry after the outcome: %#v", e)
 	}
 }
 
@@ -594,17 +602,18 @@ func (tc *testCenter) checkNoPersonalData(t *testing.T) {
 	}
 }
 
-// After a restart the center has forgotten its pending requests: an outcome
-// for a request it issued is settled from the audit log (once), and the
-// same request sent again is refused rather than issued a second time.
-func TestRestartSettlesFromAuditAndRefusesReissue(t *testing.T) {
+// A restart loses nothing of a request: the register in the store answers
+// the retry with the same certificate (never a second one) and settles the
+// outcome once.
+func TestRestartReplaysAndSettlesOnce(t *testing.T) {
 	tc := startCenter(t)
 	k, err := tc.dial(t, tc.tlsFor(t, "K-GOOD"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, m := k.issue("012041", certificate.Domestic, tc.card(t, "hanako", ""))
-	if _, ok := m.(protocol.CertificateResponse); !ok {
+	first, ok := m.(protocol.CertificateResponse)
+	if !ok {
 		t.Fatalf("issue: %#v", m)
 	}
 	k.ws.Close()
@@ -615,8 +624,8 @@ func TestRestartSettlesFromAuditAndRefusesReissue(t *testing.T) {
 		t.Fatal(err)
 	}
 	k2.send(req)
-	if e, ok := k2.read().(*protocol.Error); !ok || e.Code != protocol.CodeRequestIDReused {
-		t.Fatalf("reissue after restart: %#v", e)
+	if again, ok := k2.read().(protocol.CertificateResponse); !ok || !again.Replayed || again.Certificates[0].ID != first.Certificates[0].ID {
+		t.Fatalf("retry after restart: %#v", again)
 	}
 	for i := 0; i < 2; i++ { // the second report is a duplicate: acknowledged, not recorded again
 		k2.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: 1})

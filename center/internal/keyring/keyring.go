@@ -2,15 +2,20 @@
 // Card keys, which rotate (a new key signs, old keys stay published), and
 // the ICAO VDS-NC barcode signer with its certificate.
 //
-// Private keys live as PKCS#8 files (mode 0600) under one directory and are
-// handed out only as crypto.Signer; the store keeps their public halves and
-// status, which is what the JWKS and CRL endpoints publish. Layout:
+// Private keys live in a KeySource — files (FileSource) or a hardware
+// token — and are handed out only as crypto.Signer; the store keeps their
+// public halves, labels and status, which is what the JWKS and CRL
+// endpoints publish and what every center instance reads to find the
+// active key. Signers holds the keys the issuance path signs with and
+// picks up a rotation, made here or on another instance, without a
+// restart.
 //
-//	DIR/shc/<kid>.key      one per SMART Health Card key; kid = RFC 7638 thumbprint
+// Besides the source, the keyring's directory holds:
+//
 //	DIR/shc-rid.secret     32 random bytes for revocation identifiers (vc.rid)
-//	DIR/vdsnc/signer.key   barcode signer key
-//	DIR/vdsnc/signer.pem   barcode signer certificate (from the country signing CA)
 //	DIR/vdsnc/csca.pem     country signing CA certificate (public; for verifiers)
+//	DIR/vdsnc/csca.key     the test country signing CA's key, written by CreateVDS
+//	                       for demo and test centers; a production CSCA is offline
 package keyring
 
 import (
@@ -20,6 +25,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -38,42 +44,63 @@ import (
 // be rotated (the specification asks for at least yearly rotation).
 const SHCKeyLifetime = 365 * 24 * time.Hour
 
-// ErrNoActiveKey means no active SMART Health Card key is recorded; run
-// the rotate-shc-key command (init-demo does it for the demo).
-var ErrNoActiveKey = errors.New("keyring: no active SMART Health Card key; run `issuance-center rotate-shc-key`")
+// Errors.
+var (
+	// ErrNoActiveKey means no active SMART Health Card key is recorded; run
+	// the rotate-shc-key command (init does it for a new center).
+	ErrNoActiveKey = errors.New("keyring: no active SMART Health Card key; run `issuance-center rotate-shc-key`")
+	// ErrNoVDSSigner means no active VDS-NC barcode signer is recorded.
+	ErrNoVDSSigner = errors.New("keyring: no active VDS-NC barcode signer")
+)
 
-// Keyring reads and rotates keys under one directory.
+// Keyring reads and rotates keys.
 type Keyring struct {
-	Dir   string
+	// Source holds the private halves.
+	Source KeySource
+	// Store holds the public halves, labels and status.
 	Store store.SigningKeyStore
+	// Dir holds the revocation secret and the country signing CA files.
+	Dir string
 }
 
-func (k Keyring) shcKeyPath(kid string) string { return filepath.Join(k.Dir, "shc", kid+".key") }
+// newLabel returns a fresh key label: the purpose and 64 random bits.
+func newLabel(purpose store.KeyPurpose) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return string(purpose) + "-" + hex.EncodeToString(b), nil
+}
 
 // RidSecretPath is where the revocation secret lives.
 func (k Keyring) RidSecretPath() string { return filepath.Join(k.Dir, "shc-rid.secret") }
 
-// RotateSHC creates a new SMART Health Card key, makes it the active one
-// and retires the previous active key, which stays published. It returns
-// the new key ID.
+// RotateSHC creates a new SMART Health Card key in the source, makes it the
+// active one and retires the previous active key, which stays published. It
+// returns the new key ID.
 func (k Keyring) RotateSHC(ctx context.Context, now time.Time) (string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("keyring: generate SHC key: %w", err)
-	}
-	kid, err := shc.Thumbprint(&key.PublicKey)
+	label, err := newLabel(store.PurposeSHC)
 	if err != nil {
 		return "", err
 	}
-	jwk, err := shc.NewJWK(&key.PublicKey)
+	signer, err := k.Source.Generate(ctx, store.PurposeSHC, label)
+	if err != nil {
+		return "", err
+	}
+	pubKey, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok {
+		return "", fmt.Errorf("keyring: the key source made a %T, want an ECDSA P-256 key", signer.Public())
+	}
+	kid, err := shc.Thumbprint(pubKey)
+	if err != nil {
+		return "", err
+	}
+	jwk, err := shc.NewJWK(pubKey)
 	if err != nil {
 		return "", err
 	}
 	pub, err := json.Marshal(jwk)
 	if err != nil {
-		return "", err
-	}
-	if err := keyfile.Write(k.shcKeyPath(kid), key); err != nil {
 		return "", err
 	}
 	if err := k.ensureRidSecret(); err != nil {
@@ -84,7 +111,7 @@ func (k Keyring) RotateSHC(ctx context.Context, now time.Time) (string, error) {
 		return "", err
 	}
 	if err := k.Store.PutSigningKey(ctx, store.SigningKey{
-		KID: kid, Purpose: store.PurposeSHC, Format: store.FormatJWK, PublicKey: pub,
+		KID: kid, Purpose: store.PurposeSHC, Format: store.FormatJWK, PublicKey: pub, KeyLabel: label,
 		Created: now, NotAfter: now.Add(SHCKeyLifetime), Status: store.KeyActive,
 	}); err != nil {
 		return "", err
@@ -126,33 +153,43 @@ func writeSecret(path string, b []byte) error {
 	return f.Close()
 }
 
+// active returns the newest active key of purpose.
+func (k Keyring) active(ctx context.Context, purpose store.KeyPurpose) (store.SigningKey, bool, error) {
+	keys, err := k.Store.ListSigningKeys(ctx, purpose)
+	if err != nil {
+		return store.SigningKey{}, false, err
+	}
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i].Status == store.KeyActive {
+			return keys[i], true, nil
+		}
+	}
+	return store.SigningKey{}, false, nil
+}
+
 // ActiveSHC returns the active SMART Health Card key, newest first if
-// several are marked active, after checking the key file matches the
+// several are marked active, after checking the source's key matches the
 // published key.
 func (k Keyring) ActiveSHC(ctx context.Context) (crypto.Signer, string, error) {
-	keys, err := k.Store.ListSigningKeys(ctx, store.PurposeSHC)
+	sk, ok, err := k.active(ctx, store.PurposeSHC)
 	if err != nil {
 		return nil, "", err
 	}
-	for i := len(keys) - 1; i >= 0; i-- {
-		if keys[i].Status != store.KeyActive {
-			continue
-		}
-		kid := keys[i].KID
-		signer, err := keyfile.Load(k.shcKeyPath(kid))
-		if err != nil {
-			return nil, "", err
-		}
-		ec, ok := signer.Public().(*ecdsa.PublicKey)
-		if !ok {
-			return nil, "", fmt.Errorf("keyring: SHC key %s is not ECDSA", kid)
-		}
-		if got, _ := shc.Thumbprint(ec); got != kid {
-			return nil, "", fmt.Errorf("keyring: key file for %s holds key %s", kid, got)
-		}
-		return signer, kid, nil
+	if !ok {
+		return nil, "", ErrNoActiveKey
 	}
-	return nil, "", ErrNoActiveKey
+	signer, err := k.Source.Signer(ctx, store.PurposeSHC, sk.Label())
+	if err != nil {
+		return nil, "", err
+	}
+	ec, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok {
+		return nil, "", fmt.Errorf("keyring: SHC key %s is not ECDSA", sk.KID)
+	}
+	if got, _ := shc.Thumbprint(ec); got != sk.KID {
+		return nil, "", fmt.Errorf("keyring: the key source's key %s holds key %s, not the published %s", sk.Label(), got, sk.KID)
+	}
+	return signer, sk.KID, nil
 }
 
 // RidSecret reads the revocation secret.
@@ -199,15 +236,16 @@ func (k Keyring) JWKS(ctx context.Context) (*shc.JWKS, error) {
 	return shc.NewJWKS(pubs...)
 }
 
-// VDS paths.
-func (k Keyring) vdsPath(name string) string { return filepath.Join(k.Dir, "vdsnc", name) }
-
 // CSCAPath is the country signing CA certificate verifiers trust.
-func (k Keyring) CSCAPath() string { return k.vdsPath("csca.pem") }
+func (k Keyring) CSCAPath() string { return filepath.Join(k.Dir, "vdsnc", "csca.pem") }
+
+// CSCAKeyPath is where CreateVDS writes the test country signing CA's key.
+func (k Keyring) CSCAKeyPath() string { return filepath.Join(k.Dir, "vdsnc", "csca.key") }
 
 // CreateVDS creates a test country signing CA and a barcode signer
-// certificate under it. The CSCA private key is written beside it for
-// issuing the next signer; in production it lives offline.
+// certificate under it; the signer's key is made in the key source. The
+// CSCA's key is written beside its certificate for issuing the next
+// signer; in production the CSCA lives offline.
 func (k Keyring) CreateVDS(ctx context.Context, now time.Time) error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -217,24 +255,23 @@ func (k Keyring) CreateVDS(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	signerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	label, err := newLabel(store.PurposeVDSNC)
 	if err != nil {
 		return err
 	}
-	signerDER, err := vdsnc.CreateBarcodeSigner(rand.Reader, vdsnc.SignerTemplate{CommonName: "kioskcert Test Barcode Signer", Country: "JP", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * 365 * 24 * time.Hour)}, &signerKey.PublicKey, caDER, caKey)
+	signer, err := k.Source.Generate(ctx, store.PurposeVDSNC, label)
 	if err != nil {
 		return err
 	}
-	if err := keyfile.Write(k.vdsPath("csca.key"), caKey); err != nil {
+	signerDER, err := vdsnc.CreateBarcodeSigner(rand.Reader, vdsnc.SignerTemplate{CommonName: "kioskcert Test Barcode Signer", Country: "JP", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * 365 * 24 * time.Hour)}, signer.Public(), caDER, caKey)
+	if err != nil {
 		return err
 	}
-	if err := keyfile.Write(k.vdsPath("signer.key"), signerKey); err != nil {
+	if err := keyfile.Write(k.CSCAKeyPath(), caKey); err != nil {
 		return err
 	}
-	for name, der := range map[string][]byte{"csca.pem": caDER, "signer.pem": signerDER} {
-		if err := os.WriteFile(k.vdsPath(name), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-			return err
-		}
+	if err := os.WriteFile(k.CSCAPath(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		return err
 	}
 	cert, err := x509.ParseCertificate(signerDER)
 	if err != nil {
@@ -242,24 +279,28 @@ func (k Keyring) CreateVDS(ctx context.Context, now time.Time) error {
 	}
 	return k.Store.PutSigningKey(ctx, store.SigningKey{
 		KID: fmt.Sprintf("vdsnc-%X", cert.SerialNumber.Bytes()), Purpose: store.PurposeVDSNC, Format: store.FormatPEM,
-		PublicKey: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signerDER}),
-		Created:   now, NotAfter: cert.NotAfter, Status: store.KeyActive,
+		PublicKey: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signerDER}), KeyLabel: label,
+		Created: now, NotAfter: cert.NotAfter, Status: store.KeyActive,
 	})
 }
 
-// VDSSigner loads the barcode signer.
-func (k Keyring) VDSSigner() (*vdsnc.Signer, error) {
-	key, err := keyfile.Load(k.vdsPath("signer.key"))
+// VDSSigner opens the active barcode signer: its certificate from the
+// store, its key from the source.
+func (k Keyring) VDSSigner(ctx context.Context) (*vdsnc.Signer, error) {
+	sk, ok, err := k.active(ctx, store.PurposeVDSNC)
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(k.vdsPath("signer.pem"))
-	if err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
+	if !ok {
+		return nil, ErrNoVDSSigner
 	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("keyring: %s holds no certificate", k.vdsPath("signer.pem"))
+	block, _ := pem.Decode(sk.PublicKey)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("keyring: VDS-NC signer %s has no certificate in the store", sk.KID)
+	}
+	key, err := k.Source.Signer(ctx, store.PurposeVDSNC, sk.Label())
+	if err != nil {
+		return nil, err
 	}
 	return vdsnc.NewSigner(key, block.Bytes)
 }

@@ -36,7 +36,18 @@ func newKeyring(t *testing.T) Keyring {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return Keyring{Dir: filepath.Join(dir, "keys"), Store: st}
+	keys := filepath.Join(dir, "keys")
+	return Keyring{Source: FileSource{Dir: keys}, Store: st, Dir: keys}
+}
+
+// keyPath is the file the file source keeps a key's private half in.
+func keyPath(t *testing.T, k Keyring, kid string) string {
+	t.Helper()
+	sk, err := k.Store.SigningKey(context.Background(), kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(k.Dir, string(sk.Purpose), sk.Label()+".key")
 }
 
 func statuses(t *testing.T, k Keyring) map[string]store.KeyStatus {
@@ -107,7 +118,7 @@ func TestRotateSHC(t *testing.T) {
 	}
 
 	// Cards signed before the rotation still verify against the JWKS.
-	old, err := keyfile.Load(filepath.Join(k.Dir, "shc", kid1+".key"))
+	old, err := keyfile.Load(keyPath(t, k, kid1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +143,7 @@ func TestRotateSHC(t *testing.T) {
 
 	// Every key file is private.
 	for _, kid := range []string{kid1, kid2} {
-		fi, err := os.Stat(filepath.Join(k.Dir, "shc", kid+".key"))
+		fi, err := os.Stat(keyPath(t, k, kid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +196,7 @@ func TestActiveSHCRefusesMismatchedKeyFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(k.Dir, "shc", kid+".key")
+			path := keyPath(t, k, kid)
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +210,7 @@ func TestActiveSHCRefusesMismatchedKeyFile(t *testing.T) {
 		})
 	}
 	// A missing key file is an error too, not a silent fallback.
-	if err := os.Remove(filepath.Join(k.Dir, "shc", kid+".key")); err != nil {
+	if err := os.Remove(keyPath(t, k, kid)); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := k.ActiveSHC(ctx); err == nil {
@@ -213,7 +224,7 @@ func TestActiveSHCRefusesReadableKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(k.Dir, "shc", kid+".key"), 0o640); err != nil {
+	if err := os.Chmod(keyPath(t, k, kid), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := k.ActiveSHC(context.Background()); !errors.Is(err, keyfile.ErrPermissions) {
@@ -271,7 +282,7 @@ func TestCreateVDS(t *testing.T) {
 	if err := k.CreateVDS(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := k.VDSSigner()
+	signer, err := k.VDSSigner(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,14 +311,74 @@ func TestCreateVDS(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Status != store.KeyActive || keys[0].Format != store.FormatPEM {
 		t.Fatalf("recorded VDS-NC keys %+v, %v", keys, err)
 	}
-	for _, name := range []string{"signer.key", "csca.key"} {
-		if fi, err := os.Stat(filepath.Join(k.Dir, "vdsnc", name)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v", name, err)
+	for _, path := range []string{keyPath(t, k, keys[0].KID), k.CSCAKeyPath()} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v", path, err)
 		}
 	}
 	// The barcode signer certificate is not a private key: the store
 	// refused nothing, and holds no private part.
 	if bytes.Contains(keys[0].PublicKey, []byte("PRIVATE")) {
 		t.Fatal("store holds a private key")
+	}
+}
+
+// TestSignersPickUpRotation: a rotation recorded in the store (by this
+// instance or another) reaches the signers on their next refresh, without
+// a restart; cards signed before and after both verify.
+func TestSignersPickUpRotation(t *testing.T) {
+	k := newKeyring(t)
+	ctx := context.Background()
+	kid1, err := k.RotateSHC(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.CreateVDS(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	s, err := k.NewSigners(ctx, "https://issuer.test", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SHCKeyID() != kid1 {
+		t.Fatalf("signing with %s, want %s", s.SHCKeyID(), kid1)
+	}
+	c := certtest.Resident(t, "hanako", certificate.Domestic)
+	before, err := s.Issue(c, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.Refresh(ctx); err != nil || changed {
+		t.Fatalf("Refresh without a rotation: changed=%v, %v", changed, err)
+	}
+	// Another instance rotates: a second keyring on the same store and source.
+	other := Keyring{Source: k.Source, Store: k.Store, Dir: k.Dir}
+	kid2, err := other.RotateSHC(ctx, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.Refresh(ctx); err != nil || !changed || s.SHCKeyID() != kid2 {
+		t.Fatalf("Refresh after a rotation: changed=%v, kid %s, %v; want %s", changed, s.SHCKeyID(), err, kid2)
+	}
+	after, err := s.Issue(c, t0.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := k.JWKS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for qr, want := range map[string]string{before: kid1, after: kid2} {
+		card, err := shc.Verify(qr, shc.VerifyOptions{Keys: jwks, Issuer: "https://issuer.test", Now: t0.Add(3 * time.Hour)})
+		if err != nil || card.KeyID != want {
+			t.Errorf("card verifies as %v, %v; want key %s", card, err, want)
+		}
+	}
+	d, err := vdsnc.Build(certtest.Resident(t, "hanako", certificate.Overseas))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.VDS().Sign(d); err != nil {
+		t.Fatalf("VDS-NC signer: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/center/internal/app"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -117,25 +118,27 @@ func SelfHost(ctx context.Context, opts SelfHostOptions) (s *SelfHosted, err err
 	if opts.Heartbeat > 0 {
 		cfg.Heartbeat.Duration = opts.Heartbeat
 	}
-	sess, err := admin.OpenSession(cfg)
+	ops, closeLocal, err := admin.OpenLocal(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	kioskDir := filepath.Join(s.Dir, "kiosks")
 	err = func() error {
-		defer sess.Close()
-		if _, err := sess.LoadDemoMunicipalities(ctx); err != nil {
-			return err
-		}
-		if _, err := sess.LoadDemoRecords(ctx, "loadtest"); err != nil {
+		defer closeLocal()
+		op := admin.Actor{Operator: "loadtest", Source: "local"}
+		if _, err := demodata.Load(ctx, ops, op); err != nil {
 			return err
 		}
 		for i := 0; i < opts.Kiosks; i++ {
 			id := fmt.Sprintf("LT-%04d", i)
-			if _, err := sess.EnrollKiosk(ctx, admin.KioskEnrollment{
+			e, err := ops.EnrollKiosk(ctx, op, admin.KioskEnrollment{
 				ID: id, StoreName: "負荷試験店", StoreCode: fmt.Sprintf("LT%04d", i), Chain: "LOADTEST",
-				Prefecture: "01", Region: "loadtest", OutDir: filepath.Join(kioskDir, id),
-			}, now); err != nil {
+				Prefecture: "01", Region: "loadtest",
+			})
+			if err != nil {
+				return err
+			}
+			if err := admin.WriteEnrollment(filepath.Join(kioskDir, id), e); err != nil {
 				return err
 			}
 		}

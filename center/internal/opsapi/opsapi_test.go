@@ -30,7 +30,7 @@ type fakeLive struct{}
 func (fakeLive) Live() []server.KioskLive {
 	return []server.KioskLive{{KioskID: "K1", Connected: true, Printer: "ok"}}
 }
-func (fakeLive) PendingRequests() int { return 3 }
+func (fakeLive) InFlight() int { return 3 }
 
 var now = time.Date(2024, 4, 1, 12, 0, 0, 0, time.UTC) // 21:00 JST
 
@@ -160,10 +160,10 @@ func TestEndpoints(t *testing.T) {
 	var kiosks struct {
 		Enrolled        []store.Kiosk      `json:"enrolled"`
 		Live            []server.KioskLive `json:"live"`
-		PendingRequests int                `json:"pendingRequests"`
+		InFlight        int                `json:"inFlight"`
 	}
 	decode(body, &kiosks)
-	if len(kiosks.Enrolled) != 1 || kiosks.Enrolled[0].ID != "K1" || len(kiosks.Live) != 1 || kiosks.PendingRequests != 3 {
+	if len(kiosks.Enrolled) != 1 || kiosks.Enrolled[0].ID != "K1" || len(kiosks.Live) != 1 || kiosks.InFlight != 3 {
 		t.Fatalf("/ops/kiosks: %s", body)
 	}
 

@@ -51,6 +51,15 @@ const (
 	EventCancelled EventType = "cancelled"
 	// EventKioskStatus: an operator changed a kiosk's status.
 	EventKioskStatus EventType = "kiosk_status"
+	// Operator actions. Each names the operator (Event.Operator) and its
+	// object in the identifier fields; Result holds the new state.
+	EventKioskEnrolled     EventType = "kiosk_enrolled"
+	EventMunicipalitySet   EventType = "municipality_set"
+	EventParticipation     EventType = "municipality_participation"
+	EventRecordsImported   EventType = "records_imported"
+	EventRecordsDeleted    EventType = "records_deleted"
+	EventKeyRotated        EventType = "key_rotated"
+	EventCertificateRevoke EventType = "certificate_revoked"
 )
 
 // Settles reports whether events of type t settle a request (the kiosk's
@@ -89,6 +98,12 @@ type Event struct {
 	Result string `json:"result,omitempty"`
 	// Latency is how long the step took.
 	Latency time.Duration `json:"latency,omitempty"`
+	// Operator is the operator ID behind an operator action (brief §2:
+	// operations are logged per user ID).
+	Operator string `json:"operator,omitempty"`
+	// Source is where an operator action came from (an address, or
+	// "local" for a command run on the center's own files).
+	Source string `json:"source,omitempty"`
 }
 
 // MaxCopies bounds Event.Copies.
@@ -117,6 +132,10 @@ func (e *Event) Validate() error {
 		return invalid("event.result", "must be 1-64 characters of [a-z0-9_.]")
 	case e.Latency < 0:
 		return invalid("event.latency", "must not be negative")
+	case e.Operator != "" && !isIdent(e.Operator, 64):
+		return invalid("event.operator", "must be 1-64 characters of [A-Za-z0-9._:-]")
+	case e.Source != "" && !isIdent(e.Source, 64):
+		return invalid("event.source", "must be 1-64 characters of [A-Za-z0-9._:-] (an address or \"local\")")
 	}
 	if e.Municipality != "" {
 		if err := lgcode.Validate(e.Municipality); err != nil {

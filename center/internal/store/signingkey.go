@@ -85,6 +85,14 @@ const (
 	FormatPEM KeyFormat = "pem"
 )
 
+// Label returns where the key source keeps the private half.
+func (k *SigningKey) Label() string {
+	if k.KeyLabel != "" {
+		return k.KeyLabel
+	}
+	return k.KID
+}
+
 // SigningKey is the public half and the metadata of one signing key.
 type SigningKey struct {
 	// KID is the key ID: for SHC the RFC 7638 thumbprint; 1-128 characters
@@ -93,7 +101,11 @@ type SigningKey struct {
 	Purpose   KeyPurpose `json:"purpose"`
 	Format    KeyFormat  `json:"format"`
 	PublicKey []byte     `json:"publicKey"`
-	Created   time.Time  `json:"created"`
+	// KeyLabel names the private half in the center's key source (a file
+	// name, a PKCS#11 object label); empty means the KID. It is a name,
+	// never key material: 1-128 characters of [A-Za-z0-9._:-].
+	KeyLabel string    `json:"keyLabel,omitempty"`
+	Created  time.Time `json:"created"`
 	// NotAfter is when the key stops signing (rotate at least yearly).
 	NotAfter time.Time `json:"notAfter"`
 	// Status and StatusAt: PutSigningKey requires KeyActive (StatusAt
@@ -110,6 +122,8 @@ func (k *SigningKey) Validate() error {
 		return invalid("signingKey.kid", "must be 1-128 characters of [A-Za-z0-9._:-]")
 	case !k.Purpose.Valid():
 		return invalid("signingKey.purpose", "must be shc or vdsnc")
+	case k.KeyLabel != "" && !isIdent(k.KeyLabel, 128):
+		return invalid("signingKey.keyLabel", "must be 1-128 characters of [A-Za-z0-9._:-]")
 	case k.Created.IsZero():
 		return invalid("signingKey.created", "is required")
 	case !k.NotAfter.After(k.Created):

@@ -7,6 +7,7 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -46,16 +48,46 @@ const IssuerURL = "https://issuer.kioskcert.example"
 // kiosks (credentials under dir/kiosks/<id>). It does not start it.
 func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...string) (*Center, error) {
 	c := &Center{Dir: dir, Config: filepath.Join(dir, "center.json"), bin: bin}
+	d, err := demo.Load()
+	if err != nil {
+		return nil, err
+	}
+	// The center is not running yet: the operator commands work on its
+	// files (-offline), as an operator sets up a new center.
+	op := []string{"-config", c.Config, "-offline", "-operator", "demo"}
 	steps := [][]string{
 		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
 			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0"},
-		{"municipality", "load-demo", "-config", c.Config},
-		{"records", "load-demo", "-config", c.Config, "-operator", "demo"},
+	}
+	ledgers := filepath.Join(dir, "ledgers")
+	if err := os.MkdirAll(ledgers, 0o700); err != nil {
+		return nil, err
+	}
+	for _, m := range d.Municipalities {
+		add := append([]string{"municipality", "add"}, op...)
+		add = append(add, "-code", m.Code, "-name-ja", m.NameJa, "-name-en", m.NameEn,
+			"-authority-ja", m.AuthorityJa, "-authority-en", m.AuthorityEn, fmt.Sprintf("-participating=%v", m.Participating))
+		steps = append(steps, add)
+		// The synthetic residents' ledger, as the municipality exports it.
+		var csv bytes.Buffer
+		n, err := d.WriteLedger(&csv, m.Code)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			continue
+		}
+		file := filepath.Join(ledgers, m.Code+".csv")
+		if err := os.WriteFile(file, csv.Bytes(), 0o600); err != nil {
+			return nil, err
+		}
+		steps = append(steps, append(append([]string{"records", "import"}, op...), "-municipality", m.Code, "-file", file))
 	}
 	for i, id := range kioskIDs {
-		steps = append(steps, []string{"kiosk", "enroll", "-config", c.Config, "-id", id,
-			"-store-name", "デモ店 " + id, "-store-code", fmt.Sprintf("DEMO-%04d", i+1), "-chain", "DEMO",
-			"-prefecture", "01", "-region", "hokkaido", "-out", c.KioskDir(id)})
+		enroll := append([]string{"kiosk", "enroll"}, op...)
+		steps = append(steps, append(enroll, "-id", id,
+			"-store-name", "デモ店 "+id, "-store-code", fmt.Sprintf("DEMO-%04d", i+1), "-chain", "DEMO",
+			"-prefecture", "01", "-region", "hokkaido", "-out", c.KioskDir(id)))
 	}
 	for _, args := range steps {
 		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
@@ -63,7 +95,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 			return nil, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
 		}
 	}
-	return c, nil
+	return c, os.RemoveAll(ledgers)
 }
 
 // BuildCenter builds the issuance-center binary into dir as it is deployed

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/app"
+	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/opsclient"
+	"github.com/kioskcert/kioskcert/center/internal/store"
+)
+
+// env is what a command reads and writes.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+var errUsage = errors.New("usage")
+
+type command func(ctx context.Context, e *env, name string, args []string) error
+
+var commands = map[string]command{
+	"init":                 cmdInit,
+	"serve":                cmdServe,
+	"kiosk enroll":         cmdKioskEnroll,
+	"kiosk suspend":        cmdKioskStatus(store.KioskSuspended),
+	"kiosk activate":       cmdKioskStatus(store.KioskActive),
+	"kiosk revoke":         cmdKioskStatus(store.KioskRevoked),
+	"kiosk list":           cmdKioskList,
+	"municipality list":    cmdMunicipalityList,
+	"municipality add":     cmdMunicipalityAdd,
+	"municipality enable":  cmdParticipation(true),
+	"municipality disable": cmdParticipation(false),
+	"records import":       cmdRecordsImport,
+	"records count":        cmdRecordsCount,
+	"records delete":       cmdRecordsDelete,
+	"rotate-shc-key":       cmdRotate,
+	"revoke":               cmdRevoke,
+}
+
+// parse parses a command's flags; -h prints them and is a usage result.
+func parse(e *env, fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return errUsage
+	}
+	return nil
+}
+
+func cmdInit(ctx context.Context, e *env, name string, args []string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var o admin.InitOptions
+	var hosts string
+	fs.StringVar(&o.Dir, "dir", "", "directory for the new center")
+	fs.StringVar(&o.CardTrustFile, "card-trust", "", "PEM file of card issuing-authority keys")
+	fs.StringVar(&o.IssuerURL, "issuer-url", "", "SMART Health Card issuer URL (https, no trailing slash)")
+	fs.StringVar(&hosts, "hosts", "localhost,127.0.0.1,::1", "names and IPs for the center's TLS certificate")
+	fs.StringVar(&o.KioskListen, "kiosk-listen", "", "kiosk listener address")
+	fs.StringVar(&o.PublicListen, "public-listen", "", "public (JWKS, CRL) listener address")
+	fs.StringVar(&o.OpsListen, "ops-listen", "", "operations listener address")
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if o.Dir == "" || o.CardTrustFile == "" {
+		return errors.New("init: -dir and -card-trust are required")
+	}
+	o.Hosts = strings.Split(hosts, ",")
+	if _, err := admin.Init(ctx, o, time.Now()); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "center created in %s (config %s)\n", o.Dir, filepath.Join(o.Dir, admin.ConfigFile))
+	return nil
+}
+
+// RunFile is written beside the config while the center serves: the
+// addresses it listens on (ports chosen at start included) and its process
+// ID, so operator commands find a center configured with port 0.
+const RunFile = "center.run.json"
+
+type runInfo struct {
+	PID    int    `json:"pid"`
+	Kiosk  string `json:"kiosk"`
+	Public string `json:"public"`
+	Ops    string `json:"ops"`
+}
+
+func cmdServe(ctx context.Context, e *env, name string, args []string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "", "center configuration file")
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		return err
+	}
+	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops")}
+	b, _ := json.Marshal(info)
+	runPath := cfg.Path(RunFile)
+	if err := os.WriteFile(runPath, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("serve: write %s: %w", runPath, err)
+	}
+	defer os.Remove(runPath)
+	// A line on stdout tells scripts the center is ready, and where.
+	fmt.Fprintf(e.stdout, "ready kiosk=%s public=%s ops=%s\n", info.Kiosk, info.Public, info.Ops)
+	return c.Serve(ctx)
+}
+
+// opsFlags are the flags every operator command takes.
+type opsFlags struct {
+	config    string
+	offline   bool
+	operator  string
+	center    string
+	tokenFile string
+}
+
+func (o *opsFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&o.config, "config", "", "center configuration file")
+	fs.BoolVar(&o.offline, "offline", false, "open a stopped center's files instead of calling the running center (maintenance)")
+	fs.StringVar(&o.operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "your operator ID, recorded with every change (default $KIOSKCERT_OPERATOR)")
+	fs.StringVar(&o.center, "center", "", "operations API URL (default: from the config and the running center)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "operator token file (default: the config's opsTokenFile)")
+}
+
+// connect returns the operations to act through: the running center's API,
+// or a local service on a stopped center's files with -offline.
+func (o *opsFlags) connect(ctx context.Context) (admin.Operations, admin.Actor, func() error, error) {
+	noop := func() error { return nil }
+	if o.config == "" && (o.center == "" || o.tokenFile == "") {
+		return nil, admin.Actor{}, noop, errors.New("-config is required (or -center and -token-file)")
+	}
+	var cfg *config.Config
+	if o.config != "" {
+		var err error
+		if cfg, err = config.Load(o.config); err != nil {
+			return nil, admin.Actor{}, noop, err
+		}
+	}
+	if o.offline {
+		if cfg == nil {
+			return nil, admin.Actor{}, noop, errors.New("-offline needs -config")
+		}
+		s, closeLocal, err := admin.OpenLocal(ctx, cfg)
+		if err != nil {
+			return nil, admin.Actor{}, noop, err
+		}
+		return s, admin.Actor{Operator: o.operator, Source: "local"}, closeLocal, nil
+	}
+	base, tokenFile := o.center, o.tokenFile
+	if base == "" {
+		base = "http://" + opsAddress(cfg)
+	}
+	if tokenFile == "" {
+		tokenFile = cfg.Path(cfg.OpsTokenFile)
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, admin.Actor{}, noop, fmt.Errorf("operator token: %w", err)
+	}
+	c := &opsclient.Client{BaseURL: base, Token: strings.TrimSpace(string(tok)), Operator: o.operator}
+	return c, admin.Actor{Operator: o.operator}, noop, nil
+}
+
+// opsAddress is where the running center's operations API listens: the
+// run file's address when the center is up (it may have chosen its port),
+// else the configured one, with a wildcard host made loopback.
+func opsAddress(cfg *config.Config) string {
+	addr := cfg.OpsListen
+	if b, err := os.ReadFile(cfg.Path(RunFile)); err == nil {
+		var info runInfo
+		if json.Unmarshal(b, &info) == nil && info.Ops != "" {
+			addr = info.Ops
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// withOps parses the common and the command's flags, connects and runs f.
+func withOps(ctx context.Context, e *env, name string, args []string, define func(*flag.FlagSet), f func(admin.Operations, admin.Actor) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var o opsFlags
+	o.define(fs)
+	if define != nil {
+		define(fs)
+	}
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	ops, actor, closeOps, err := o.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	return f(ops, actor)
+}
+
+func cmdKioskEnroll(ctx context.Context, e *env, name string, args []string) error {
+	var k admin.KioskEnrollment
+	var out string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&k.ID, "id", "", "kiosk ID")
+		fs.StringVar(&k.StoreName, "store-name", "", "store name")
+		fs.StringVar(&k.StoreCode, "store-code", "", "store code")
+		fs.StringVar(&k.Chain, "chain", "", "store chain")
+		fs.StringVar(&k.Prefecture, "prefecture", "", "prefecture code (01-47)")
+		fs.StringVar(&k.Region, "region", "", "region")
+		fs.StringVar(&out, "out", "", "directory for the kiosk's key, certificate and the center CA (required)")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		if out == "" {
+			return errors.New("kiosk enroll: -out is required (the kiosk's credentials are written there)")
+		}
+		en, err := ops.EnrollKiosk(ctx, a, k)
+		if err != nil {
+			return err
+		}
+		if err := admin.WriteEnrollment(out, en); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "enrolled kiosk %s (certificate %s); credentials in %s: carry them to the kiosk, then delete them here\n", en.Kiosk.ID, en.Kiosk.CertSHA256[:16], out)
+		return nil
+	})
+}
+
+func cmdKioskStatus(status store.KioskStatus) command {
+	return func(ctx context.Context, e *env, name string, args []string) error {
+		var id, reason string
+		return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+			fs.StringVar(&id, "id", "", "kiosk ID")
+			fs.StringVar(&reason, "reason", "", "reason (required to suspend or revoke)")
+		}, func(ops admin.Operations, a admin.Actor) error {
+			k, err := ops.SetKioskStatus(ctx, a, id, status, reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "kiosk %s is %s\n", k.ID, k.Status)
+			return nil
+		})
+	}
+}
+
+func cmdKioskList(ctx context.Context, e *env, name string, args []string) error {
+	return withOps(ctx, e, name, args, nil, func(ops admin.Operations, a admin.Actor) error {
+		ks, err := ops.ListKiosks(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			fmt.Fprintf(e.stdout, "%-20s %-10s %-12s %s\n", k.ID, k.Status, k.StoreCode, k.StoreName)
+		}
+		return nil
+	})
+}
+
+func cmdMunicipalityList(ctx context.Context, e *env, name string, args []string) error {
+	return withOps(ctx, e, name, args, nil, func(ops admin.Operations, a admin.Actor) error {
+		ms, err := ops.ListMunicipalities(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			fmt.Fprintf(e.stdout, "%s %-5v %s / %s\n", m.Code, m.Participating, m.NameJa, m.NameEn)
+		}
+		return nil
+	})
+}
+
+func cmdMunicipalityAdd(ctx context.Context, e *env, name string, args []string) error {
+	var m store.Municipality
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&m.Code, "code", "", "6-digit local government code")
+		fs.StringVar(&m.NameJa, "name-ja", "", "name in Japanese (旭川市)")
+		fs.StringVar(&m.NameEn, "name-en", "", "name in English (Asahikawa City)")
+		fs.StringVar(&m.AuthorityJa, "authority-ja", "", "issuing authority in Japanese (旭川市長)")
+		fs.StringVar(&m.AuthorityEn, "authority-en", "", "issuing authority in English (Mayor of Asahikawa City)")
+		fs.BoolVar(&m.Participating, "participating", false, "offers kiosk issuance")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		if err := ops.PutMunicipality(ctx, a, m); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "municipality %s %s (participating: %v)\n", m.Code, m.NameJa, m.Participating)
+		return nil
+	})
+}
+
+func cmdParticipation(on bool) command {
+	return func(ctx context.Context, e *env, name string, args []string) error {
+		var code string
+		return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+			fs.StringVar(&code, "code", "", "6-digit local government code")
+		}, func(ops admin.Operations, a admin.Actor) error {
+			if err := ops.SetParticipation(ctx, a, code, on); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "municipality %s participating: %v\n", code, on)
+			return nil
+		})
+	}
+}
+
+func cmdRecordsImport(ctx context.Context, e *env, name string, args []string) error {
+	var code, file string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&code, "municipality", "", "6-digit local government code")
+		fs.StringVar(&file, "file", "", "CSV export of the municipal ledger (docs/RECORDS.md); - for standard input")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		in := e.stdin
+		if file != "-" {
+			f, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		res, err := ops.ImportRecords(ctx, a, code, in)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "imported %d persons (%d new, %d replaced), %d doses into %s\n", res.Persons, res.Added, res.Replaced, res.Doses, code)
+		return nil
+	})
+}
+
+func cmdRecordsCount(ctx context.Context, e *env, name string, args []string) error {
+	return withOps(ctx, e, name, args, nil, func(ops admin.Operations, a admin.Actor) error {
+		counts, err := ops.RecordCounts(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range counts {
+			fmt.Fprintf(e.stdout, "%s %d\n", c.Municipality, c.Records)
+		}
+		return nil
+	})
+}
+
+func cmdRecordsDelete(ctx context.Context, e *env, name string, args []string) error {
+	var code string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&code, "municipality", "", "6-digit local government code")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		n, err := ops.DeleteRecords(ctx, a, code)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "deleted %d records and the keys of region %s; rotate the master key to complete the deletion (docs/RECORDS.md)\n", n, code)
+		return nil
+	})
+}
+
+func cmdRotate(ctx context.Context, e *env, name string, args []string) error {
+	return withOps(ctx, e, name, args, nil, func(ops admin.Operations, a admin.Actor) error {
+		kid, err := ops.RotateSHCKey(ctx, a)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "new active SMART Health Card key %s; the previous key stays published as retired\n", kid)
+		return nil
+	})
+}
+
+func cmdRevoke(ctx context.Context, e *env, name string, args []string) error {
+	var certID, kid, reason string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&certID, "certificate-id", "", "certificate ID to revoke")
+		fs.StringVar(&kid, "kid", "", "key ID that signed its SMART Health Card")
+		fs.StringVar(&reason, "reason", "misprint", "reason code")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		if err := ops.RevokeCertificate(ctx, a, certID, kid, reason); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "certificate %s revoked in the list of key %s\n", certID, kid)
+		return nil
+	})
+}

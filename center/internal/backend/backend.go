@@ -1,0 +1,118 @@
+// Package backend opens what a center keeps — the store and the encrypted
+// records — from the center's configuration, so that nothing above it
+// knows which database holds them. Today that is a pair of bbolt files
+// (the embedded default); a PostgreSQL backend plugs in here.
+//
+// Records are reached through Records, the operations the center and its
+// operator procedures need, whatever the database.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
+	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
+	"github.com/kioskcert/kioskcert/pkg/vaccine"
+)
+
+// Records is what the center does with the vaccination records: look one
+// up (issuance) and the operators' procedures.
+type Records interface {
+	// Lookup returns a person's record in one municipality's region.
+	Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error)
+	// ImportCSV imports a municipality's ledger export (docs/RECORDS.md),
+	// all or nothing.
+	ImportCSV(ctx context.Context, municipality, operator string, r io.Reader) (records.ImportResult, error)
+	// Counts returns the number of records per region.
+	Counts(ctx context.Context) ([]records.RegionCount, error)
+	// DeleteRegion destroys a municipality's records and keys and returns
+	// how many records it held.
+	DeleteRegion(ctx context.Context, municipality, operator string) (int, error)
+}
+
+// Backend is an opened store and records.
+type Backend struct {
+	Store   store.Store
+	Records Records
+	closers []io.Closer
+}
+
+// Open opens the backend cfg names.
+func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
+	b := &Backend{}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Close()
+		}
+	}()
+	lock := boltfile.Options{Timeout: cfg.LockTimeout.Duration}
+	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), lock)
+	if err != nil {
+		return nil, err
+	}
+	b.Store = st
+	b.closers = append(b.closers, st)
+	master, err := records.LoadMasterKey(cfg.Path(cfg.MasterKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	db, err := boltfile.Open(cfg.Path(cfg.RecordsFile), lock)
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, db)
+	vault, err := records.Open(db, master, records.Options{})
+	if err != nil {
+		return nil, err
+	}
+	b.Records = vaultRecords{vault}
+	ok = true
+	return b, nil
+}
+
+// Close closes everything Open opened.
+func (b *Backend) Close() error {
+	var errs []error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i].Close())
+	}
+	b.closers = nil
+	return errors.Join(errs...)
+}
+
+// vaultRecords adapts records.Vault (and its CSV importer) to Records.
+type vaultRecords struct{ v *records.Vault }
+
+func (r vaultRecords) Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error) {
+	return r.v.Lookup(ctx, municipality, myNumber)
+}
+
+func (r vaultRecords) ImportCSV(ctx context.Context, municipality, operator string, in io.Reader) (records.ImportResult, error) {
+	return ledgercsv.Import(ctx, r.v, in, municipality, operator, ledgercsv.Options{
+		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
+	})
+}
+
+func (r vaultRecords) Counts(ctx context.Context) ([]records.RegionCount, error) {
+	return r.v.Counts(ctx)
+}
+
+func (r vaultRecords) DeleteRegion(ctx context.Context, municipality, operator string) (int, error) {
+	region, err := r.v.Region(ctx, municipality)
+	if err != nil {
+		return 0, err
+	}
+	op, err := region.Delete(ctx, operator)
+	if err != nil {
+		return 0, fmt.Errorf("records: delete region %s: %w", municipality, err)
+	}
+	return op.Records, nil
+}

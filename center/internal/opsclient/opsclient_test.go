@@ -1,0 +1,133 @@
+package opsclient_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/demodata"
+	"github.com/kioskcert/kioskcert/center/internal/opsapi"
+	"github.com/kioskcert/kioskcert/center/internal/opsclient"
+	"github.com/kioskcert/kioskcert/center/internal/server"
+	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/pkg/carddata"
+)
+
+type noLive struct{}
+
+func (noLive) Live() []server.KioskLive { return nil }
+func (noLive) InFlight() int            { return 0 }
+
+const token = "0123456789abcdef0123456789abcdef"
+
+// newAPI serves the operations API of a fresh center (its files, a real
+// admin service) on loopback.
+func newAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := carddata.Authority{Signer: k}
+	copy(a.KeyID[:], "OPSCLIENT-TEST-0")
+	ik, _ := a.IssuerKey()
+	trust, _ := carddata.MarshalIssuerKey(ik)
+	trustFile := filepath.Join(t.TempDir(), "trust.pem")
+	os.WriteFile(trustFile, trust, 0o644)
+	cfg, err := admin.Init(context.Background(), admin.InitOptions{Dir: filepath.Join(t.TempDir(), "center"), CardTrustFile: trustFile}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, closeLocal, err := admin.OpenLocal(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeLocal() })
+	srv := httptest.NewServer(opsapi.Handler(opsapi.Config{Token: token, Store: svc.Store(), Admin: svc, Live: noLive{},
+		Gatherer: prometheus.NewRegistry(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestRoundTrip drives every operator action through the HTTP API and
+// checks the center's state and audit, and that API errors map back to the
+// store's sentinel errors.
+func TestRoundTrip(t *testing.T) {
+	srv := newAPI(t)
+	c := &opsclient.Client{BaseURL: srv.URL, Token: token, Operator: "op-remote"}
+	ctx := context.Background()
+	op := admin.Actor{Operator: "op-remote"}
+	if n, err := demodata.Load(ctx, c, op); err != nil || n == 0 {
+		t.Fatalf("demo data through the API: %d, %v", n, err)
+	}
+	ms, err := c.ListMunicipalities(ctx)
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("municipalities %v, %v", ms, err)
+	}
+	if err := c.SetParticipation(ctx, op, "112453", true); err != nil {
+		t.Fatal(err)
+	}
+	en, err := c.EnrollKiosk(ctx, op, admin.KioskEnrollment{ID: "K-R1", StoreName: "店", StoreCode: "S1", Chain: "TEST", Prefecture: "13"})
+	if err != nil || len(en.KeyPEM) == 0 || !strings.Contains(string(en.CertPEM), "CERTIFICATE") {
+		t.Fatalf("enroll: %v", err)
+	}
+	if _, err := c.EnrollKiosk(ctx, op, admin.KioskEnrollment{ID: "K-R1", StoreName: "店", StoreCode: "S1", Chain: "TEST", Prefecture: "13"}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("enroll twice: %v", err)
+	}
+	if k, err := c.SetKioskStatus(ctx, op, "K-R1", store.KioskSuspended, "check"); err != nil || k.Status != store.KioskSuspended {
+		t.Fatalf("suspend: %+v, %v", k, err)
+	}
+	if _, err := c.SetKioskStatus(ctx, op, "K-NONE", store.KioskSuspended, "check"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("suspend an unknown kiosk: %v", err)
+	}
+	if _, err := c.SetKioskStatus(ctx, op, "K-R1", store.KioskSuspended, ""); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("suspend without a reason: %v", err)
+	}
+	counts, err := c.RecordCounts(ctx)
+	if err != nil || len(counts) != 2 {
+		t.Fatalf("record counts %v, %v", counts, err)
+	}
+	kid, err := c.RotateSHCKey(ctx, op)
+	if err != nil || kid == "" {
+		t.Fatalf("rotate: %v", err)
+	}
+	if err := c.RevokeCertificate(ctx, op, "4M41JFDVR4JS", kid, "misprint"); err != nil {
+		t.Fatal(err)
+	}
+	// A rejected file names rows and columns, and nothing is imported.
+	_, err = c.ImportRecords(ctx, op, "012041", strings.NewReader("municipality_code,my_number\n012041,123\n"))
+	var ae *opsclient.APIError
+	if !errors.As(err, &ae) || ae.Code != "invalid_file" || len(ae.Problems) == 0 || strings.Contains(err.Error(), "123\n") {
+		t.Fatalf("bad file: %v", err)
+	}
+	if n, err := c.DeleteRecords(ctx, op, "011002"); err != nil || n == 0 {
+		t.Fatalf("delete: %d, %v", n, err)
+	}
+	// No operator: refused.
+	anon := &opsclient.Client{BaseURL: srv.URL, Token: token}
+	if err := anon.SetParticipation(ctx, admin.Actor{}, "012041", false); !errors.Is(err, admin.ErrNoOperator) {
+		t.Fatalf("action without an operator: %v", err)
+	}
+	// Wrong token.
+	bad := &opsclient.Client{BaseURL: srv.URL, Token: strings.Repeat("x", 32), Operator: "op"}
+	if _, err := bad.ListKiosks(ctx); !errors.As(err, &ae) || ae.Status != 401 {
+		t.Fatalf("wrong token: %v", err)
+	}
+	// Nobody listening.
+	gone := &opsclient.Client{BaseURL: "http://127.0.0.1:1", Token: token, Operator: "op"}
+	if _, err := gone.ListKiosks(ctx); !errors.Is(err, opsclient.ErrUnreachable) {
+		t.Fatalf("unreachable center: %v", err)
+	}
+}
