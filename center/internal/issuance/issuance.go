@@ -472,4 +472,3 @@ func (s *Service) sign(l linted, now time.Time) (*certificate.Certificate, error
 	}
 	return c, nil
 }
-

@@ -158,9 +158,9 @@ func TestEndpoints(t *testing.T) {
 
 	_, body := get(t, srv, "/ops/kiosks", auth)
 	var kiosks struct {
-		Enrolled        []store.Kiosk      `json:"enrolled"`
-		Live            []server.KioskLive `json:"live"`
-		InFlight        int                `json:"inFlight"`
+		Enrolled []store.Kiosk      `json:"enrolled"`
+		Live     []server.KioskLive `json:"live"`
+		InFlight int                `json:"inFlight"`
 	}
 	decode(body, &kiosks)
 	if len(kiosks.Enrolled) != 1 || kiosks.Enrolled[0].ID != "K1" || len(kiosks.Live) != 1 || kiosks.InFlight != 3 {

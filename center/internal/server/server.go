@@ -112,7 +112,7 @@ func New(cfg Config) (*Server, error) {
 		base:       base,
 		cancelBase: cancel,
 		live:       newLiveStatus(),
-		conns:   map[*conn]struct{}{},
+		conns:      map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   4096,
