@@ -148,22 +148,29 @@ func (r Response) Bytes() []byte {
 
 // Status words the input-assist application and ISO/IEC 7816-4 use.
 const (
-	SWOK                  uint16 = 0x9000
-	SWEndOfFile           uint16 = 0x6282 // fewer bytes than Ne before the end of the file
-	SWWrongLength         uint16 = 0x6700
-	SWSecurityStatus      uint16 = 0x6982 // access conditions not satisfied (PIN not verified)
-	SWPINBlocked          uint16 = 0x6983 // authentication method blocked
-	SWConditionsNotMet    uint16 = 0x6985
-	SWNoCurrentEF         uint16 = 0x6986 // command not allowed: no current EF
-	SWWrongData           uint16 = 0x6A80
-	SWFunctionUnsupported uint16 = 0x6A81
-	SWFileNotFound        uint16 = 0x6A82
-	SWWrongP1P2           uint16 = 0x6A86
-	SWOffsetOutside       uint16 = 0x6B00
-	SWINSUnsupported      uint16 = 0x6D00
-	SWCLAUnsupported      uint16 = 0x6E00
-	SWUnknown             uint16 = 0x6F00
+	SWOK             uint16 = 0x9000
+	SWEndOfFile      uint16 = 0x6282 // fewer bytes than Ne before the end of the file
+	SWWrongLength    uint16 = 0x6700
+	SWSecurityStatus uint16 = 0x6982 // access conditions not satisfied (PIN not verified)
+	SWPINBlocked     uint16 = 0x6983 // authentication method blocked
+	// SWReferenceDataBlocked (reference data not usable) is how some cards
+	// and readers report a blocked PIN: jpki/myna treats 69 84 as
+	// "暗証番号がブロックされています". It means the same as 69 83 here.
+	SWReferenceDataBlocked uint16 = 0x6984
+	SWConditionsNotMet     uint16 = 0x6985
+	SWNoCurrentEF          uint16 = 0x6986 // command not allowed: no current EF
+	SWWrongData            uint16 = 0x6A80
+	SWFunctionUnsupported  uint16 = 0x6A81
+	SWFileNotFound         uint16 = 0x6A82
+	SWWrongP1P2            uint16 = 0x6A86
+	SWOffsetOutside        uint16 = 0x6B00
+	SWINSUnsupported       uint16 = 0x6D00
+	SWCLAUnsupported       uint16 = 0x6E00
+	SWUnknown              uint16 = 0x6F00
 )
+
+// pinBlocked reports whether sw says the PIN can no longer be tried.
+func pinBlocked(sw uint16) bool { return sw == SWPINBlocked || sw == SWReferenceDataBlocked }
 
 // swError maps a failing status word to an error. Callers wrap it with the
 // operation that failed.
@@ -171,7 +178,7 @@ func swError(sw uint16) error {
 	switch {
 	case sw>>4 == 0x63C:
 		return &PINIncorrectError{TriesLeft: int(sw & 0x0F)}
-	case sw == SWPINBlocked:
+	case pinBlocked(sw):
 		return ErrPINBlocked
 	case sw == SWSecurityStatus:
 		return ErrSecurityStatus

@@ -36,7 +36,9 @@ var (
 	// application: it is some other card, or upside down.
 	ErrNotMyNumberCard = errors.New("cardreader: not a My Number card (input-assist application not found)")
 	// ErrPINBlocked means the PIN is locked after three wrong entries; only the
-	// municipal counter can reset it. The kiosk must not try again.
+	// municipal counter can reset it. The kiosk must not try again. Cards say
+	// so with 63 C0, 69 83 (authentication method blocked) or 69 84
+	// (reference data not usable); all three mean this error.
 	ErrPINBlocked = errors.New("cardreader: PIN is blocked; it can be reset only at the municipal office")
 	// ErrPINFormat means the PIN is not exactly four ASCII digits. It is
 	// refused before it reaches the card, so no try is spent.

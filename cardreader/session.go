@@ -102,7 +102,7 @@ func (s *Session) PINTriesLeft(ctx context.Context) (int, error) {
 		if s.tries == 0 {
 			return 0, ErrPINBlocked
 		}
-	case resp.SW == SWPINBlocked:
+	case pinBlocked(resp.SW):
 		s.tries = 0
 		return 0, ErrPINBlocked
 	default:
@@ -149,7 +149,7 @@ func (s *Session) VerifyPIN(ctx context.Context, pin []byte) error {
 	case resp.SW>>4 == 0x63C:
 		s.tries = int(resp.SW & 0x0F)
 		return &PINIncorrectError{TriesLeft: s.tries}
-	case resp.SW == SWPINBlocked:
+	case pinBlocked(resp.SW):
 		s.tries = 0
 		return ErrPINBlocked
 	default:
@@ -181,15 +181,31 @@ func (s *Session) ReadCardData(ctx context.Context) (carddata.Raw, error) {
 	return raw, nil
 }
 
-// ReadEF selects a TLV-structured EF and reads it whole: the first READ
-// BINARY asks for as much as one APDU can carry, the TLV header in the answer
-// says how long the file's content is, and only the remaining bytes are read
-// after that. No byte is read twice.
+// headerProbe is how many bytes a strict card is first asked for: enough
+// for any TLV header the card uses (a two-byte tag and a length of up to
+// five bytes), as jpki/myna reads every file.
+const headerProbe = 7
+
+// errLeBeyondFile is readBinary's signal that the card refused an Le that
+// runs past the end of the file (67 00) instead of answering 62 82.
+var errLeBeyondFile = errors.New("cardreader: card refuses reads past the end of a file")
+
+// ReadEF selects a TLV-structured EF and reads it whole, however long it
+// is: the first READ BINARY asks for as much as one APDU can carry, the TLV
+// header in the answer says how long the file's content is, and only the
+// remaining bytes are read after that. No byte is read twice. A card may end
+// a read early with 62 82 (end of file) or refuse the next offset with 6B 00;
+// both end the file. A strict card that refuses an Le running past the end
+// (67 00) is read header first: 7 bytes, then exactly what the header
+// announces.
 func (s *Session) ReadEF(ctx context.Context, id uint16) ([]byte, error) {
 	if err := s.selectEF(ctx, id); err != nil {
 		return nil, err
 	}
 	buf, eof, err := s.readBinary(ctx, id, 0, s.maxNe())
+	if errors.Is(err, errLeBeyondFile) {
+		buf, eof, err = s.readBinary(ctx, id, 0, headerProbe)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +268,10 @@ func (s *Session) readBinary(ctx context.Context, id uint16, offset, ne int) (da
 			// back to short reads for the rest of the session.
 			s.ext = false
 			ne = min(ne, 256)
+		case resp.SW == SWWrongLength && offset == 0 && ne > headerProbe:
+			// A short Le the card still refuses: it wants no Le past the
+			// end of the file. ReadEF reads the header first instead.
+			return nil, false, errLeBeyondFile
 		case resp.SW == SWOffsetOutside && offset > 0:
 			return nil, true, nil
 		default:

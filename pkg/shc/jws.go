@@ -88,7 +88,7 @@ func (is *Issuer) Payload(c *certificate.Certificate, nbf time.Time) (*Payload, 
 		Iss: is.url,
 		Nbf: float64(nbf.Unix()),
 		VC: VC{
-			Type:              []string{TypeHealthCard, TypeImmunization, TypeCOVID19},
+			Type:              []string{TypeHealthCard},
 			CredentialSubject: CredentialSubject{FHIRVersion: FHIRVersion, FHIRBundle: bundle},
 		},
 	}

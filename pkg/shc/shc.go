@@ -66,13 +66,12 @@ const (
 	CVXSystem = "http://hl7.org/fhir/sid/cvx"
 )
 
-// Credential types. TypeHealthCard is required; the other two are deprecated
-// by VCI 1.4 but still expected by older wallets, so the issuer adds them.
-const (
-	TypeHealthCard   = "https://smarthealth.cards#health-card"
-	TypeImmunization = "https://smarthealth.cards#immunization"
-	TypeCOVID19      = "https://smarthealth.cards#covid19"
-)
+// TypeHealthCard is the one credential type a card carries. VCI 1.4
+// deprecated the additional top-level types (#immunization, #covid19) in
+// favour of classifying cards by their contents, so the issuer no longer
+// writes them; Verify still accepts cards of other issuers that do, as the
+// specification tells verifiers to ignore types they do not understand.
+const TypeHealthCard = "https://smarthealth.cards#health-card"
 
 // ClockSkew is how far in the future nbf may lie before a card is "not yet
 // valid": the issuer's and the verifier's clocks are never exactly equal.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,8 +274,27 @@ func TestPayloadRules(t *testing.T) {
 		}
 	}
 	walk("", generic)
-	if p.Nbf != float64(pinnedNow.Unix()) || p.Iss != testIssuerURL || p.VC.Type[0] != TypeHealthCard {
-		t.Errorf("payload header = %v %v %v", p.Iss, p.Nbf, p.VC.Type)
+	if p.Nbf != float64(pinnedNow.Unix()) || p.Iss != testIssuerURL {
+		t.Errorf("payload header = %v %v", p.Iss, p.Nbf)
+	}
+	// VCI 1.4 deprecated the extra top-level types (#immunization,
+	// #covid19): a card says only that it is a health card.
+	if len(p.VC.Type) != 1 || p.VC.Type[0] != TypeHealthCard {
+		t.Errorf("vc.type = %q, want only %s", p.VC.Type, TypeHealthCard)
+	}
+}
+
+// TestVerifyAcceptsDeprecatedTypes checks that cards of other issuers that
+// still list the deprecated types verify: verifiers ignore types they do not
+// need, and the specification's own example 00 carries them.
+func TestVerifyAcceptsDeprecatedTypes(t *testing.T) {
+	jws := strings.TrimSpace(readSpec(t, "example-00-d-jws.txt"))
+	card, err := VerifyJWS(jws, VerifyOptions{Keys: specJWKS(t), Now: time.Date(2021, 5, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(card.Types, "https://smarthealth.cards#immunization") || !slices.Contains(card.Types, TypeHealthCard) {
+		t.Fatalf("types = %q; the example lists #immunization", card.Types)
 	}
 }
 

@@ -9,7 +9,7 @@
 //	         "msg":{"uvci":"…","pid":{"n":"SHIKEN HANAKO","dob":"1985-04-02","sex":"F","i":"TK1234567"},
 //	                "ve":[{"des":"XM0GQ8","nam":"Comirnaty","dis":"RA01.0",
 //	                       "vd":[{"dvc":"2021-06-14","seq":1,"ctr":"JPN","adm":"MHLW_Gov_of_Japan","lot":"FA5765"}]}]}},
-//	 "sig":{"alg":"ES256","cer":"<base64url DER>","sigvl":"<base64url r‖s>"}}
+//	 "sig":{"alg":"ES256","cer":"<padded base64url DER>","sigvl":"<padded base64url r‖s>"}}
 //
 // Build makes data from an overseas *certificate.Certificate: uvci is the
 // certificate ID, pid.n the passport name in travel-document form (see
@@ -159,14 +159,23 @@ type Event struct {
 }
 
 // Signature carries the algorithm, the signer certificate (base64url DER)
-// and the signature value (base64url r ‖ s).
+// and the signature value (base64url r ‖ s). Sign writes both padded;
+// Verify accepts them with or without padding.
 type Signature struct {
 	Alg   string `json:"alg"`
 	Cer   string `json:"cer"`
 	Sigvl string `json:"sigvl"`
 }
 
-var b64 = base64.RawURLEncoding
+// b64 decodes (after the padding is trimmed); b64Padded encodes. The
+// guidelines say base64url without saying whether to pad, and deployed
+// verifiers split: PathCheck's vds-sdk turns cer back into a PEM block and
+// refuses a body whose padding is missing, while every decoder accepts the
+// padded form. So the signer pads.
+var (
+	b64       = base64.RawURLEncoding
+	b64Padded = base64.URLEncoding
+)
 
 // Build makes the data of a proof of vaccination from an overseas
 // certificate. Doses are grouped by product in the order the products first
@@ -317,7 +326,7 @@ func (s *Signer) Sign(d *Data) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the signature does not verify with the certificate's key", ErrKey)
 	}
 	doc, err := marshal(&Document{Data: *d, Sig: Signature{
-		Alg: "ES256", Cer: b64.EncodeToString(s.cert), Sigvl: b64.EncodeToString(rawSig),
+		Alg: "ES256", Cer: b64Padded.EncodeToString(s.cert), Sigvl: b64Padded.EncodeToString(rawSig),
 	}})
 	if err != nil {
 		return nil, err

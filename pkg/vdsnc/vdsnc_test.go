@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -293,7 +294,36 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 			if n != len(c.Doses) {
 				t.Fatalf("%d doses verified, certificate has %d", n, len(c.Doses))
 			}
+			checkPadding(t, doc, p.csca)
 		})
+	}
+}
+
+// checkPadding checks that a signed document carries padded base64url in
+// sig.cer and sig.sigvl (deployed verifiers, e.g. PathCheck's vds-sdk,
+// rebuild a PEM block from cer and refuse an unpadded body), and that
+// Verify accepts the same document with the padding stripped, as other
+// issuers write it.
+func checkPadding(t *testing.T, doc []byte, csca *x509.Certificate) {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	sig := m["sig"].(map[string]any)
+	for _, field := range []string{"cer", "sigvl"} {
+		v := sig[field].(string)
+		if _, err := base64.URLEncoding.Strict().DecodeString(v); err != nil || len(v)%4 != 0 {
+			t.Errorf("sig.%s is not padded base64url (%d characters): %v", field, len(v), err)
+		}
+		sig[field] = strings.TrimRight(v, "=")
+	}
+	unpadded, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(unpadded, VerifyOptions{CSCAs: []*x509.Certificate{csca}, Now: pinnedNow}); err != nil {
+		t.Errorf("the same document without padding does not verify: %v", err)
 	}
 }
 

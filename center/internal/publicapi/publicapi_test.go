@@ -60,7 +60,7 @@ func (f *fakeRevocations) Revocations(ctx context.Context, kid string) ([]store.
 	}
 	var out []store.Revocation
 	for _, r := range f.revs {
-		if r.KID == kid {
+		if kid == "" || r.KID == kid {
 			out = append(out, r)
 		}
 	}
@@ -160,6 +160,75 @@ func TestJWKS(t *testing.T) {
 	}
 }
 
+// getJWKS and getCRL fetch and parse what a verifier would.
+func (f *fixture) getJWKS(t *testing.T) *shc.JWKS {
+	t.Helper()
+	resp, body := f.do(t, http.MethodGet, "/kioskcert/.well-known/jwks.json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET JWKS: %s", resp.Status)
+	}
+	set, err := shc.ParseJWKS(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func (f *fixture) getCRL(t *testing.T, kid string) *shc.CRL {
+	t.Helper()
+	resp, body := f.do(t, http.MethodGet, "/kioskcert/.well-known/crl/"+kid+".json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET CRL %s: %s", kid, resp.Status)
+	}
+	crl, err := shc.ParseCRL(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+func crlVersion(t *testing.T, set *shc.JWKS, kid string) int {
+	t.Helper()
+	_, k, err := set.Key(kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.CRLVersion
+}
+
+// TestJWKSAnnouncesCRLVersion checks the rule verifiers depend on: a key
+// whose list revokes anything carries crlVersion equal to the list's ctr
+// (at least 1), and crlVersion rises with every change to the list.
+// Verifiers never look at a list whose key lacks crlVersion.
+func TestJWKSAnnouncesCRLVersion(t *testing.T) {
+	f := newFixture(t, "/kioskcert")
+	set := f.getJWKS(t)
+	v1 := crlVersion(t, set, f.kid1)
+	if crl := f.getCRL(t, f.kid1); v1 < 1 || v1 != crl.Ctr {
+		t.Fatalf("key with 2 revocations: crlVersion %d, CRL ctr %d; want equal and ≥ 1", v1, crl.Ctr)
+	}
+	if v := crlVersion(t, set, f.kid2); v != 0 {
+		t.Errorf("key with nothing revoked announces crlVersion %d", v)
+	}
+
+	// A third revocation under kid1 changes its list: the version rises.
+	f.revs.RevokeCertificate(context.Background(), store.Revocation{CertificateID: "7P7J028GHH15", KID: f.kid1, RevokedAt: revokedAt.Add(time.Hour), Reason: "misprint"})
+	set = f.getJWKS(t)
+	v2 := crlVersion(t, set, f.kid1)
+	if crl := f.getCRL(t, f.kid1); v2 <= v1 || v2 != crl.Ctr || len(crl.RIDs) != 3 {
+		t.Fatalf("after a new revocation: crlVersion %d (was %d), CRL ctr %d with %d rids", v2, v1, crl.Ctr, len(crl.RIDs))
+	}
+	// The first revocation under kid2 makes it announce a list.
+	f.revs.RevokeCertificate(context.Background(), store.Revocation{CertificateID: "8Q8K139HJJ26", KID: f.kid2, RevokedAt: revokedAt, Reason: "holder_request"})
+	set = f.getJWKS(t)
+	if v, crl := crlVersion(t, set, f.kid2), f.getCRL(t, f.kid2); v < 1 || v != crl.Ctr || len(crl.RIDs) != 1 {
+		t.Fatalf("kid2 after its first revocation: crlVersion %d, CRL ctr %d with %d rids", v, crl.Ctr, len(crl.RIDs))
+	}
+	if crlVersion(t, set, f.kid1) != v2 {
+		t.Error("a revocation under kid2 changed kid1's version")
+	}
+}
+
 func TestPreflight(t *testing.T) {
 	f := newFixture(t, "/kioskcert")
 	for _, path := range []string{"/kioskcert/.well-known/jwks.json", "/kioskcert/.well-known/crl/" + "x.json"} {
@@ -238,6 +307,7 @@ func TestNotFoundAndErrors(t *testing.T) {
 		{"keys unavailable", http.MethodGet, "/kioskcert/.well-known/jwks.json", func(f *fixture) { f.keys.err = errors.New("db down") }, http.StatusServiceUnavailable},
 		{"keys unavailable for the CRL", http.MethodGet, "/kioskcert/.well-known/crl/KID.json", func(f *fixture) { f.keys.err = errors.New("db down") }, http.StatusServiceUnavailable},
 		{"revocations unavailable", http.MethodGet, "", func(f *fixture) { f.revs.err = errors.New("db down") }, http.StatusServiceUnavailable},
+		{"revocations unavailable for the JWKS", http.MethodGet, "/kioskcert/.well-known/jwks.json", func(f *fixture) { f.revs.err = errors.New("db down") }, http.StatusServiceUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
