@@ -55,7 +55,7 @@ func newIssuer(t *testing.T) *issuer {
 	}
 	t.Cleanup(func() { st.Close() })
 	now := time.Now()
-	is := &issuer{keys: keyring.Keyring{Dir: filepath.Join(dir, "keys"), Store: st}, store: st, started: now}
+	is := &issuer{keys: keyring.Keyring{Source: keyring.FileSource{Dir: filepath.Join(dir, "keys")}, Dir: filepath.Join(dir, "keys"), Store: st}, store: st, started: now}
 	// Two SHC keys: a retired one stays published beside the active one, as
 	// after a yearly rotation.
 	if _, err := is.keys.RotateSHC(ctx, now.Add(-time.Hour)); err != nil {
@@ -75,7 +75,7 @@ func newIssuer(t *testing.T) *issuer {
 	if is.secret, err = is.keys.RidSecret(); err != nil {
 		t.Fatal(err)
 	}
-	if is.vds, err = is.keys.VDSSigner(); err != nil {
+	if is.vds, err = is.keys.VDSSigner(ctx); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
