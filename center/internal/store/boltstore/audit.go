@@ -33,6 +33,13 @@ func timeKey(q int64) []byte {
 	return k
 }
 
+// requestIndexKey is the flat request index's key: the request ID, a zero
+// byte (request IDs never hold one), then the audit key.
+func requestIndexKey(requestID string, auditKey []byte) []byte {
+	k := make([]byte, 0, len(requestID)+1+len(auditKey))
+	return append(append(append(k, requestID...), 0), auditKey...)
+}
+
 func dailyKey(day string, e *store.Event) []byte {
 	return []byte(day + "\x00" + e.Municipality + "\x00" + string(e.Type) + "\x00" + string(e.Kind))
 }
@@ -73,11 +80,7 @@ func appendEvent(tx *bolt.Tx, e *store.Event) error {
 		}
 	}
 	if e.RequestID != "" {
-		byReq, err := tx.Bucket(bucketAuditByReq).CreateBucketIfNotExists([]byte(e.RequestID))
-		if err != nil {
-			return err
-		}
-		if err := byReq.Put(key, nil); err != nil {
+		if err := tx.Bucket(bucketAuditByReq).Put(requestIndexKey(e.RequestID, key), nil); err != nil {
 			return err
 		}
 	}
@@ -125,14 +128,11 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		audit := tx.Bucket(bucketAudit)
 		var c *bolt.Cursor
+		var prefix []byte // of the index keys, before the audit key
 		indexed := true
 		switch {
 		case q.RequestID != "":
-			b := tx.Bucket(bucketAuditByReq).Bucket([]byte(q.RequestID))
-			if b == nil {
-				return nil
-			}
-			c = b.Cursor()
+			c, prefix = tx.Bucket(bucketAuditByReq).Cursor(), []byte(q.RequestID+"\x00")
 		case q.KioskID != "":
 			b := tx.Bucket(bucketAuditByKiosk).Bucket([]byte(q.KioskID))
 			if b == nil {
@@ -143,7 +143,11 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 			c, indexed = audit.Cursor(), false
 		}
 		n := 0
-		for k, v := c.Seek(from); k != nil && len(out) < limit; k, v = c.Next() {
+		for k, v := c.Seek(append(prefix, from...)); k != nil && len(out) < limit; k, v = c.Next() {
+			if !bytes.HasPrefix(k, prefix) {
+				break
+			}
+			k = k[len(prefix):]
 			if to != nil && bytes.Compare(k, to) >= 0 {
 				break
 			}

@@ -11,6 +11,9 @@
 //	store.signing_keys        key ID → SigningKey (JSON)
 //	store.audit               time (µs, 8 bytes BE) ‖ sequence (8 bytes BE) → Event (JSON)
 //	store.audit.by_kiosk      one nested bucket per kiosk ID: audit key → empty
+//	store.audit.by_req        request ID ‖ 0 ‖ audit key → empty (flat: a nested bucket
+//	                          per request, as files before this version kept it, cost a
+//	                          page per request; Open migrates them)
 //	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
 //	store.revocations         certificate ID → Revocation (JSON)
 //	store.requests            request ID → Request (JSON, without the replay)
@@ -28,12 +31,13 @@
 // # Group commit
 //
 // The writes on the issuance path (audit events, request claims, finishes
-// and settlements) go through bbolt's DB.Batch: concurrent callers share
-// one transaction and one fsync, and each returns only once that commit is
-// durable. Batch may run a function more than once (when another function
-// in the batch fails, the batch is retried without it), so these functions
-// only read and write inside the transaction and report refusals through
-// captured results rather than errors, which would force a solo retry.
+// and settlements, last-seen times) go through a commit queue (commit.go):
+// concurrent callers share one transaction and one fsync, a caller alone
+// is committed at once, and each returns only once its commit is durable.
+// A function may run more than once (when another function in its batch
+// fails, the batch is retried without it), so these functions only read
+// and write inside the transaction and report refusals through captured
+// results rather than errors, which would force a solo retry.
 package boltstore
 
 import (
@@ -59,7 +63,8 @@ var (
 	bucketAudit         = []byte("store.audit")
 	bucketAuditByKiosk  = []byte("store.audit.by_kiosk")
 	bucketAuditDaily    = []byte("store.audit.daily")
-	bucketAuditByReq    = []byte("store.audit.by_request")
+	bucketAuditByReq    = []byte("store.audit.by_req")
+	bucketAuditByReqOld = []byte("store.audit.by_request") // nested buckets; migrated at open
 	bucketRevocations   = []byte("store.revocations")
 	bucketRequests      = []byte("store.requests")
 	bucketReqReplay     = []byte("store.requests.replay")
@@ -78,6 +83,7 @@ type Store struct {
 	db     *bolt.DB
 	owned  bool
 	closed atomic.Bool
+	commit *committer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -115,7 +121,7 @@ func New(db *bolt.DB) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Store{db: db}, nil
+		return &Store{db: db}, nil // read-only: no writes to queue
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -127,12 +133,34 @@ func New(db *bolt.DB) (*Store, error) {
 		if meta.Get(keySchema) == nil {
 			return meta.Put(keySchema, schemaVersion)
 		}
-		return checkSchema(meta)
+		if err := checkSchema(meta); err != nil {
+			return err
+		}
+		return migrateRequestIndex(tx)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, commit: newCommitter(db)}, nil
+}
+
+// migrateRequestIndex moves the per-request nested index buckets of older
+// files into the flat index.
+func migrateRequestIndex(tx *bolt.Tx) error {
+	old := tx.Bucket(bucketAuditByReqOld)
+	if old == nil {
+		return nil
+	}
+	flat := tx.Bucket(bucketAuditByReq)
+	err := old.ForEachBucket(func(id []byte) error {
+		return old.Bucket(id).ForEach(func(k, _ []byte) error {
+			return flat.Put(requestIndexKey(string(id), k), nil)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: migrating the request index: %w", err)
+	}
+	return tx.DeleteBucket(bucketAuditByReqOld)
 }
 
 func checkSchema(meta *bolt.Bucket) error {
@@ -146,6 +174,9 @@ func checkSchema(meta *bolt.Bucket) error {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.commit != nil {
+		s.commit.close()
 	}
 	if s.owned {
 		return s.db.Close()
@@ -184,7 +215,10 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.db.Batch(fn)
+	if s.commit == nil {
+		return s.db.Update(fn) // a read-only store: Update reports it
+	}
+	return s.commit.do(fn)
 }
 
 // iterCheckEvery is how many items a cursor loop handles between context
