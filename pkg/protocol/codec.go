@@ -256,5 +256,11 @@ func (e *Error) validate() error {
 	if len(e.Detail) > 512 {
 		return errors.New("detail is at most 512 bytes")
 	}
+	if e.RetryAfterMs < 0 || e.RetryAfterMs > MaxRetryAfterMs {
+		return fmt.Errorf("retryAfterMs must be 0-%d", MaxRetryAfterMs)
+	}
 	return nil
 }
+
+// MaxRetryAfterMs bounds Error.RetryAfterMs (one minute).
+const MaxRetryAfterMs = 60000

@@ -116,8 +116,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	c.registry = prometheus.NewRegistry()
 	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lim := cfg.Limits
 	c.Server, err = server.New(server.Config{
 		Store: c.Store, Issuer: c.Issuer, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
+		MaxConns: lim.MaxConns, MaxConnsPerKiosk: lim.MaxConnsPerKiosk, MaxIssuing: lim.MaxIssuing,
+		FrameRate: lim.FrameRate, FrameBurst: lim.FrameBurst,
+		KioskIssueRate: lim.KioskIssueRate, KioskIssueBurst: lim.KioskIssueBurst,
+		DistinctResidentsPerHour: lim.DistinctResidentsPerHour,
 		Log: log, Metrics: server.NewMetrics(c.registry),
 	})
 	if err != nil {
@@ -208,9 +213,19 @@ func (c *Center) Serve(ctx context.Context) error {
 		}
 	}
 	errLog := slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)
-	kiosk := &http.Server{Handler: c.Server.Handler(), TLSConfig: c.tlsConfig, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	// Every listener has idle and read deadlines: a connection that says
+	// nothing is closed. Kiosk websockets, once upgraded, are kept alive by
+	// heartbeats instead (server package).
+	kiosk := &http.Server{Handler: c.Server.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10, ErrorLog: c.Server.ErrorLog()}
+	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// No overall read or write timeout on operations: a city's ledger
+	// import streams for minutes. Idle connections still close.
+	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	kioskListener := c.Server.HandshakeListener(c.listeners["kiosk"], c.tlsConfig, c.Config.Limits.MaxHandshakes)
+	defer kioskListener.Wait()
 	c.servers = []*http.Server{kiosk, public, ops}
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -228,7 +243,7 @@ func (c *Center) Serve(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); c.Signers.Run(hctx, KeyRefreshInterval) }()
 	go func() { defer wg.Done(); c.expireLoop(hctx) }()
-	run(func() error { return kiosk.ServeTLS(c.listeners["kiosk"], "", "") })
+	run(func() error { return kiosk.Serve(kioskListener) })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
 	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"))

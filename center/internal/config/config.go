@@ -50,8 +50,24 @@ type Config struct {
 	LockTimeout   Duration `json:"lockTimeout"`
 	// OverseasEnabled offers the overseas kind (needs the VDS-NC signer).
 	OverseasEnabled bool `json:"overseasEnabled"`
+	// Limits on what kiosks may do; zero values take the defaults
+	// documented in docs/PROTOCOL.md.
+	Limits Limits `json:"limits,omitzero"`
 
 	dir string
+}
+
+// Limits are the kiosk endpoint's limits (server.Config documents each).
+type Limits struct {
+	MaxConns                 int     `json:"maxConns,omitempty"`
+	MaxConnsPerKiosk         int     `json:"maxConnsPerKiosk,omitempty"`
+	MaxHandshakes            int     `json:"maxHandshakes,omitempty"`
+	MaxIssuing               int     `json:"maxIssuing,omitempty"`
+	FrameRate                float64 `json:"frameRate,omitempty"`
+	FrameBurst               int     `json:"frameBurst,omitempty"`
+	KioskIssueRate           float64 `json:"kioskIssueRate,omitempty"`
+	KioskIssueBurst          int     `json:"kioskIssueBurst,omitempty"`
+	DistinctResidentsPerHour int     `json:"distinctResidentsPerHour,omitempty"`
 }
 
 // Default returns a configuration with the standard file layout.
@@ -139,6 +155,10 @@ func (c *Config) Validate() error {
 		return errors.New("issueTimeout must be at least 100ms")
 	case c.LockTimeout.Duration <= 0:
 		return errors.New("lockTimeout must be positive (zero would wait forever for the database lock)")
+	case c.Limits.MaxConns < 0 || c.Limits.MaxConnsPerKiosk < 0 || c.Limits.MaxHandshakes < 0 || c.Limits.MaxIssuing < 0 ||
+		c.Limits.FrameRate < 0 || c.Limits.FrameBurst < 0 || c.Limits.KioskIssueRate < 0 || c.Limits.KioskIssueBurst < 0 ||
+		c.Limits.DistinctResidentsPerHour < 0:
+		return errors.New("limits must not be negative (zero takes the default)")
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ type KioskLive struct {
 	Reader         string    `json:"reader,omitempty"`
 	Printer        string    `json:"printer,omitempty"`
 	State          string    `json:"state,omitempty"`
+	// Flagged: the kiosk asked for many different residents within an
+	// hour (DistinctResidentsPerHour): look at it.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 type liveStatus struct {
@@ -70,6 +73,12 @@ func (l *liveStatus) status(id string, s protocol.Status, now time.Time) {
 	defer l.mu.Unlock()
 	k := l.get(id)
 	k.Reader, k.Printer, k.State, k.LastSeen = s.Reader, s.Printer, s.State, now
+}
+
+func (l *liveStatus) flag(id string, on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.get(id).Flagged = on
 }
 
 func (l *liveStatus) list() []KioskLive {
