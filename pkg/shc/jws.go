@@ -194,6 +194,10 @@ var deflaters = sync.Pool{New: func() any {
 	return w
 }}
 
+// Deflate compresses b as a health card's payload is compressed: raw
+// DEFLATE (RFC 1951) at the best compression, with a pooled writer.
+func Deflate(b []byte) ([]byte, error) { return deflate(b) }
+
 func deflate(b []byte) ([]byte, error) {
 	var out bytes.Buffer
 	w := deflaters.Get().(*flate.Writer)

@@ -112,6 +112,12 @@ func New(cfg Config) (*Service, error) {
 	return &Service{cfg: cfg}, nil
 }
 
+// WithLog sets where the service logs operator actions.
+func (s *Service) WithLog(log *slog.Logger) *Service {
+	s.cfg.Log = log
+	return s
+}
+
 // Store returns the store the service acts on (for the read-only views
 // that sit beside the actions).
 func (s *Service) Store() store.Store { return s.cfg.Store }
