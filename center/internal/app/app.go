@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		FrameRate: lim.FrameRate, FrameBurst: lim.FrameBurst,
 		KioskIssueRate: lim.KioskIssueRate, KioskIssueBurst: lim.KioskIssueBurst,
 		DistinctResidentsPerHour: lim.DistinctResidentsPerHour,
-		Log: log, Metrics: server.NewMetrics(c.registry),
+		Log:                      log, Metrics: server.NewMetrics(c.registry),
 	})
 	if err != nil {
 		return nil, err
