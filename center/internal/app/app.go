@@ -20,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/publicapi"
+	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -101,8 +103,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		}
 		return nil, err
 	}
+	var lookups issuance.Records = c.Backend.Records
+	if f := cfg.Faults; f.SlowLookupEvery > 0 {
+		log.Warn("FAULT INJECTION: slow record lookups (a test setting; remove \"faults\" from the config)", "every", f.SlowLookupEvery, "delay", f.SlowLookupDelay.Duration)
+		lookups = &slowLookups{Records: lookups, every: uint64(f.SlowLookupEvery), delay: f.SlowLookupDelay.Duration}
+	}
 	icfg := issuance.Config{
-		Kiosks: c.Store, Municipalities: c.Store, Records: c.Backend.Records, Register: c.Store,
+		Kiosks: c.Store, Municipalities: c.Store, Records: lookups, Register: c.Store,
 		Cards: cards, SHC: c.Signers, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
 		// A claim outlives its issuance's deadline before another attempt
 		// may take it over.
@@ -292,4 +299,24 @@ func (c *Center) Close() {
 	if c.Backend != nil {
 		c.Backend.Close()
 	}
+}
+
+// slowLookups delays every n-th lookup (config "faults"), honouring the
+// request's deadline as a slow records system would.
+type slowLookups struct {
+	issuance.Records
+	every uint64
+	delay time.Duration
+	n     atomic.Uint64
+}
+
+func (s *slowLookups) Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error) {
+	if s.n.Add(1)%s.every == 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return records.Record{}, fmt.Errorf("records: lookup: %w", ctx.Err())
+		}
+	}
+	return s.Records.Lookup(ctx, municipality, myNumber)
 }

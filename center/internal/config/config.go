@@ -53,8 +53,19 @@ type Config struct {
 	// Limits on what kiosks may do; zero values take the defaults
 	// documented in docs/PROTOCOL.md.
 	Limits Limits `json:"limits,omitzero"`
+	// Faults injects failures for fault tests (never in production; the
+	// center logs a warning at start when any is set).
+	Faults Faults `json:"faults,omitzero"`
 
 	dir string
+}
+
+// Faults are failures the fault tests inject into a real center process.
+type Faults struct {
+	// SlowLookupEvery makes every n-th record lookup take SlowLookupDelay
+	// (past the issue deadline, when longer than issueTimeout).
+	SlowLookupEvery int      `json:"slowLookupEvery,omitempty"`
+	SlowLookupDelay Duration `json:"slowLookupDelay,omitzero"`
 }
 
 // Limits are the kiosk endpoint's limits (server.Config documents each).

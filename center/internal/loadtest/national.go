@@ -231,8 +231,21 @@ func (p *CenterProcess) Kill(sig syscall.Signal) error {
 	}
 }
 
-// Restart starts the center again (same config and kiosk port).
-func (p *CenterProcess) Restart() error { return p.start() }
+// Restart starts the center again on the same addresses: kiosks reconnect
+// to the port they knew.
+func (p *CenterProcess) Restart() error {
+	cfg, err := config.Load(p.Config)
+	if err != nil {
+		return err
+	}
+	if cfg.KioskListen != p.Kiosk || cfg.OpsListen != p.Ops {
+		cfg.KioskListen, cfg.OpsListen = p.Kiosk, p.Ops
+		if err := cfg.Write(p.Config); err != nil {
+			return err
+		}
+	}
+	return p.start()
+}
 
 // ProcStat reads a process's CPU seconds (user+system) and resident set.
 func ProcStat(pid int) (cpu float64, rssBytes int64, err error) {
