@@ -96,7 +96,13 @@ func authority(t testing.TB) carddata.Authority {
 // kiosks enrolled: K-GOOD (active) and K-SUSP (suspended).
 func startCenter(t *testing.T) *testCenter {
 	t.Helper()
-	tc := &testCenter{dir: t.TempDir(), auth: authority(t), log: &syncBuffer{}}
+	return startCenterIn(t, t.TempDir())
+}
+
+// startCenterIn is startCenter with the center's files in dir.
+func startCenterIn(t *testing.T, dir string) *testCenter {
+	t.Helper()
+	tc := &testCenter{dir: dir, auth: authority(t), log: &syncBuffer{}}
 	ik, _ := tc.auth.IssuerKey()
 	trust, err := carddata.MarshalIssuerKey(ik)
 	if err != nil {
