@@ -131,6 +131,9 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	if err := kr.CreateVDS(ctx, now); err != nil {
 		return nil, err
 	}
+	if _, err := kr.CreateAuditKey(ctx, now); err != nil {
+		return nil, err
+	}
 	if err := cfg.Write(path); err != nil {
 		return nil, err
 	}

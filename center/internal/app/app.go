@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
@@ -47,6 +48,8 @@ const (
 	KeyRefreshInterval = 10 * time.Second
 	// ExpireInterval is how often replays and old requests are expired.
 	ExpireInterval = time.Minute
+	// CheckpointInterval is how often the audit log's head is signed.
+	CheckpointInterval = time.Minute
 )
 
 // Center is an opened issuance center.
@@ -59,6 +62,8 @@ type Center struct {
 	Issuer  *issuance.Service
 	Admin   *admin.Service
 	Server  *server.Server
+	// Checkpoints signs the audit log's head (auditlog).
+	Checkpoints *auditlog.Checkpointer
 
 	log       *slog.Logger
 	registry  *prometheus.Registry
@@ -144,6 +149,18 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if c.Admin, err = admin.New(acfg); err != nil {
 		return nil, err
 	}
+	auditSigner, auditKID, err := c.Keys.AuditSigner(ctx)
+	if errors.Is(err, keyring.ErrNoAuditKey) {
+		// A center created before the audit chain: make its key now.
+		if auditKID, err = c.Keys.CreateAuditKey(ctx, time.Now()); err == nil {
+			log.Warn("created the audit checkpoint key (this center predates it)", "kid", auditKID)
+			auditSigner, auditKID, err = c.Keys.AuditSigner(ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Checkpoints = &auditlog.Checkpointer{Store: c.Store, Signer: auditSigner, KeyID: auditKID, Log: log}
 
 	serverCert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile))
 	if err != nil {
@@ -247,7 +264,8 @@ func (c *Center) Serve(ctx context.Context) error {
 	}
 	// Housekeeping, joined below before the backend closes.
 	hctx, stopHousekeeping := context.WithCancel(context.Background())
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); c.Checkpoints.Run(hctx, CheckpointInterval) }()
 	go func() { defer wg.Done(); c.Signers.Run(hctx, KeyRefreshInterval) }()
 	go func() { defer wg.Done(); c.expireLoop(hctx) }()
 	run(func() error { return kiosk.Serve(kioskListener) })

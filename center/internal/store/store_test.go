@@ -16,6 +16,8 @@ func TestEventHasNoPersonalDataFields(t *testing.T) {
 		// Operator actions: the operator's ID and the address it came
 		// from, both restricted to identifier characters.
 		"Operator", "Source",
+		// The hash chain: hex digests.
+		"PrevHash", "Hash",
 	}
 	var got []string
 	typ := reflect.TypeFor[Event]()

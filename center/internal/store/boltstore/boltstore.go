@@ -15,6 +15,9 @@
 //	                          per request, as files before this version kept it, cost a
 //	                          page per request; Open migrates them)
 //	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
+//	store.audit.by_seq        sequence (8 bytes BE) → audit key (the hash chain's order)
+//	store.audit.checkpoints   sequence (8 bytes BE) → Checkpoint (JSON)
+//	store.meta audit.head     sequence ‖ hash of the last event
 //	store.revocations         certificate ID → Revocation (JSON)
 //	store.requests            request ID → Request (JSON, without the replay)
 //	store.requests.replay     request ID → sealed replay
@@ -66,11 +69,14 @@ var (
 	bucketAuditByReq    = []byte("store.audit.by_req")
 	bucketAuditByReqOld = []byte("store.audit.by_request") // nested buckets; migrated at open
 	bucketRevocations   = []byte("store.revocations")
+	bucketAuditBySeq    = []byte("store.audit.by_seq")
+	bucketCheckpoints   = []byte("store.audit.checkpoints")
 	bucketRequests      = []byte("store.requests")
 	bucketReqReplay     = []byte("store.requests.replay")
 	bucketReqByClaim    = []byte("store.requests.by_claim")
 	bucketReqByFinish   = []byte("store.requests.by_finish")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketAuditBySeq, bucketCheckpoints, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	keyAuditHead        = []byte("audit.head") // sequence (8 bytes BE) ‖ hash of the last event
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")
 	errClosed           = errors.New("boltstore: store is closed")

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"AuditValidation", testAuditValidation},
 		{"AuditDailyCounts", testAuditDailyCounts},
 		{"AuditConcurrentAppends", testAuditConcurrentAppends},
+		{"AuditChain", testAuditChain},
 		{"Revocations", testRevocations},
 		{"RequestLifecycle", testRequestLifecycle},
 		{"RequestRefusedAndReleased", testRequestRefusedAndReleased},
