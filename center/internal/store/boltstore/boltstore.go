@@ -20,6 +20,7 @@
 //	store.requests.replay     request ID → sealed replay
 //	store.requests.by_claim   claim time (µs, 8 bytes BE) ‖ request ID → empty
 //	store.requests.by_finish  finish time (µs, 8 bytes BE) ‖ request ID → empty (requests with a replay)
+//	store.enrollment_codes    kiosk ID → EnrollmentCode (JSON; the code's SHA-256, never the code)
 //
 // The settlement counters are updated in the same transaction as the event
 // append, so DailyCounts reads a handful of keys however many events a day
@@ -70,7 +71,8 @@ var (
 	bucketReqReplay     = []byte("store.requests.replay")
 	bucketReqByClaim    = []byte("store.requests.by_claim")
 	bucketReqByFinish   = []byte("store.requests.by_finish")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	bucketEnrollCodes   = []byte("store.enrollment_codes")
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish, bucketEnrollCodes}
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")
 	errClosed           = errors.New("boltstore: store is closed")
