@@ -95,10 +95,10 @@ type Installed struct {
 
 // Audit event types of the key ceremony.
 const (
-	EventKeyRequested        store.EventType = "key_requested"
-	EventCertificateInstall  store.EventType = "key_certificate_installed"
-	tlsPurpose                               = "tls"
-	tlsRequestFile                           = "tls.csr"
+	EventKeyRequested       store.EventType = "key_requested"
+	EventCertificateInstall store.EventType = "key_certificate_installed"
+	tlsPurpose                              = "tls"
+	tlsRequestFile                          = "tls.csr"
 )
 
 // RequestCertificate makes a new key in the key source for a purpose an

@@ -28,8 +28,8 @@ import (
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/admin"
-	centerauthority "github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/app"
+	centerauthority "github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"

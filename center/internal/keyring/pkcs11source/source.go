@@ -63,11 +63,11 @@ func (s *Source) Generate(ctx context.Context, purpose store.KeyPurpose, label s
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	existing, err := s.ctx.FindKeyPair(objectID(purpose, label), []byte(label))
+	existing, err := s.ctx.FindKeyPairs(objectID(purpose, label), []byte(label))
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11source: look up %s: %w", label, err)
 	}
-	if existing != nil {
+	if len(existing) > 0 {
 		return nil, fmt.Errorf("pkcs11source: token %q already holds a key labelled %s; refusing to make another", s.cfg.TokenLabel, label)
 	}
 	pub, err := crypto11.NewAttributeSetWithIDAndLabel(objectID(purpose, label), []byte(label))
@@ -98,14 +98,15 @@ func (s *Source) Signer(ctx context.Context, purpose store.KeyPurpose, label str
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	signer, err := s.ctx.FindKeyPair(objectID(purpose, label), []byte(label))
+	// FindKeyPairs, unlike FindKeyPair, tells "none" from a failure.
+	found, err := s.ctx.FindKeyPairs(objectID(purpose, label), []byte(label))
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11source: find %s key %s: %w", purpose, label, err)
 	}
-	if signer == nil {
+	if len(found) == 0 {
 		return nil, fmt.Errorf("%w: token %q has no %s key labelled %s", keyring.ErrKeyNotFound, s.cfg.TokenLabel, purpose, label)
 	}
-	return signer, nil
+	return found[0], nil
 }
 
 // Describe implements keyring.KeySource.
