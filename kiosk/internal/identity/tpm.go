@@ -162,7 +162,7 @@ func publicKey(p *tpm2.TPM2BPublic) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: TPM key public area: %w", err)
 	}
-	if pub.Type != tpm2.TPMAlgECC || pub.ObjectAttributes.FixedTPM != true || pub.ObjectAttributes.SensitiveDataOrigin != true {
+	if pub.Type != tpm2.TPMAlgECC || !pub.ObjectAttributes.FixedTPM || !pub.ObjectAttributes.SensitiveDataOrigin {
 		return nil, errors.New("identity: the TPM key is not a TPM-made, non-exportable ECC key")
 	}
 	point, err := pub.Unique.ECC()
