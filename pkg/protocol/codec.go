@@ -81,6 +81,10 @@ func Decode(frame []byte, limit int) (Message, error) {
 		m = decodeAs[Pong](env.Body)
 	case TypeError:
 		m = decodeAs[*Error](env.Body)
+	case TypeRenew:
+		m = decodeAs[Renew](env.Body)
+	case TypeRenewed:
+		m = decodeAs[Renewed](env.Body)
 	default:
 		return nil, decodeError(CodeUnexpectedMessage, errors.New("unknown message type"), nil)
 	}

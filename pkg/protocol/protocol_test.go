@@ -148,6 +148,8 @@ func FuzzDecode(f *testing.F) {
 		Outcome{RequestID: rid, Outcome: OutcomeFailed, Reason: CodePrinterPaperOut},
 		Ping{Nonce: "x"}, NewError("", CodeBadMessage, ""),
 		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
+		Renew{RequestID: rid, CSR: []byte{0x30, 0x82, 0x01, 0x00}},
+		Renewed{RequestID: rid, Chain: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
 	} {
 		b, err := Encode(m)
 		if err != nil {

@@ -74,8 +74,20 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.KioskListen, "kiosk-listen", "", "kiosk listener address")
 	fs.StringVar(&o.PublicListen, "public-listen", "", "public (JWKS, CRL) listener address")
 	fs.StringVar(&o.OpsListen, "ops-listen", "", "operations listener address")
+	fs.StringVar(&o.EnrollListen, "enroll-listen", "", "kiosk enrollment listener address")
+	fs.StringVar(&o.CSCACertFile, "csca-cert", "", "production: the offline CSCA's certificate (with -kiosk-ca-cert)")
+	fs.StringVar(&o.KioskCACertFile, "kiosk-ca-cert", "", "production: the offline kiosk CA's certificate (with -csca-cert)")
+	fs.StringVar(&o.KeySource.Type, "key-source", "file", "where signing keys are made: file or pkcs11")
+	fs.StringVar(&o.KeySource.Module, "pkcs11-module", "", "PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+	fs.StringVar(&o.KeySource.TokenLabel, "pkcs11-token", "", "PKCS#11 token label")
+	fs.StringVar(&o.KeySource.PINFile, "pkcs11-pin-file", "", "file holding the token PIN (mode 0600)")
+	fs.StringVar(&o.KeySource.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token PIN")
+	fs.IntVar(&o.KeySource.Sessions, "pkcs11-sessions", 0, "token sessions open at once (default 8)")
 	if err := parse(e, fs, args); err != nil {
 		return err
+	}
+	if o.KeySource.Type == "file" {
+		o.KeySource.Type = ""
 	}
 	if o.Dir == "" || o.CardTrustFile == "" {
 		return errors.New("init: -dir and -card-trust are required")
@@ -85,6 +97,13 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "center created in %s (config %s)\n", o.Dir, filepath.Join(o.Dir, admin.ConfigFile))
+	if o.Production() {
+		fmt.Fprintf(e.stdout, "production mode: certificate requests for the offline authorities are in %s;\n"+
+			"sign them (authority csca sign-signer, authority kiosk-ca sign -profile issuing-ca|server) and install each with keys install -offline (docs/KEYS.md)\n",
+			filepath.Join(o.Dir, "keys", "requests"))
+	} else {
+		fmt.Fprintf(e.stdout, "demo mode: the CSCA and the kiosk CA were made in %s; not for production (docs/KEYS.md)\n", filepath.Join(o.Dir, admin.AuthoritiesDir))
+	}
 	return nil
 }
 
@@ -98,6 +117,7 @@ type runInfo struct {
 	Kiosk  string `json:"kiosk"`
 	Public string `json:"public"`
 	Ops    string `json:"ops"`
+	Enroll string `json:"enroll"`
 }
 
 func cmdServe(ctx context.Context, e *env, name string, args []string) error {
@@ -119,7 +139,7 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	if err := c.Listen(); err != nil {
 		return err
 	}
-	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops")}
+	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops"), Enroll: c.Addr("enroll")}
 	b, _ := json.Marshal(info)
 	runPath := cfg.Path(RunFile)
 	if err := os.WriteFile(runPath, append(b, '\n'), 0o600); err != nil {
@@ -127,7 +147,7 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	}
 	defer os.Remove(runPath)
 	// A line on stdout tells scripts the center is ready, and where.
-	fmt.Fprintf(e.stdout, "ready kiosk=%s public=%s ops=%s\n", info.Kiosk, info.Public, info.Ops)
+	fmt.Fprintf(e.stdout, "ready kiosk=%s public=%s ops=%s enroll=%s\n", info.Kiosk, info.Public, info.Ops, info.Enroll)
 	return c.Serve(ctx)
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/enrollment"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
@@ -64,12 +65,16 @@ type Center struct {
 	Server  *server.Server
 	// Checkpoints signs the audit log's head (auditlog).
 	Checkpoints *auditlog.Checkpointer
+	// Enrollment enrolls kiosks by CSR and renews their certificates.
+	Enrollment *enrollment.Service
 
 	log       *slog.Logger
 	registry  *prometheus.Registry
 	listeners map[string]net.Listener
 	servers   []*http.Server
 	tlsConfig *tls.Config
+	enrollTLS *tls.Config
+	keysOpen  bool
 	public    http.Handler
 	ops       http.Handler
 }
@@ -88,7 +93,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.Store = c.Backend.Store
-	c.Keys = admin.KeyringFor(cfg, c.Backend)
+	if c.Keys, err = admin.OpenKeyring(cfg, c.Backend); err != nil {
+		return nil, err
+	}
+	c.keysOpen = true
 
 	trust, err := os.ReadFile(cfg.Path(cfg.CardIssuerKeysFile))
 	if err != nil {
@@ -128,6 +136,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	c.registry = prometheus.NewRegistry()
 	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	centerCA, err := os.ReadFile(cfg.Path(cfg.KioskCAFile))
+	if err != nil {
+		return nil, fmt.Errorf("app: kiosk CA certificate: %w", err)
+	}
+	if c.Enrollment, err = enrollment.New(enrollment.Config{Store: c.Store, IssuingCA: c.Keys.KioskIssuingCA, CenterCA: centerCA, Log: log}); err != nil {
+		return nil, err
+	}
 	lim := cfg.Limits
 	c.Server, err = server.New(server.Config{
 		Store: c.Store, Issuer: c.Issuer, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
@@ -135,17 +150,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		FrameRate: lim.FrameRate, FrameBurst: lim.FrameBurst,
 		KioskIssueRate: lim.KioskIssueRate, KioskIssueBurst: lim.KioskIssueBurst,
 		DistinctResidentsPerHour: lim.DistinctResidentsPerHour,
+		Renewer:                  c.Enrollment,
 		Log:                      log, Metrics: server.NewMetrics(c.registry),
 	})
 	if err != nil {
 		return nil, err
 	}
-	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Kiosks: c.Server, Signers: c.Signers, Log: log}
-	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
-		if acfg.KioskCA, err = admin.LoadKioskCA(cfg); err != nil {
-			return nil, err
-		}
-	}
+	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Center: cfg, KeyBundles: cfg.Demo,
+		Kiosks: c.Server, Signers: c.Signers, Log: log}
 	if c.Admin, err = admin.New(acfg); err != nil {
 		return nil, err
 	}
@@ -161,16 +173,22 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.Checkpoints = &auditlog.Checkpointer{Store: c.Store, Signer: auditSigner, KeyID: auditKID, Log: log}
+	if _, err := c.Keys.KioskIssuingCA(ctx); err != nil {
+		// The center serves without one, but cannot enroll or renew kiosks.
+		log.Warn("no kiosk issuing CA: kiosks can neither enroll nor renew until one is installed (docs/KEYS.md)", "err", err)
+	}
 
 	serverCert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile))
 	if err != nil {
-		return nil, fmt.Errorf("app: center TLS certificate: %w", err)
+		return nil, fmt.Errorf("app: center TLS certificate (install it with `issuance-center keys install`, docs/KEYS.md): %w", err)
 	}
 	kioskCA, err := kioskpki.LoadCert(cfg.Path(cfg.KioskCAFile))
 	if err != nil {
 		return nil, err
 	}
 	c.tlsConfig = kioskpki.ServerTLS(serverCert, kioskCA, c.Server.CheckKiosk)
+	// Kiosks without a certificate enroll here: server authentication only.
+	c.enrollTLS = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{serverCert}}
 
 	rid, err := c.Keys.RidSecret()
 	if err != nil {
@@ -183,7 +201,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Admin: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
-	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
+	mode := "production (offline authorities)"
+	if cfg.Demo {
+		mode = "demo (authorities and kiosk key bundles at the center; not for production)"
+	}
+	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "mode", mode, "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
 	ok = true
 	return c, nil
 }
@@ -210,7 +232,7 @@ func readToken(path string) (string, error) {
 // Listen opens the three listeners. Addresses with port 0 get a free port;
 // Addr reports it.
 func (c *Center) Listen() error {
-	for name, addr := range map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen} {
+	for name, addr := range map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen, "enroll": c.Config.EnrollListen} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("app: listen %s on %s: %w", name, addr, err)
@@ -220,7 +242,7 @@ func (c *Center) Listen() error {
 	return nil
 }
 
-// Addr returns the address of listener "kiosk", "public" or "ops".
+// Addr returns the address of listener "kiosk", "public", "ops" or "enroll".
 func (c *Center) Addr(name string) string {
 	if l, ok := c.listeners[name]; ok {
 		return l.Addr().String()
@@ -248,10 +270,13 @@ func (c *Center) Serve(ctx context.Context) error {
 	// import streams for minutes. Idle connections still close.
 	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// Kiosks without a certificate enroll here (one small POST each).
+	enroll := &http.Server{Handler: c.Enrollment.Handler(), TLSConfig: c.enrollTLS, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10, ErrorLog: errLog}
 	kioskListener := c.Server.HandshakeListener(c.listeners["kiosk"], c.tlsConfig, c.Config.Limits.MaxHandshakes)
 	defer kioskListener.Wait()
-	c.servers = []*http.Server{kiosk, public, ops}
-	errs := make(chan error, 3)
+	c.servers = []*http.Server{kiosk, public, ops, enroll}
+	errs := make(chan error, 4)
 	var wg sync.WaitGroup
 	run := func(f func() error) {
 		wg.Add(1)
@@ -271,7 +296,8 @@ func (c *Center) Serve(ctx context.Context) error {
 	run(func() error { return kiosk.Serve(kioskListener) })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
-	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"))
+	run(func() error { return enroll.ServeTLS(c.listeners["enroll"], "", "") })
+	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "enroll", c.Addr("enroll"))
 
 	var serveErr error
 	select {
@@ -312,8 +338,12 @@ func (c *Center) expireLoop(ctx context.Context) {
 	}
 }
 
-// Close releases the backend.
+// Close releases the key source and the backend.
 func (c *Center) Close() {
+	if c.keysOpen {
+		c.Keys.Close()
+		c.keysOpen = false
+	}
 	if c.Backend != nil {
 		c.Backend.Close()
 	}

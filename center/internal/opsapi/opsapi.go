@@ -91,6 +91,7 @@ func Handler(cfg Config) http.Handler {
 		mux.HandleFunc("DELETE /ops/records/{code}", h.auth(h.deleteRecords))
 		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(h.rotate))
 		mux.HandleFunc("POST /ops/revocations", h.auth(h.revoke))
+		h.keyRoutes(mux)
 	}
 	return mux
 }
@@ -138,6 +139,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, ImportRefused{Error{"invalid_file", fe.Error()}, fe.Problems, fe.Omitted})
 	case errors.Is(err, records.ErrInvalidRecord), errors.Is(err, ledgercsv.ErrInvalidFile):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_file", err.Error())
+	case errors.Is(err, admin.ErrNoKeyBundles):
+		writeError(w, http.StatusConflict, "precondition", err.Error())
 	case errors.Is(err, admin.ErrNoOperator):
 		writeError(w, http.StatusBadRequest, "no_operator", "send the operator ID in the "+OperatorHeader+" header (1-64 characters of [A-Za-z0-9._:-])")
 	case errors.Is(err, store.ErrInvalid):

@@ -155,6 +155,8 @@ func (c *conn) handle(m protocol.Message) {
 		}()
 	case protocol.Outcome:
 		c.outcome(m)
+	case protocol.Renew:
+		c.renew(m)
 	case protocol.Status:
 		c.s.live.status(c.kiosk.ID, m, c.s.cfg.Now())
 	case protocol.Ping:

@@ -90,9 +90,12 @@ type Config struct {
 	// DistinctResidentsPerHour flags a kiosk that asks for more different
 	// cards than this in an hour (copied card files). Default 30.
 	DistinctResidentsPerHour int
-	Now                      func() time.Time
-	Log                      *slog.Logger
-	Metrics                  *Metrics
+	// Renewer certifies a kiosk's key anew (Renew messages); nil refuses
+	// renewal.
+	Renewer Renewer
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
 func (cfg *Config) defaults() {

@@ -34,6 +34,7 @@ type Center struct {
 	KioskAddr  string
 	PublicAddr string
 	OpsAddr    string
+	EnrollAddr string // the kiosk enrollment endpoint (HTTPS)
 	bin        string
 	cmd        *exec.Cmd
 	exited     chan error
@@ -57,7 +58,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	op := []string{"-config", c.Config, "-offline", "-operator", "demo"}
 	steps := [][]string{
 		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
-			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0"},
+			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-enroll-listen", "127.0.0.1:0"},
 	}
 	ledgers := filepath.Join(dir, "ledgers")
 	if err := os.MkdirAll(ledgers, 0o700); err != nil {
@@ -171,6 +172,8 @@ func (c *Center) Start(ctx context.Context) error {
 				c.PublicAddr = v
 			case "ops":
 				c.OpsAddr = v
+			case "enroll":
+				c.EnrollAddr = v
 			}
 		}
 		return nil
@@ -202,7 +205,7 @@ func (c *Center) PinAddresses() error {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return fmt.Errorf("demo: %s: %w", c.Config, err)
 	}
-	for key, addr := range map[string]string{"kioskListen": c.KioskAddr, "publicListen": c.PublicAddr, "opsListen": c.OpsAddr} {
+	for key, addr := range map[string]string{"kioskListen": c.KioskAddr, "publicListen": c.PublicAddr, "opsListen": c.OpsAddr, "enrollListen": c.EnrollAddr} {
 		if cfg[key], err = json.Marshal(addr); err != nil {
 			return err
 		}

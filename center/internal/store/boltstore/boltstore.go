@@ -23,6 +23,7 @@
 //	store.requests.replay     request ID → sealed replay
 //	store.requests.by_claim   claim time (µs, 8 bytes BE) ‖ request ID → empty
 //	store.requests.by_finish  finish time (µs, 8 bytes BE) ‖ request ID → empty (requests with a replay)
+//	store.enrollment_codes    kiosk ID → EnrollmentCode (JSON; the code's SHA-256, never the code)
 //
 // The settlement counters are updated in the same transaction as the event
 // append, so DailyCounts reads a handful of keys however many events a day
@@ -75,7 +76,8 @@ var (
 	bucketReqReplay     = []byte("store.requests.replay")
 	bucketReqByClaim    = []byte("store.requests.by_claim")
 	bucketReqByFinish   = []byte("store.requests.by_finish")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketAuditBySeq, bucketCheckpoints, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	bucketEnrollCodes   = []byte("store.enrollment_codes")
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketAuditBySeq, bucketCheckpoints, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish, bucketEnrollCodes}
 	keyAuditHead        = []byte("audit.head") // sequence (8 bytes BE) ‖ hash of the last event
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")

@@ -60,6 +60,12 @@ func Run(t *testing.T, newStore Factory) {
 		{"RequestConcurrentClaims", testRequestConcurrentClaims},
 		{"RequestExpiry", testRequestExpiry},
 		{"RequestValidation", testRequestValidation},
+		{"EnrollmentCode", testEnrollmentCode},
+		{"EnrollmentCodeExpiry", testEnrollmentCodeExpiry},
+		{"EnrollmentCodeAttempts", testEnrollmentCodeAttempts},
+		{"EnrollmentCodeValidation", testEnrollmentCodeValidation},
+		{"EnrollmentCodeConcurrent", testEnrollmentCodeConcurrent},
+		{"KioskRenewCertificate", testKioskRenewCertificate},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
 	}
