@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"strings"
 	"time"
-	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/kioskcert/kioskcert/cardreader"
 	"github.com/kioskcert/kioskcert/kiosk/internal/wipe"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/holder"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
@@ -407,9 +404,9 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 
 	// End-to-end binding: refuse to print anything that does not answer
 	// this request for this card's holder.
-	if reason := k.checkBinding(s, req); reason != "" {
+	if reason, code := k.checkBinding(s, req); reason != "" {
 		k.cfg.Log.Error("certificate does not match this session; refusing to print", "session", s.id, "request", s.requestID, "check", reason)
-		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: protocol.CodeHolderMismatch})
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: code})
 		return k.fail(ctx, s, msgBinding)
 	}
 
@@ -543,57 +540,49 @@ func (k *Kiosk) report(s *session, o protocol.Outcome) {
 	}
 }
 
-// checkBinding returns "" when resp belongs to this session, or which check failed.
-func (k *Kiosk) checkBinding(s *session, req protocol.Issue) string {
+// checkBinding returns "" when resp belongs to this session, or which
+// check failed and the reason code to report.
+func (k *Kiosk) checkBinding(s *session, req protocol.Issue) (string, protocol.Code) {
 	resp := s.resp
 	switch {
 	case resp.RequestID != req.RequestID:
-		return "request_id"
+		return "request_id", protocol.CodeHolderMismatch
 	case resp.CardDigest != s.digest:
-		return "card_digest"
+		return "card_digest", protocol.CodeHolderMismatch
 	case resp.Copies != req.Copies:
-		return "copies"
+		return "copies", protocol.CodeHolderMismatch
 	case len(resp.Certificates) == 0:
-		return "no_certificate"
+		return "no_certificate", protocol.CodeHolderMismatch
 	case resp.Certificates[0].Kind != req.Kind:
-		return "kind"
+		return "kind", protocol.CodeHolderMismatch
 	}
-	name := normalizeName(s.card.FourItems.Name)
-	defer clear(name)
-	birth := s.card.FourItems.BirthDate
 	for i := range resp.Certificates {
 		c := &resp.Certificates[i]
 		if err := c.Validate(); err != nil {
-			return "invalid_certificate"
+			return "invalid_certificate", protocol.CodeHolderMismatch
 		}
 		if c.Issuer.MunicipalityCode != req.Municipality {
-			return "municipality"
+			return "municipality", protocol.CodeHolderMismatch
 		}
-		if strings.ReplaceAll(c.Holder.BirthDate, "-", "") != birth {
-			return "holder_birth_date"
-		}
-		if !bytes.Equal(normalizeName(c.Holder.Name), name) {
-			return "holder_name"
+		// The same rule the center applied to the record (pkg/holder).
+		if err := holder.Match(s.card.FourItems, holder.FromCertificate(c)); err != nil {
+			return holderCheck(err), holder.RefusalCode(err)
 		}
 	}
-	return ""
+	return "", ""
 }
 
-// normalizeName folds width (NFKC) and drops spaces, as the center does,
-// into a byte slice the caller clears.
-func normalizeName(s string) []byte {
-	b := norm.NFKC.AppendString(nil, s)
-	// Compact in place: the write position never passes the read position.
-	n := 0
-	for i := 0; i < len(b); {
-		r, size := utf8.DecodeRune(b[i:])
-		if r != ' ' && r != '\u3000' && r != '\t' {
-			n += copy(b[n:], b[i:i+size])
-		}
-		i += size
+// holderCheck names the holder check that failed, for the log.
+func holderCheck(err error) string {
+	switch {
+	case errors.Is(err, holder.ErrNameMismatch):
+		return "holder_name"
+	case errors.Is(err, holder.ErrBirthDateMismatch):
+		return "holder_birth_date"
+	case errors.Is(err, holder.ErrSexMismatch):
+		return "holder_sex"
 	}
-	clear(b[n:])
-	return b[:n]
+	return "holder"
 }
 
 func offered(ms []protocol.Municipality, code string) bool {
