@@ -124,7 +124,7 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 	// session must be taken off first, so it cannot start a session for
 	// someone else by accident.
 	if present, _ := reader.CardPresent(ctx); present {
-		if err := k.waitRemoval(ctx, s, nil); err != nil {
+		if err := k.waitRemoval(ctx, s, nil, nil); err != nil {
 			return err
 		}
 	}
@@ -135,10 +135,13 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 	k.publish(Snapshot{Session: s.id, State: StateCardCheck})
 
 	// Card phase: the card must stay on the reader until it has been read.
-	cardCtx, stopWatch := context.WithCancel(ctx)
-	removed := k.watchRemoval(cardCtx)
-	err := k.cardPhase(cardCtx, s, removed)
-	stopWatch()
+	// The same watch then holds the flow until the card is taken back, so
+	// one reader wait spans both and is joined before the session goes on.
+	watch := k.watchRemoval(ctx)
+	defer watch.stop()
+	cardCtx, stopCard := context.WithCancel(ctx)
+	err := k.cardPhase(cardCtx, s, watch.removed)
+	stopCard()
 	if err != nil {
 		var m *Message
 		var se *sessionError
@@ -156,26 +159,45 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 		}
 		// Show why, then hold until the card is taken.
 		k.publish(Snapshot{Session: s.id, State: StateError, Error: m, TakeCard: true})
-		k.waitRemoval(ctx, s, m)
+		k.waitRemoval(ctx, s, m, watch)
 		return err
 	}
 
 	// Take the card back before anything else: it cannot be forgotten.
-	if err := k.waitRemoval(ctx, s, nil); err != nil {
+	if err := k.waitRemoval(ctx, s, nil, watch); err != nil {
 		return err
 	}
+	watch.stop()
 	return k.requestPhase(ctx, s)
 }
 
-// watchRemoval reports the card leaving the reader on the returned channel.
-func (k *Kiosk) watchRemoval(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{})
+// removalWatch waits for the card to leave the reader on a goroutine of
+// its own. Whoever starts one must call stop, which returns only once
+// that goroutine has: no reader wait outlives the session that began it.
+type removalWatch struct {
+	removed chan struct{} // closed when the card has left the reader
+	done    chan struct{} // closed when the wait has ended, for any reason
+	err     error         // why it ended (nil: the card left); read after done
+	cancel  context.CancelFunc
+}
+
+func (k *Kiosk) watchRemoval(ctx context.Context) *removalWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &removalWatch{removed: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
 	go func() {
-		if err := k.cfg.Reader.WaitForRemoval(ctx); err == nil {
-			close(ch)
+		defer close(w.done)
+		w.err = k.cfg.Reader.WaitForRemoval(ctx)
+		if w.err == nil {
+			close(w.removed)
 		}
 	}()
-	return ch
+	return w
+}
+
+// stop ends the wait and waits for its goroutine. It may be called again.
+func (w *removalWatch) stop() {
+	w.cancel()
+	<-w.done
 }
 
 // cardPhase checks the card, asks for the PIN and reads the card.
@@ -266,12 +288,13 @@ func (k *Kiosk) cardError(ctx context.Context, s *session, err error) error {
 
 // waitRemoval holds the flow until the card is off the reader, repeating
 // and escalating the reminder. It has no deadline: a card left on the
-// reader is the harm the reminder exists to prevent.
-func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- k.cfg.Reader.WaitForRemoval(wctx) }()
+// reader is the harm the reminder exists to prevent. It waits on watch, or
+// on a watch of its own (stopped before it returns) when watch is nil.
+func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message, watch *removalWatch) error {
+	if watch == nil {
+		watch = k.watchRemoval(ctx)
+		defer watch.stop()
+	}
 	for n := 0; ; n++ {
 		state := StateRemoveCard
 		if errMsg != nil {
@@ -279,8 +302,8 @@ func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) er
 		}
 		k.publish(Snapshot{Session: s.id, State: state, Reminder: n, Error: errMsg, TakeCard: errMsg != nil})
 		select {
-		case err := <-done:
-			return err
+		case <-watch.done:
+			return watch.err
 		case <-time.After(k.cfg.Timeouts.Reminder):
 		case <-ctx.Done():
 			return ctx.Err()
