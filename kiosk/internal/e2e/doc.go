@@ -16,7 +16,8 @@
 // agent.New: the PC/SC reader "Virtual PCD 00 00" of that pcscd, a virtual
 // card inserted through the vpcd driver, mutual TLS to the center process,
 // and a real IPP printer (CUPS's ippeveprinter, kiosk/internal/printer/ipptest,
-// one per test so that its spool and paper level are the test's own)
+// one per test so that its spool and paper level are the test's own,
+// reached over ipps with a certificate from a test CA the kiosk trusts)
 // whose spool keeps what was printed. A scripted resident
 // (kiosk/internal/headless) plays each session: good domestic and overseas
 // issuance with every printed QR code verified by pkg/certverify against the
