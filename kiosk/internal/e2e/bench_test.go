@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"runtime"
@@ -63,7 +64,9 @@ func BenchmarkAgentIdleMemory(b *testing.B) {
 func BenchmarkPINToPrint(b *testing.B) {
 	env.ensureCenter(b)
 	p := startPrinter(b, ipptest.Options{})
-	submits := &submitClock{}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: env.printerCA.Pool()}
+	submits := &submitClock{next: tr}
 	ipp, err := printer.NewIPP(p.URI, printer.IPPOptions{HTTPClient: &http.Client{Transport: submits}, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
@@ -178,8 +181,9 @@ func (t *timedTransport) Transmit(ctx context.Context, apdu []byte) ([]byte, err
 // submitClock is the IPP client's transport; it notes when the printer
 // answered a Print-Job (operation 0x0002).
 type submitClock struct {
-	mu sync.Mutex
-	at time.Time
+	next http.RoundTripper // the printer speaks ipps
+	mu   sync.Mutex
+	at   time.Time
 }
 
 func (s *submitClock) reset() {
@@ -205,7 +209,7 @@ func (s *submitClock) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body.Close()
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := s.next.RoundTrip(req)
 	if err == nil && len(body) >= 4 && body[2] == 0x00 && body[3] == 0x02 {
 		s.mu.Lock()
 		s.at = time.Now()

@@ -41,8 +41,9 @@
 // accepted to the print job being submitted, through pcscd and the loopback
 // center, and the agent's heap when connected and idle.
 //
-// bugs_test.go holds tests that show bugs found in other packages; they
-// fail until those are fixed.
+// centerclient_test.go drives a bare center client (no flow) through a
+// connection cut after the center issued. bugs_test.go holds tests that
+// show bugs found in other packages; they fail until those are fixed.
 //
 // The tests need root (pcscd in a private mount namespace) and the Debian
 // packages `make deps` installs (pcscd, vsmartcard-vpcd, cups-ipp-utils,

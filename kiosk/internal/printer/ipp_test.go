@@ -3,9 +3,7 @@ package printer_test
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -220,14 +218,6 @@ func TestIPPPrintOverTLS(t *testing.T) {
 	if !strings.HasPrefix(srv.URI, "ipps://") {
 		t.Fatalf("URI %q, want ipps://", srv.URI)
 	}
-	pem, err := os.ReadFile(ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("no certificate in the CA file")
-	}
 
 	untrusted, err := printer.NewIPP(srv.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond})
 	if err != nil {
@@ -239,7 +229,7 @@ func TestIPPPrintOverTLS(t *testing.T) {
 		t.Fatalf("Print to an untrusted printer = %v, want offline: unknown authority", err)
 	}
 
-	p, err := printer.NewIPP(srv.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond, RootCAs: pool})
+	p, err := printer.NewIPP(srv.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond, RootCAs: ca.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,13 @@ func NewCA(dir string) (*CA, error) {
 	return ca, nil
 }
 
+// Pool returns a pool holding the CA's certificate, for IPPOptions.RootCAs.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
 // issue writes a server certificate for localhost and 127.0.0.1 and its key
 // where ippeveprinter -K dir -n localhost looks for them (CUPS's
 // <dir>/<hostname>.crt and .key); without them it would make a self-signed
