@@ -396,7 +396,9 @@ func (c *Client) await(key waiterKey) (<-chan protocol.Message, func()) {
 	c.mu.Unlock()
 	return ch, func() {
 		c.mu.Lock()
-		delete(c.waiters, key)
+		if c.waiters[key] == ch { // not a later waiter's
+			delete(c.waiters, key)
+		}
 		c.mu.Unlock()
 	}
 }
