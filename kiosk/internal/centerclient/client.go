@@ -339,10 +339,11 @@ func (c *Client) dispatch(m protocol.Message) {
 
 // dispatchError hands an error to the caller it answers. The frame does
 // not say whether it answers an issue or an outcome, so its code decides:
-// unknown_request answers only outcomes; unavailable, internal_error and
-// bad_message answer either, and go to a waiting Issue first (the flow
-// never waits for both of one request at once); every other code is a
-// refusal of an issue, which an outcome waiting for its ack never takes.
+// unknown_request answers only outcomes; unavailable, internal_error,
+// bad_message and kiosk_not_allowed answer either, and go to a waiting
+// Issue first (the flow never waits for both of one request at once);
+// every other code is a refusal of an issue, which an outcome waiting for
+// its ack never takes.
 func (c *Client) dispatchError(e *protocol.Error) {
 	id := e.RequestID
 	if id == "" {
@@ -350,8 +351,7 @@ func (c *Client) dispatchError(e *protocol.Error) {
 		return
 	}
 	toIssue := e.Code != protocol.CodeUnknownRequest
-	toOutcome := e.Code == protocol.CodeUnknownRequest || e.Code == protocol.CodeUnavailable ||
-		e.Code == protocol.CodeInternal || e.Code == protocol.CodeBadMessage
+	toOutcome := answersOutcome[e.Code]
 	if toIssue && c.deliver(waiterKey{id, answerCertificate}, e) {
 		return
 	}
@@ -370,6 +370,13 @@ func (c *Client) dispatchError(e *protocol.Error) {
 		return
 	}
 	c.cfg.Log.Info("answer from the center nobody waits for any more", "request", id, "code", e.Code)
+}
+
+// answersOutcome lists the codes the center answers an outcome with
+// (issuance.Service.Settle).
+var answersOutcome = map[protocol.Code]bool{
+	protocol.CodeUnknownRequest: true, protocol.CodeUnavailable: true, protocol.CodeInternal: true,
+	protocol.CodeBadMessage: true, protocol.CodeKioskNotAllowed: true,
 }
 
 // deliver hands m to the caller waiting under key and reports whether
