@@ -461,8 +461,9 @@ func (c *Client) current(ctx context.Context) (*connection, error) {
 
 // Issue sends req and waits for its answer until ctx ends. It sends the
 // same request once on every connection that ends before the answer
-// arrives, and again 500 ms after an unavailable answer. A refusal comes
-// back as a *protocol.Error (test with errors.As).
+// arrives, again 500 ms after an unavailable answer, and again after the
+// center's retryAfterMs (jittered) after a busy one. A refusal comes back
+// as a *protocol.Error (test with errors.As).
 func (c *Client) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
 	ch, done := c.await(waiterKey{req.RequestID, answerCertificate})
 	defer done()
@@ -493,10 +494,10 @@ func (c *Client) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 		case protocol.CertificateResponse:
 			return &m, nil
 		case *protocol.Error:
-			if m.Code == protocol.CodeUnavailable && ctx.Err() == nil {
-				// The center is draining or still running our first
-				// attempt: ask again, on whichever connection is up then.
-				if sleep(ctx, 500*time.Millisecond) {
+			if wait, again := retryWait(m); again && ctx.Err() == nil {
+				// The center is at capacity, draining or still running our
+				// first attempt: ask again, on whichever connection is up then.
+				if sleep(ctx, wait) {
 					continue
 				}
 			}
@@ -557,6 +558,24 @@ func (c *Client) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
 		}
 		return e
 	}
+}
+
+// retryWait says whether Issue sends the request again after e, and when:
+// after unavailable in 500 ms; after busy when the center says
+// (retryAfterMs, 500 ms if it does not), with jitter in [½, 1½) of it so
+// that kiosks turned away together do not come back together.
+func retryWait(e *protocol.Error) (time.Duration, bool) {
+	switch e.Code {
+	case protocol.CodeUnavailable:
+		return 500 * time.Millisecond, true
+	case protocol.CodeBusy:
+		d := time.Duration(e.RetryAfterMs) * time.Millisecond
+		if d <= 0 {
+			d = 500 * time.Millisecond
+		}
+		return d/2 + time.Duration(rand.Int64N(int64(d))), true
+	}
+	return 0, false
 }
 
 // sleep waits d or until ctx ends, and reports whether d passed.

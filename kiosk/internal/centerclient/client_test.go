@@ -354,3 +354,62 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	}
 	leaktest.Check(t, "kiosk/internal/centerclient.(*Client)", "kiosk/internal/centerclient.(*connection)")
 }
+
+// TestBusyRetriedAfterRetryAfter: a center at capacity answers busy with
+// retryAfterMs; the client sends the same request again no sooner than
+// half that (the jitter's floor) and returns the certificate.
+func TestBusyRetriedAfterRetryAfter(t *testing.T) {
+	tc := newTestCenter(t)
+	c := tc.newClient(t)
+	const retryAfter = 200 * time.Millisecond
+	var mu sync.Mutex
+	var sent []time.Time
+	tc.setIssue(func(sc *serverConn, req protocol.Issue) {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		first := len(sent) == 1
+		mu.Unlock()
+		if first {
+			e := protocol.NewError(req.RequestID, protocol.CodeBusy, "at capacity")
+			e.RetryAfterMs = int(retryAfter / time.Millisecond)
+			sc.send(t, e)
+			return
+		}
+		sc.send(t, tc.certificate(req))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Issue(ctx, testIssue()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 {
+		t.Fatalf("request sent %d times, want 2", len(sent))
+	}
+	if gap := sent[1].Sub(sent[0]); gap < retryAfter/2 {
+		t.Fatalf("sent again after %v, before half of retryAfterMs (%v)", gap, retryAfter/2)
+	}
+}
+
+func TestRetryWait(t *testing.T) {
+	for _, tt := range []struct {
+		e        *protocol.Error
+		min, max time.Duration
+		again    bool
+	}{
+		{protocol.NewError("", protocol.CodeUnavailable, ""), 500 * time.Millisecond, 500 * time.Millisecond, true},
+		{&protocol.Error{Code: protocol.CodeBusy, RetryAfterMs: 1000}, 500 * time.Millisecond, 1500 * time.Millisecond, true},
+		{&protocol.Error{Code: protocol.CodeBusy}, 250 * time.Millisecond, 750 * time.Millisecond, true},
+		{protocol.NewError("", protocol.CodeRateLimited, ""), 0, 0, false},
+		{protocol.NewError("", protocol.CodeInternal, ""), 0, 0, false},
+		{protocol.NewError("", protocol.CodeNoRecord, ""), 0, 0, false},
+	} {
+		for range 20 {
+			d, again := retryWait(tt.e)
+			if again != tt.again || d < tt.min || (tt.again && d >= tt.max && tt.min != tt.max) || (tt.min == tt.max && d != tt.min) {
+				t.Fatalf("retryWait(%s, %d ms) = %v, %v; want %v in [%v, %v)", tt.e.Code, tt.e.RetryAfterMs, d, again, tt.again, tt.min, tt.max)
+			}
+		}
+	}
+}
