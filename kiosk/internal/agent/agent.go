@@ -130,7 +130,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if a.Printer == nil {
 		if cfg.Printer.Kind == "terminal" {
 			a.Printer = Printer{P: a.terminal()}
-		} else if a.Printer, printCode, err = openPrinter(cfg.Printer); err != nil {
+		} else if a.Printer, printCode, err = openPrinter(cfg); err != nil {
 			return nil, err
 		}
 	}

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
@@ -33,20 +35,32 @@ func PrintCode(err error) protocol.Code {
 }
 
 // openPrinter opens the configured printer.
-func openPrinter(cfg config.Printer) (flow.Printer, flow.PrinterErrorCode, error) {
-	switch cfg.Kind {
+func openPrinter(cfg *config.Config) (flow.Printer, flow.PrinterErrorCode, error) {
+	pc := cfg.Printer
+	switch pc.Kind {
 	case "ipp":
-		p, err := printer.NewIPP(cfg.URL, printer.IPPOptions{})
+		var roots *x509.CertPool
+		if pc.CAFile != "" {
+			b, err := os.ReadFile(cfg.Path(pc.CAFile))
+			if err != nil {
+				return nil, nil, fmt.Errorf("agent: printer.caFile: %w", err)
+			}
+			roots = x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(b) {
+				return nil, nil, fmt.Errorf("agent: printer.caFile %s holds no PEM certificate: put the printer's CA (or self-signed) certificate there", cfg.Path(pc.CAFile))
+			}
+		}
+		p, err := printer.NewIPP(pc.URL, printer.IPPOptions{RootCAs: roots})
 		if err != nil {
 			return nil, nil, err
 		}
 		return Printer{p}, PrintCode, nil
 	case "spool":
-		p, err := printer.NewSpool(cfg.SpoolDir)
+		p, err := printer.NewSpool(pc.SpoolDir)
 		if err != nil {
 			return nil, nil, err
 		}
 		return Printer{p}, PrintCode, nil
 	}
-	return nil, nil, fmt.Errorf("agent: printer kind %q", cfg.Kind)
+	return nil, nil, fmt.Errorf("agent: printer kind %q", pc.Kind)
 }

@@ -39,9 +39,19 @@ type Printer struct {
 	// "terminal" (the store terminal's software fetches each job's PDF
 	// through the integrator API and prints it; needs Listen and
 	// Integrator.TokenFile).
-	Kind     string `json:"kind"`
-	URL      string `json:"url,omitempty"`
-	SpoolDir string `json:"spoolDir,omitempty"`
+	Kind string `json:"kind"`
+	// URL is the IPP printer's ipps:// (or https://) URL: the certificate
+	// PDF is personal data and must not cross the store network in clear.
+	URL string `json:"url,omitempty"`
+	// CAFile holds the PEM certificates trusted for the printer's TLS
+	// certificate (its issuing CA, or the printer's own self-signed
+	// certificate); empty trusts the system's roots.
+	CAFile string `json:"caFile,omitempty"`
+	// AllowPlaintext accepts ipp:// and http:// URLs. It is a switch for
+	// development and tests against a printer without TLS only: the PDF
+	// then crosses the network in clear.
+	AllowPlaintext bool   `json:"allowPlaintext,omitempty"`
+	SpoolDir       string `json:"spoolDir,omitempty"`
 }
 
 // Payment selects the cash register.
@@ -139,8 +149,8 @@ func (c *Config) Validate() error {
 	}
 	switch c.Printer.Kind {
 	case "ipp":
-		if pu, err := url.Parse(c.Printer.URL); err != nil || (pu.Scheme != "ipp" && pu.Scheme != "ipps" && pu.Scheme != "http" && pu.Scheme != "https") {
-			return fmt.Errorf("printer.url %q must be an ipp://, ipps://, http:// or https:// URL", c.Printer.URL)
+		if err := c.Printer.validateURL(); err != nil {
+			return err
 		}
 	case "spool":
 		if c.Printer.SpoolDir == "" {
@@ -184,6 +194,26 @@ func (c *Config) Validate() error {
 		return errors.New(`payment.mode "terminal", printer.kind "terminal" need the integrator API: set listen and integrator.tokenFile`)
 	}
 	return nil
+}
+
+// validateURL requires IPP over TLS unless plaintext is allowed.
+func (p *Printer) validateURL() error {
+	u, err := url.Parse(p.URL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("printer.url %q must be the printer's ipps://host[:port]/path URL", p.URL)
+	}
+	switch u.Scheme {
+	case "ipps", "https":
+		return nil
+	case "ipp", "http":
+		if p.AllowPlaintext {
+			return nil
+		}
+		return fmt.Errorf("printer.url %q is plain IPP, which would send the certificate PDF across the store network in clear: "+
+			"use the printer's ipps:// URL (set printer.caFile to its CA or self-signed certificate), "+
+			"or, for development and tests only, set printer.allowPlaintext", p.URL)
+	}
+	return fmt.Errorf("printer.url %q must be the printer's ipps://host[:port]/path URL", p.URL)
 }
 
 // UsesTerminal reports whether the store terminal's software is the

@@ -12,7 +12,7 @@ const base = `{
   "centerUrl": "wss://center.example:8443/v1/kiosk",
   "certFile": "kiosk.pem", "keyFile": "kiosk.key", "centerCaFile": "ca.pem", "cardTrustFile": "trust.json",
   "reader": {"kind": "pcsc"},
-  "printer": {"kind": "ipp", "url": "ipp://printer.local/ipp/print"}%s
+  "printer": {"kind": "ipp", "url": "ipps://printer.local/ipp/print"}%s
 }`
 
 func load(t *testing.T, extra string) (*Config, error) {
@@ -61,9 +61,51 @@ func TestLoadIntegratorSettings(t *testing.T) {
 	}
 }
 
+// TestPrinterURL: the certificate PDF crosses the store network only over
+// TLS, unless the development switch says otherwise.
+func TestPrinterURL(t *testing.T) {
+	const plainErr = "set printer.allowPlaintext"
+	for _, tc := range []struct {
+		name    string
+		printer string
+		err     string // "" = valid
+	}{
+		{"ipps", `{"kind": "ipp", "url": "ipps://printer.local/ipp/print"}`, ""},
+		{"ipps with port and CA", `{"kind": "ipp", "url": "ipps://192.0.2.10:631/ipp/print", "caFile": "printer-ca.pem"}`, ""},
+		{"https", `{"kind": "ipp", "url": "https://printer.local:443/ipp/print"}`, ""},
+		{"plain ipp refused", `{"kind": "ipp", "url": "ipp://printer.local/ipp/print"}`, plainErr},
+		{"plain http refused", `{"kind": "ipp", "url": "http://printer.local:631/ipp/print"}`, plainErr},
+		{"plain ipp on loopback refused", `{"kind": "ipp", "url": "ipp://127.0.0.1:631/printers/kiosk"}`, plainErr},
+		{"plain ipp with the development switch", `{"kind": "ipp", "url": "ipp://127.0.0.1:8631/ipp/print", "allowPlaintext": true}`, ""},
+		{"switch off", `{"kind": "ipp", "url": "ipp://printer.local/ipp/print", "allowPlaintext": false}`, plainErr},
+		{"other scheme", `{"kind": "ipp", "url": "lpd://printer.local/queue"}`, "ipps://host"},
+		{"no host", `{"kind": "ipp", "url": "ipps:///ipp/print"}`, "ipps://host"},
+		{"no URL", `{"kind": "ipp"}`, "ipps://host"},
+		{"spool needs no URL", `{"kind": "spool", "spoolDir": "out"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kiosk.json")
+			cfg := strings.Replace(strings.Replace(base, `{"kind": "ipp", "url": "ipps://printer.local/ipp/print"}`, tc.printer, 1), "%s", "", 1)
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("got %v, want an error about %q", err, tc.err)
+			}
+			if tc.err == plainErr && !strings.Contains(err.Error(), "ipps://") {
+				t.Fatalf("the error does not name the fix: %v", err)
+			}
+		})
+	}
+}
+
 func TestTerminalPrinterNeedsTheAPI(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kiosk.json")
-	cfg := strings.Replace(strings.Replace(base, `{"kind": "ipp", "url": "ipp://printer.local/ipp/print"}`, `{"kind": "terminal"}`, 1), "%s", "", 1)
+	cfg := strings.Replace(strings.Replace(base, `{"kind": "ipp", "url": "ipps://printer.local/ipp/print"}`, `{"kind": "terminal"}`, 1), "%s", "", 1)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

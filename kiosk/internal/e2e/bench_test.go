@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"runtime"
@@ -63,7 +64,9 @@ func BenchmarkAgentIdleMemory(b *testing.B) {
 func BenchmarkPINToPrint(b *testing.B) {
 	env.ensureCenter(b)
 	p := startPrinter(b, ipptest.Options{})
-	submits := &submitClock{}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: env.printerCA.Pool()}
+	submits := &submitClock{next: tr}
 	ipp, err := printer.NewIPP(p.URI, printer.IPPOptions{HTTPClient: &http.Client{Transport: submits}, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
@@ -121,13 +124,14 @@ type timedReader struct {
 	cardreader.Reader
 	mu      sync.Mutex
 	pinOK   time.Time
+	lastUse time.Time // the end of the last command after the PIN
 	removal time.Duration
 }
 
 func (r *timedReader) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pinOK, r.removal = time.Time{}, 0
+	r.pinOK, r.lastUse, r.removal = time.Time{}, time.Time{}, 0
 }
 
 func (r *timedReader) times() (time.Time, time.Duration) {
@@ -145,14 +149,21 @@ func (r *timedReader) Connect(ctx context.Context) (cardreader.Transport, error)
 	return &timedTransport{Transport: tr, r: r}, nil
 }
 
-// WaitForRemoval implements cardreader.Reader. Waits that start after the
-// PIN was accepted are the resident's time, not the kiosk's.
+// WaitForRemoval implements cardreader.Reader. The part of a wait after
+// the card was last used (read after the PIN) is the resident's time, not
+// the kiosk's. The flow starts its removal wait before the PIN and keeps it
+// through the card phase, so only that tail counts.
 func (r *timedReader) WaitForRemoval(ctx context.Context) error {
 	start := time.Now()
 	err := r.Reader.WaitForRemoval(ctx)
+	end := time.Now()
 	r.mu.Lock()
-	if err == nil && !r.pinOK.IsZero() && start.After(r.pinOK) {
-		r.removal += time.Since(start)
+	if err == nil && !r.lastUse.IsZero() && end.After(r.lastUse) {
+		from := r.lastUse
+		if start.After(from) {
+			from = start
+		}
+		r.removal += end.Sub(from)
 	}
 	r.mu.Unlock()
 	return err
@@ -167,19 +178,24 @@ type timedTransport struct {
 // (INS 20, with data) answered 90 00 is the PIN accepted.
 func (t *timedTransport) Transmit(ctx context.Context, apdu []byte) ([]byte, error) {
 	resp, err := t.Transport.Transmit(ctx, apdu)
+	now := time.Now()
+	t.r.mu.Lock()
 	if err == nil && len(apdu) > 5 && apdu[1] == 0x20 && bytes.HasSuffix(resp, []byte{0x90, 0x00}) {
-		t.r.mu.Lock()
-		t.r.pinOK = time.Now()
-		t.r.mu.Unlock()
+		t.r.pinOK = now
 	}
+	if !t.r.pinOK.IsZero() {
+		t.r.lastUse = now
+	}
+	t.r.mu.Unlock()
 	return resp, err
 }
 
 // submitClock is the IPP client's transport; it notes when the printer
 // answered a Print-Job (operation 0x0002).
 type submitClock struct {
-	mu sync.Mutex
-	at time.Time
+	next http.RoundTripper // the printer speaks ipps
+	mu   sync.Mutex
+	at   time.Time
 }
 
 func (s *submitClock) reset() {
@@ -205,7 +221,7 @@ func (s *submitClock) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body.Close()
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := s.next.RoundTrip(req)
 	if err == nil && len(body) >= 4 && body[2] == 0x00 && body[3] == 0x02 {
 		s.mu.Lock()
 		s.at = time.Now()

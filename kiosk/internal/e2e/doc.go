@@ -16,7 +16,8 @@
 // agent.New: the PC/SC reader "Virtual PCD 00 00" of that pcscd, a virtual
 // card inserted through the vpcd driver, mutual TLS to the center process,
 // and a real IPP printer (CUPS's ippeveprinter, kiosk/internal/printer/ipptest,
-// one per test so that its spool and paper level are the test's own)
+// one per test so that its spool and paper level are the test's own,
+// reached over ipps with a certificate from a test CA the kiosk trusts)
 // whose spool keeps what was printed. A scripted resident
 // (kiosk/internal/headless) plays each session: good domestic and overseas
 // issuance with every printed QR code verified by pkg/certverify against the
@@ -40,8 +41,9 @@
 // accepted to the print job being submitted, through pcscd and the loopback
 // center, and the agent's heap when connected and idle.
 //
-// bugs_test.go holds tests that show bugs found in other packages; they
-// fail until those are fixed.
+// centerclient_test.go drives a bare center client (no flow) through a
+// connection cut after the center issued. bugs_test.go holds tests that
+// show bugs found in other packages; they fail until those are fixed.
 //
 // The tests need root (pcscd in a private mount namespace) and the Debian
 // packages `make deps` installs (pcscd, vsmartcard-vpcd, cups-ipp-utils,

@@ -69,7 +69,8 @@ func startKiosk(t testing.TB, o kioskOptions) *kiosk {
 	if o.reader != nil {
 		readerCfg = config.Reader{Kind: "virtual"}
 	}
-	printerCfg := config.Printer{Kind: "ipp", URL: o.printerURI}
+	// The printers speak ipps (startPrinter), as a deployed kiosk's must.
+	printerCfg := config.Printer{Kind: "ipp", URL: o.printerURI, CAFile: env.printerCA.File}
 	if o.printer != nil {
 		// Not opened: the supplied printer takes precedence.
 		printerCfg = config.Printer{Kind: "spool", SpoolDir: os.DevNull}
@@ -194,10 +195,12 @@ func demoCard(t testing.TB, id string) (*virtualcard.Card, demodata.Resident) {
 	return card, r
 }
 
-// startPrinter starts a real IPP printer for one test. Its spool is the
-// paper, so the personal-data scan skips it.
+// startPrinter starts a real IPP printer for one test, speaking IPP over
+// TLS with a certificate from the environment's printer CA. Its spool is
+// the paper, so the personal-data scan skips it.
 func startPrinter(t testing.TB, opts ipptest.Options) *ipptest.Printer {
 	t.Helper()
+	opts.TLS = env.printerCA
 	p := ipptest.Start(t, opts)
 	env.exclude(p.SpoolDir)
 	return p

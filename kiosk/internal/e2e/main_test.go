@@ -28,6 +28,7 @@ import (
 	"github.com/kioskcert/kioskcert/cardreader/pcsctest"
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
+	"github.com/kioskcert/kioskcert/kiosk/internal/printer/ipptest"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certverify"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
@@ -68,7 +69,8 @@ type environment struct {
 	bin       string // the center binary's directory (not scanned: it embeds the demo residents)
 	daemon    *pcsctest.Daemon
 	authority carddata.Authority
-	trust     string // the authority's trust file
+	trust     string      // the authority's trust file
+	printerCA *ipptest.CA // issues the test printers' TLS certificates
 	cards     *virtualcard.DemoSet
 	center    *demo.Center
 	opsToken  string
@@ -142,7 +144,7 @@ func setup() (*environment, error) {
 	// Everything the kiosk side, pcscd and the printers write to a temporary
 	// directory lands below root, where the personal-data scan looks.
 	tmp := filepath.Join(root, "tmp")
-	for _, d := range []string{e.bin, tmp, filepath.Join(root, "jlis")} {
+	for _, d := range []string{e.bin, tmp, filepath.Join(root, "jlis"), filepath.Join(root, "printer-ca")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return e, err
 		}
@@ -162,6 +164,9 @@ func setup() (*environment, error) {
 		return e, err
 	}
 	if e.authority, e.trust, err = demo.NewAuthority(filepath.Join(root, "jlis")); err != nil {
+		return e, err
+	}
+	if e.printerCA, err = ipptest.NewCA(filepath.Join(root, "printer-ca")); err != nil {
 		return e, err
 	}
 	if e.cards, err = virtualcard.NewDemoSet(e.authority); err != nil {

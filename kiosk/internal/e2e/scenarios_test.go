@@ -726,7 +726,7 @@ func (h *paperHook) failures() []error {
 func TestPrinterPaperOut(t *testing.T) {
 	env.ensureCenter(t)
 	p := startPrinter(t, ipptest.Options{})
-	ipp, err := printer.NewIPP(p.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond})
+	ipp, err := printer.NewIPP(p.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond, RootCAs: env.printerCA.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}

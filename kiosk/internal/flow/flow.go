@@ -18,8 +18,9 @@
 // The end-to-end binding of the card in the reader to the paper printed is
 // checked here before any payment: the response must answer this session's
 // request ID and the digest of the card files read in this session, and
-// every certificate's holder must have the card's name and birth date.
-// Otherwise the kiosk refuses to print and reports the refusal.
+// every certificate's holder must be the card's holder by the rule the
+// center applies too (pkg/holder: name, birth date, and sex where both
+// know it). Otherwise the kiosk refuses to print and reports the refusal.
 package flow
 
 import (

@@ -225,17 +225,31 @@ func waitState(t *testing.T, snaps <-chan flow.Snapshot, want flow.State) flow.S
 }
 
 func TestBindingMismatchRefusesToPrint(t *testing.T) {
-	r := newRig(t, flow.Timeouts{})
-	r.center.AnswerWithHolder("試験　太郎")
-	res, _ := r.play(t, "hanako", headless.Resident{})
-	if res.Printed || res.Error == nil || res.Error.Code != "binding_mismatch" {
-		t.Fatalf("result %+v", res.Error)
+	tests := []struct {
+		name   string
+		answer func(*flowtest.Center)
+		reason protocol.Code
+	}{
+		{"someone else's name", func(c *flowtest.Center) { c.AnswerWithHolder("試験　太郎") }, protocol.CodeHolderMismatch},
+		// hanako's card says 2 (female): a certificate saying 1 is refused,
+		// and reported apart from a wrong person.
+		{"other sex", func(c *flowtest.Center) { c.AnswerWithSex("1") }, protocol.CodeHolderSexMismatch},
 	}
-	if len(r.printer.Jobs()) != 0 || len(r.pay.Ledger()) != 0 {
-		t.Fatal("printed or charged a certificate for someone else")
-	}
-	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeRefused || o.Reason != protocol.CodeHolderMismatch {
-		t.Fatalf("refusal not reported: %+v", o)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, flow.Timeouts{})
+			tt.answer(r.center)
+			res, _ := r.play(t, "hanako", headless.Resident{})
+			if res.Printed || res.Error == nil || res.Error.Code != "binding_mismatch" {
+				t.Fatalf("result %+v", res.Error)
+			}
+			if len(r.printer.Jobs()) != 0 || len(r.pay.Ledger()) != 0 {
+				t.Fatal("printed or charged a certificate for someone else")
+			}
+			if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomeRefused || o.Reason != tt.reason {
+				t.Fatalf("refusal not reported as %s: %+v", tt.reason, o)
+			}
+		})
 	}
 }
 

@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"strings"
 	"time"
-	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/kioskcert/kioskcert/cardreader"
 	"github.com/kioskcert/kioskcert/kiosk/internal/wipe"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/holder"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
@@ -127,7 +124,7 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 	// session must be taken off first, so it cannot start a session for
 	// someone else by accident.
 	if present, _ := reader.CardPresent(ctx); present {
-		if err := k.waitRemoval(ctx, s, nil); err != nil {
+		if err := k.waitRemoval(ctx, s, nil, nil); err != nil {
 			return err
 		}
 	}
@@ -138,10 +135,13 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 	k.publish(Snapshot{Session: s.id, State: StateCardCheck})
 
 	// Card phase: the card must stay on the reader until it has been read.
-	cardCtx, stopWatch := context.WithCancel(ctx)
-	removed := k.watchRemoval(cardCtx)
-	err := k.cardPhase(cardCtx, s, removed)
-	stopWatch()
+	// The same watch then holds the flow until the card is taken back, so
+	// one reader wait spans both and is joined before the session goes on.
+	watch := k.watchRemoval(ctx)
+	defer watch.stop()
+	cardCtx, stopCard := context.WithCancel(ctx)
+	err := k.cardPhase(cardCtx, s, watch.removed)
+	stopCard()
 	if err != nil {
 		var m *Message
 		var se *sessionError
@@ -159,26 +159,45 @@ func (k *Kiosk) session(ctx context.Context, s *session) error {
 		}
 		// Show why, then hold until the card is taken.
 		k.publish(Snapshot{Session: s.id, State: StateError, Error: m, TakeCard: true})
-		k.waitRemoval(ctx, s, m)
+		k.waitRemoval(ctx, s, m, watch)
 		return err
 	}
 
 	// Take the card back before anything else: it cannot be forgotten.
-	if err := k.waitRemoval(ctx, s, nil); err != nil {
+	if err := k.waitRemoval(ctx, s, nil, watch); err != nil {
 		return err
 	}
+	watch.stop()
 	return k.requestPhase(ctx, s)
 }
 
-// watchRemoval reports the card leaving the reader on the returned channel.
-func (k *Kiosk) watchRemoval(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{})
+// removalWatch waits for the card to leave the reader on a goroutine of
+// its own. Whoever starts one must call stop, which returns only once
+// that goroutine has: no reader wait outlives the session that began it.
+type removalWatch struct {
+	removed chan struct{} // closed when the card has left the reader
+	done    chan struct{} // closed when the wait has ended, for any reason
+	err     error         // why it ended (nil: the card left); read after done
+	cancel  context.CancelFunc
+}
+
+func (k *Kiosk) watchRemoval(ctx context.Context) *removalWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &removalWatch{removed: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
 	go func() {
-		if err := k.cfg.Reader.WaitForRemoval(ctx); err == nil {
-			close(ch)
+		defer close(w.done)
+		w.err = k.cfg.Reader.WaitForRemoval(ctx)
+		if w.err == nil {
+			close(w.removed)
 		}
 	}()
-	return ch
+	return w
+}
+
+// stop ends the wait and waits for its goroutine. It may be called again.
+func (w *removalWatch) stop() {
+	w.cancel()
+	<-w.done
 }
 
 // cardPhase checks the card, asks for the PIN and reads the card.
@@ -269,12 +288,13 @@ func (k *Kiosk) cardError(ctx context.Context, s *session, err error) error {
 
 // waitRemoval holds the flow until the card is off the reader, repeating
 // and escalating the reminder. It has no deadline: a card left on the
-// reader is the harm the reminder exists to prevent.
-func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- k.cfg.Reader.WaitForRemoval(wctx) }()
+// reader is the harm the reminder exists to prevent. It waits on watch, or
+// on a watch of its own (stopped before it returns) when watch is nil.
+func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message, watch *removalWatch) error {
+	if watch == nil {
+		watch = k.watchRemoval(ctx)
+		defer watch.stop()
+	}
 	for n := 0; ; n++ {
 		state := StateRemoveCard
 		if errMsg != nil {
@@ -282,8 +302,8 @@ func (k *Kiosk) waitRemoval(ctx context.Context, s *session, errMsg *Message) er
 		}
 		k.publish(Snapshot{Session: s.id, State: state, Reminder: n, Error: errMsg, TakeCard: errMsg != nil})
 		select {
-		case err := <-done:
-			return err
+		case <-watch.done:
+			return watch.err
 		case <-time.After(k.cfg.Timeouts.Reminder):
 		case <-ctx.Done():
 			return ctx.Err()
@@ -407,9 +427,9 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 
 	// End-to-end binding: refuse to print anything that does not answer
 	// this request for this card's holder.
-	if reason := k.checkBinding(s, req); reason != "" {
+	if reason, code := k.checkBinding(s, req); reason != "" {
 		k.cfg.Log.Error("certificate does not match this session; refusing to print", "session", s.id, "request", s.requestID, "check", reason)
-		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: protocol.CodeHolderMismatch})
+		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: code})
 		return k.fail(ctx, s, msgBinding)
 	}
 
@@ -543,57 +563,49 @@ func (k *Kiosk) report(s *session, o protocol.Outcome) {
 	}
 }
 
-// checkBinding returns "" when resp belongs to this session, or which check failed.
-func (k *Kiosk) checkBinding(s *session, req protocol.Issue) string {
+// checkBinding returns "" when resp belongs to this session, or which
+// check failed and the reason code to report.
+func (k *Kiosk) checkBinding(s *session, req protocol.Issue) (string, protocol.Code) {
 	resp := s.resp
 	switch {
 	case resp.RequestID != req.RequestID:
-		return "request_id"
+		return "request_id", protocol.CodeHolderMismatch
 	case resp.CardDigest != s.digest:
-		return "card_digest"
+		return "card_digest", protocol.CodeHolderMismatch
 	case resp.Copies != req.Copies:
-		return "copies"
+		return "copies", protocol.CodeHolderMismatch
 	case len(resp.Certificates) == 0:
-		return "no_certificate"
+		return "no_certificate", protocol.CodeHolderMismatch
 	case resp.Certificates[0].Kind != req.Kind:
-		return "kind"
+		return "kind", protocol.CodeHolderMismatch
 	}
-	name := normalizeName(s.card.FourItems.Name)
-	defer clear(name)
-	birth := s.card.FourItems.BirthDate
 	for i := range resp.Certificates {
 		c := &resp.Certificates[i]
 		if err := c.Validate(); err != nil {
-			return "invalid_certificate"
+			return "invalid_certificate", protocol.CodeHolderMismatch
 		}
 		if c.Issuer.MunicipalityCode != req.Municipality {
-			return "municipality"
+			return "municipality", protocol.CodeHolderMismatch
 		}
-		if strings.ReplaceAll(c.Holder.BirthDate, "-", "") != birth {
-			return "holder_birth_date"
-		}
-		if !bytes.Equal(normalizeName(c.Holder.Name), name) {
-			return "holder_name"
+		// The same rule the center applied to the record (pkg/holder).
+		if err := holder.Match(s.card.FourItems, holder.FromCertificate(c)); err != nil {
+			return holderCheck(err), holder.RefusalCode(err)
 		}
 	}
-	return ""
+	return "", ""
 }
 
-// normalizeName folds width (NFKC) and drops spaces, as the center does,
-// into a byte slice the caller clears.
-func normalizeName(s string) []byte {
-	b := norm.NFKC.AppendString(nil, s)
-	// Compact in place: the write position never passes the read position.
-	n := 0
-	for i := 0; i < len(b); {
-		r, size := utf8.DecodeRune(b[i:])
-		if r != ' ' && r != '\u3000' && r != '\t' {
-			n += copy(b[n:], b[i:i+size])
-		}
-		i += size
+// holderCheck names the holder check that failed, for the log.
+func holderCheck(err error) string {
+	switch {
+	case errors.Is(err, holder.ErrNameMismatch):
+		return "holder_name"
+	case errors.Is(err, holder.ErrBirthDateMismatch):
+		return "holder_birth_date"
+	case errors.Is(err, holder.ErrSexMismatch):
+		return "holder_sex"
 	}
-	clear(b[n:])
-	return b[:n]
+	return "holder"
 }
 
 func offered(ms []protocol.Municipality, code string) bool {

@@ -3,6 +3,8 @@ package printer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,10 @@ type IPPOptions struct {
 	// UserName is sent as requesting-user-name; default "kiosk". It must
 	// not be personal data.
 	UserName string
+	// RootCAs, when set, are the only authorities trusted for an ipps://
+	// printer's certificate (a printer's own self-signed certificate may be
+	// one of them); nil trusts the system's roots. Ignored with HTTPClient.
+	RootCAs *x509.CertPool
 }
 
 // IPP is a printer reached over IPP. It is safe for concurrent use.
@@ -77,7 +83,10 @@ func NewIPP(uri string, opts IPPOptions) (*IPP, error) {
 		user:     opts.UserName,
 	}
 	if p.client == nil {
-		p.client = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Kiosk printers seldom speak TLS 1.3; 1.2 is the floor.
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: opts.RootCAs}
+		p.client = &http.Client{Transport: t}
 	}
 	if p.poll <= 0 {
 		p.poll = 250 * time.Millisecond

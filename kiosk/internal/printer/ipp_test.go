@@ -205,3 +205,44 @@ func TestIPPRefusesPersonalJobName(t *testing.T) {
 		t.Fatalf("%d invalid jobs reached the printer", n)
 	}
 }
+
+// TestIPPPrintOverTLS prints over ipps:// to a printer whose certificate
+// a test CA issued: trusted through RootCAs, the job goes through; without
+// it the printer is not trusted and nothing is sent.
+func TestIPPPrintOverTLS(t *testing.T) {
+	ca, err := ipptest.NewCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ipptest.Start(t, ipptest.Options{TLS: ca})
+	if !strings.HasPrefix(srv.URI, "ipps://") {
+		t.Fatalf("URI %q, want ipps://", srv.URI)
+	}
+
+	untrusted, err := printer.NewIPP(srv.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf := testPDF(t)
+	err = untrusted.Print(ctxTimeout(t, 10*time.Second), printer.Job{Name: "req-tls-untrusted", PDF: pdf, Copies: 1})
+	if !errors.Is(err, printer.ErrPrinterOffline) || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("Print to an untrusted printer = %v, want offline: unknown authority", err)
+	}
+
+	p, err := printer.NewIPP(srv.URI, printer.IPPOptions{PollInterval: 50 * time.Millisecond, RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Print(ctxTimeout(t, 30*time.Second), printer.Job{Name: "req-tls-7f3a9c21", PDF: pdf, Copies: 1}); err != nil {
+		t.Fatal(err)
+	}
+	docs := srv.Documents(t)
+	if len(docs) != 1 {
+		t.Fatalf("printer kept %d documents, want 1: %v", len(docs), keys(docs))
+	}
+	for name, b := range docs {
+		if !bytes.Equal(b, pdf) || !strings.Contains(name, "req-tls-7f3a9c21") {
+			t.Errorf("%s: not the job sent", name)
+		}
+	}
+}

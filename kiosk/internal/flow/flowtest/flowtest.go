@@ -112,6 +112,7 @@ type Center struct {
 	mu       sync.Mutex
 	refuse   protocol.Code
 	holder   string
+	sex      string
 	answered int
 	outcomes []protocol.Outcome
 }
@@ -138,6 +139,14 @@ func (c *Center) AnswerWithHolder(name string) {
 	c.holder = name
 }
 
+// AnswerWithSex makes later answers give the holder the ISO/IEC 5218 sex
+// code sex instead of the record's ("" answers with the record's again).
+func (c *Center) AnswerWithSex(sex string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sex = sex
+}
+
 // Hello implements flow.Center: the participating demo municipalities, both
 // kinds, FeePerCopyYen a copy and at most 5 copies.
 func (c *Center) Hello() (protocol.Hello, bool) {
@@ -157,7 +166,7 @@ func (c *Center) Hello() (protocol.Hello, bool) {
 // Issue implements flow.Center.
 func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
 	c.mu.Lock()
-	refuse, holder := c.refuse, c.holder
+	refuse, holder, sex := c.refuse, c.holder, c.sex
 	c.mu.Unlock()
 	if refuse != "" {
 		return nil, protocol.NewError(req.RequestID, refuse, "")
@@ -194,6 +203,9 @@ func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 		if holder != "" {
 			cert.Holder.Name = holder
 			cert.Holder.FamilyName, cert.Holder.GivenName, _ = strings.Cut(holder, "\u3000")
+		}
+		if sex != "" {
+			cert.Holder.Sex = sex
 		}
 		cert.SHC = "shc:/" + strings.Repeat("56", 40)
 		if kind == certificate.Overseas {

@@ -8,6 +8,11 @@
 //	... print ...
 //	docs := p.Documents(t)                        // job file name -> bytes
 //
+// With Options{TLS: ca} (ca from NewCA) the printer speaks ipps with a
+// certificate ca issued, so a test prints over TLS as a deployed kiosk
+// must; its helpers (StateReasons, SetPaperLevel, …) keep using plain HTTP
+// on the same port.
+//
 // Faults: p.SetPaperLevel(t, 0) empties the tray (the printer then reports
 // media-empty); Options.Command runs a script for each job, and
 // JamCommand, PaperOutCommand and SlowCommand write scripts that make the
@@ -48,11 +53,17 @@ type Options struct {
 	// Empty means a command that succeeds at once: without one,
 	// ippeveprinter simulates printing by sleeping 5 to 15 seconds a job.
 	Command string
+	// TLS, when set, makes the printer speak IPP over TLS too (on the same
+	// port, as ippeveprinter does), with a certificate for localhost and
+	// 127.0.0.1 that TLS issues; URI is then the ipps:// one, and a kiosk
+	// trusts the printer with printer.caFile = TLS.File.
+	TLS *CA
 }
 
 // Printer is a running ippeveprinter.
 type Printer struct {
-	// URI is the printer's IPP URI on the loopback interface.
+	// URI is the printer's IPP URI on the loopback interface: ipps:// when
+	// started with Options.TLS, ipp:// otherwise.
 	URI string
 	// SpoolDir holds the documents printed, one file per job
 	// ("<job-id>-<job-name>.pdf").
@@ -104,6 +115,15 @@ func launch(t testing.TB, bin, spool string, opts Options) (*Printer, error) {
 		command = script(t, "print", "exit 0")
 	}
 	args = append(args, "-c", command)
+	scheme := "ipp"
+	if opts.TLS != nil {
+		keys := t.TempDir()
+		if err := opts.TLS.issue(keys); err != nil {
+			return nil, err
+		}
+		args = append(args, "-K", keys)
+		scheme = "ipps"
+	}
 	args = append(args, fmt.Sprintf("kioskcert-test-%d", port))
 	cmd := exec.Command(bin, args...)
 	log := &lockedBuffer{}
@@ -113,7 +133,7 @@ func launch(t testing.TB, bin, spool string, opts Options) (*Printer, error) {
 		return nil, fmt.Errorf("starting ippeveprinter: %w", err)
 	}
 	p := &Printer{
-		URI:      fmt.Sprintf("ipp://127.0.0.1:%d/ipp/print", port),
+		URI:      fmt.Sprintf("%s://127.0.0.1:%d/ipp/print", scheme, port),
 		SpoolDir: spool,
 		port:     port,
 		cmd:      cmd,

@@ -1,6 +1,9 @@
 package ipptest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -30,5 +33,32 @@ func TestStart(t *testing.T) {
 			p.Stop()
 			p.Stop() // idempotent
 		})
+	}
+}
+
+// TestStartTLS: a printer started with a CA answers ipps with a
+// certificate that CA issued, and the helpers still reach it.
+func TestStartTLS(t *testing.T) {
+	ca, err := NewCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Start(t, Options{TLS: ca})
+	if !strings.HasPrefix(p.URI, "ipps://127.0.0.1:") {
+		t.Fatalf("URI %q", p.URI)
+	}
+	b, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	conn, err := tls.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(p.URI, "ipps://"), "/ipp/print"), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS handshake with the printer: %v", err)
+	}
+	conn.Close()
+	if r := p.StateReasons(t); !slices.Equal(r, []string{"none"}) {
+		t.Errorf("reasons %v, want [none]", r)
 	}
 }
