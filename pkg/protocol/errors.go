@@ -67,7 +67,10 @@ var codes = map[Code]codeInfo{
 	CodeMyNumberInvalid:     {Text{"マイナンバーカードの情報を確認できませんでした。市区町村の窓口にお問い合わせください。", "The information on your My Number card could not be verified. Please contact your municipal office."}, false},
 	CodeNoRecord:            {Text{"選択された市区町村に接種記録がありません。接種時に住民登録のあった市区町村を選んでください。", "No vaccination record was found in the selected municipality. Please choose the municipality where you were registered when vaccinated."}, false},
 	CodeHolderMismatch:      {Text{"カードの情報と接種記録が一致しません。市区町村の窓口にお問い合わせください。", "Your card does not match the vaccination record. Please contact your municipal office."}, false},
-	CodeHolderSexMismatch:   {Text{"カードの性別と接種記録の性別が一致しません。市区町村の窓口にお問い合わせください。", "The sex on your card does not match the vaccination record. Please contact your municipal office."}, false},
+	// The same words as holder_mismatch: the screen does not say which item
+	// differs to whoever stands behind the resident; the code tells the
+	// municipality.
+	CodeHolderSexMismatch:   {Text{"カードの情報と接種記録が一致しません。市区町村の窓口にお問い合わせください。", "Your card does not match the vaccination record. Please contact your municipal office."}, false},
 	CodePassportRequired:    {Text{"海外用の証明書には旅券情報の登録が必要です。市区町村の窓口でお申し込みください。", "An overseas certificate needs your passport details on record. Please apply at the municipal office."}, false},
 	CodeRequestIDReused:     {Text{"通信エラーが発生しました。最初からやり直してください。", "A communication error occurred. Please start again."}, false},
 	CodeUnknownRequest:      {Text{"通信エラーが発生しました。最初からやり直してください。", "A communication error occurred. Please start again."}, false},

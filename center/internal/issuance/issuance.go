@@ -15,8 +15,8 @@
 //  4. the card data verifies against the configured issuing-authority keys;
 //  5. My Number's check digit is right (before any lookup);
 //  6. the record is found in that municipality's region;
-//  7. the card's holder is the record's holder (birth date, and name after
-//     normalising width and spaces);
+//  7. the card's holder is the record's holder (pkg/holder: name after
+//     normalising width and spaces, birth date, and sex where both know it);
 //  8. the overseas kind has passport data on record;
 //  9. the certificates are built and linted (lint mints the only value sign accepts);
 //  10. the QR payloads are signed;
@@ -43,14 +43,13 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/unicode/norm"
-
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certid"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/holder"
 	"github.com/kioskcert/kioskcert/pkg/lgcode"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
@@ -307,8 +306,9 @@ func (s *Service) lookupRecord(ctx context.Context, municipality string, card *c
 // 7. The card's holder must be the record's holder. 8. Overseas use needs
 // passport data on record: the kiosk reads no passport.
 func checkHolder(card *carddata.Data, rec records.Record, kind certificate.Kind) error {
-	if !SameHolder(card.FourItems, rec) {
-		return refusal.New(protocol.CodeHolderMismatch, nil)
+	if err := holder.Match(card.FourItems, holder.Holder{Name: rec.Name, BirthDate: rec.BirthDate, Sex: rec.Sex}); err != nil {
+		// The cause names which item differed; the kiosk learns only the code.
+		return refusal.New(holder.RefusalCode(err), err)
 	}
 	if kind == certificate.Overseas && (rec.PassportNumber == "" || rec.RomanFamily == "" || rec.Nationality == "") {
 		return refusal.New(protocol.CodePassportRequired, nil)
@@ -355,27 +355,6 @@ func safeCardError(err error) string {
 		}
 	}
 	return "card data did not verify"
-}
-
-// SameHolder reports whether the card's four items name the record's
-// holder: the same birth date, and the same name once Unicode width and
-// all spaces are normalised away (cards and ledgers differ in full- and
-// half-width forms and in the space between family and given names).
-func SameHolder(card carddata.FourItems, rec records.Record) bool {
-	if strings.ReplaceAll(rec.BirthDate, "-", "") != card.BirthDate {
-		return false
-	}
-	return normalizeName(card.Name) == normalizeName(rec.Name)
-}
-
-func normalizeName(s string) string {
-	s = norm.NFKC.String(s)
-	return strings.Map(func(r rune) rune {
-		if isNameSpace(r) || r == '\t' {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (s *Service) build(kind certificate.Kind, m store.Municipality, rec records.Record, now time.Time) (*certificate.Certificate, error) {

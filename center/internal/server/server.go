@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -443,4 +442,3 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
