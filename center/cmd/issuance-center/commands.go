@@ -48,6 +48,7 @@ var commands = map[string]command{
 	"records delete":       cmdRecordsDelete,
 	"rotate-shc-key":       cmdRotate,
 	"revoke":               cmdRevoke,
+	"audit verify":         cmdAuditVerify,
 }
 
 // parse parses a command's flags; -h prints them and is a usage result.
@@ -420,6 +421,45 @@ func cmdRevoke(ctx context.Context, e *env, name string, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "certificate %s revoked in the list of key %s\n", certID, kid)
+		return nil
+	})
+}
+
+// errAuditBroken makes `audit verify` exit 1 after printing its report.
+var errAuditBroken = errors.New("the audit log does not verify")
+
+func cmdAuditVerify(ctx context.Context, e *env, name string, args []string) error {
+	var from, to string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&from, "from", "", "first settlement day to recompute (YYYY-MM-DD)")
+		fs.StringVar(&to, "to", "", "last settlement day to recompute (YYYY-MM-DD)")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		rep, err := ops.VerifyAudit(ctx, from, to)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%d events, %d checkpoints verified; signed through event %d\n", rep.Events, rep.Checkpoints, rep.VerifiedThrough)
+		if rep.Unchained > 0 {
+			fmt.Fprintf(e.stdout, "%d events predate the hash chain (not checked)\n", rep.Unchained)
+		}
+		if rep.First != nil {
+			fmt.Fprintf(e.stdout, "FIRST BROKEN LINK: event %d %s\n", rep.First.Seq, rep.First.What)
+			for _, p := range rep.Problems[1:] {
+				fmt.Fprintf(e.stdout, "  then event %d %s\n", p.Seq, p.What)
+			}
+		}
+		if from != "" {
+			for _, dc := range rep.Settlement {
+				fmt.Fprintf(e.stdout, "%s %s %-14s %-9s events %d copies %d\n", dc.Day, dc.Municipality, dc.Type, dc.Kind, dc.Events, dc.Copies)
+			}
+			for _, m := range rep.Mismatches {
+				fmt.Fprintf(e.stdout, "SETTLEMENT MISMATCH: %s\n", m)
+			}
+		}
+		if !rep.OK() {
+			return errAuditBroken
+		}
+		fmt.Fprintln(e.stdout, "audit log verified")
 		return nil
 	})
 }

@@ -82,6 +82,7 @@ func usage(w io.Writer) {
   records         import | count | delete
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
+  audit verify    check the audit log's hash chain and signed checkpoints; recompute settlement
   kiosk enroll-code  a one-time code for a kiosk to enroll itself (kiosk-agent enroll)
   keys            request | install: certificates from the offline authorities (docs/KEYS.md)
   authority       csca init | csca sign-signer | kiosk-ca init | kiosk-ca sign (offline machine)

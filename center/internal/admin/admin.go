@@ -27,6 +27,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
@@ -51,6 +52,10 @@ type Operations interface {
 	DeleteRecords(ctx context.Context, a Actor, municipality string) (int, error)
 	RotateSHCKey(ctx context.Context, a Actor) (string, error)
 	RevokeCertificate(ctx context.Context, a Actor, certificateID, kid, reason string) error
+	// VerifyAudit checks the audit log's hash chain and signed checkpoints
+	// and recomputes the settlement counters of firstDay..lastDay
+	// (YYYY-MM-DD; empty for none).
+	VerifyAudit(ctx context.Context, firstDay, lastDay string) (*auditlog.Report, error)
 	// CreateEnrollmentCode records a kiosk to enroll itself by CSR and
 	// returns its one-time code.
 	CreateEnrollmentCode(ctx context.Context, a Actor, e KioskEnrollment, ttl time.Duration) (EnrollmentCode, error)
@@ -369,4 +374,20 @@ func (s *Service) RevokeCertificate(ctx context.Context, a Actor, certificateID,
 		return err
 	}
 	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Result: reason})
+}
+
+// VerifyAudit implements Operations.
+func (s *Service) VerifyAudit(ctx context.Context, firstDay, lastDay string) (*auditlog.Report, error) {
+	if (firstDay == "") != (lastDay == "") {
+		return nil, fmt.Errorf("%w: give both days of the settlement range, or neither", store.ErrInvalid)
+	}
+	if firstDay != "" {
+		if _, err := store.ParseDay(firstDay); err != nil {
+			return nil, err
+		}
+		if _, err := store.ParseDay(lastDay); err != nil {
+			return nil, err
+		}
+	}
+	return auditlog.Verify(ctx, s.cfg.Store, firstDay, lastDay)
 }

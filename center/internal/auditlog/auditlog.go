@@ -109,12 +109,16 @@ func Verify(ctx context.Context, src Source, firstDay, lastDay string) (*Report,
 		for _, e := range evs {
 			r.Events++
 			switch {
-			case e.Seq != next:
-				r.problem(next, "events %d to %d are missing", next, e.Seq-1)
+			case e.Seq > next && e.Seq == next+1:
+				r.problem(next, "is missing or out of place (the next event found is %d)", e.Seq)
+			case e.Seq > next:
+				r.problem(next, "and the events up to %d are missing or out of place", e.Seq-1)
+			case e.Seq < next && e.Seq != 0:
+				r.problem(e.Seq, "is out of place (found after event %d)", next-1)
 			case e.Type == "" && e.Hash == "":
-				r.problem(e.Seq, "event is missing (its index entry remains)")
+				r.problem(e.Seq, "is missing (its index entry remains)")
 			}
-			next = e.Seq + 1
+			next = max(next, e.Seq+1)
 			if e.Hash == "" && !chained {
 				r.Unchained++
 				continue

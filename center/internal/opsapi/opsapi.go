@@ -91,6 +91,7 @@ func Handler(cfg Config) http.Handler {
 		mux.HandleFunc("DELETE /ops/records/{code}", h.auth(h.deleteRecords))
 		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(h.rotate))
 		mux.HandleFunc("POST /ops/revocations", h.auth(h.revoke))
+		mux.HandleFunc("GET /ops/audit/verify", h.auth(h.verifyAudit))
 		h.keyRoutes(mux)
 	}
 	return mux
@@ -363,4 +364,13 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, rv)
+}
+
+func (h *handler) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	rep, err := h.cfg.Admin.VerifyAudit(r.Context(), r.URL.Query().Get("from"), r.URL.Query().Get("to"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
@@ -237,4 +238,16 @@ func (c *Client) RotateSHCKey(ctx context.Context, a admin.Actor) (string, error
 // RevokeCertificate implements admin.Operations.
 func (c *Client) RevokeCertificate(ctx context.Context, a admin.Actor, certificateID, kid, reason string) error {
 	return c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/revocations", opsapi.RevocationRequest{CertificateID: certificateID, KID: kid, Reason: reason}, nil)
+}
+
+// VerifyAudit implements admin.Operations.
+func (c *Client) VerifyAudit(ctx context.Context, firstDay, lastDay string) (*auditlog.Report, error) {
+	var out auditlog.Report
+	q := url.Values{}
+	if firstDay != "" {
+		q.Set("from", firstDay)
+		q.Set("to", lastDay)
+	}
+	err := c.doJSON(ctx, http.MethodGet, "/ops/audit/verify?"+q.Encode(), nil, &out)
+	return &out, err
 }
