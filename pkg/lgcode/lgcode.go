@@ -35,18 +35,19 @@ func CheckDigit(first5 string) (byte, error) {
 	return byte('0' + (11-sum%11)%10), nil
 }
 
-// Validate reports whether code is a well-formed 6-digit local government code.
+// Validate reports whether code is a well-formed 6-digit local government
+// code. Its errors never quote the code: a kiosk may send anything in a
+// municipality field (a My Number, say), and error texts reach logs.
 func Validate(code string) error {
 	if len(code) != 6 || !allDigits(code) {
-		return fmt.Errorf("%w: %q", ErrFormat, code)
+		return ErrFormat
 	}
 	pref := int(code[0]-'0')*10 + int(code[1]-'0')
 	if pref < 1 || pref > 47 {
-		return fmt.Errorf("%w: %q", ErrPrefecture, code)
+		return ErrPrefecture
 	}
-	want, _ := CheckDigit(code[:5])
-	if code[5] != want {
-		return fmt.Errorf("%w: %q (expected final digit %c)", ErrCheckDigit, code, want)
+	if want, _ := CheckDigit(code[:5]); code[5] != want {
+		return ErrCheckDigit
 	}
 	return nil
 }
