@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,10 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /ops/municipalities", h.auth(h.municipalities))
 	mux.HandleFunc("GET /ops/stats", h.auth(h.stats))
 	mux.HandleFunc("GET /ops/audit", h.auth(h.audit))
+	// Profiles for performance work (docs/BENCHMARKS.md): stacks and
+	// counters only, no request data; behind the operator token.
+	mux.HandleFunc("GET /debug/pprof/", h.auth(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", h.auth(pprof.Profile))
 	if cfg.Admin != nil {
 		mux.HandleFunc("POST /ops/kiosks", h.auth(h.enroll))
 		mux.HandleFunc("POST /ops/kiosks/{id}/status", h.auth(h.kioskStatus))
