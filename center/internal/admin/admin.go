@@ -29,6 +29,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/keyfile"
@@ -87,8 +88,12 @@ type Config struct {
 	Kiosks KioskCloser
 	// Signers, when set, picks up a rotated key at once.
 	Signers KeyRefresher
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Sealer seals operators' second factors (accounts, operators.go);
+	// PasswordParams hash their passwords (zero: opauth.DefaultParams).
+	Sealer         *opauth.Sealer
+	PasswordParams opauth.Params
+	Now            func() time.Time
+	Log            *slog.Logger
 }
 
 // Service carries out operator actions.
@@ -123,7 +128,7 @@ func (s *Service) audit(ctx context.Context, a Actor, e store.Event) error {
 		return fmt.Errorf("admin: audit %s: %w", e.Type, err)
 	}
 	s.cfg.Log.Info("operator action", "type", e.Type, "operator", a.Operator, "source", a.Source,
-		"kiosk", e.KioskID, "municipality", e.Municipality, "certificate", e.CertificateID, "result", e.Result)
+		"kiosk", e.KioskID, "municipality", e.Municipality, "certificate", e.CertificateID, "object", e.Object, "result", e.Result)
 	return nil
 }
 
@@ -320,7 +325,7 @@ func (s *Service) RotateSHCKey(ctx context.Context, a Actor) (string, error) {
 			s.cfg.Log.Error("load the rotated key", "kid", kid, "err", err)
 		}
 	}
-	return kid, s.audit(ctx, a, store.Event{Type: store.EventKeyRotated, Result: "ok"})
+	return kid, s.audit(ctx, a, store.Event{Type: store.EventKeyRotated, Object: kid, Result: "ok"})
 }
 
 // RevokeCertificate revokes a certificate ID in the revocation list of the
@@ -336,5 +341,5 @@ func (s *Service) RevokeCertificate(ctx context.Context, a Actor, certificateID,
 	if err != nil {
 		return err
 	}
-	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Result: reason})
+	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Object: kid, Result: reason})
 }

@@ -6,9 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,7 +17,9 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/keyfile"
 )
@@ -31,15 +33,24 @@ type InitOptions struct {
 	KioskListen   string
 	PublicListen  string
 	OpsListen     string
+	// ConsoleListen is the console's address; empty leaves the console off.
+	ConsoleListen string
+	// Operator is the ID of the first operator: an administrator account
+	// for scripts (no console login) whose API token Init writes to
+	// keys/ops.token, so the issuance-center commands work at once.
+	// Empty means "admin". Create console accounts with AddOperator
+	// (`issuance-center operator add`).
+	Operator string
 }
 
 // ConfigFile is the name of the configuration file Init writes.
 const ConfigFile = "center.json"
 
 // Init creates a center in opts.Dir: config, records master key, kiosk CA,
-// the center's TLS certificate, the first SMART Health Card key, a test
-// country signing CA with a VDS-NC barcode signer, an operator token, and
-// empty databases. It refuses to touch a directory that already has a config.
+// the center's and the console's TLS certificates, the first SMART Health
+// Card key, a test country signing CA with a VDS-NC barcode signer, the
+// operator key, the first operator (an administrator for scripts) with its
+// API token in keys/ops.token, and the databases. It refuses to touch a directory that already has a config.
 func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config, error) {
 	path := filepath.Join(opts.Dir, ConfigFile)
 	if _, err := os.Stat(path); err == nil {
@@ -55,7 +66,7 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	for _, p := range []struct {
 		dst *string
 		v   string
-	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}} {
+	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}, {&cfg.ConsoleListen, opts.ConsoleListen}} {
 		if p.v != "" {
 			*p.dst = p.v
 		}
@@ -110,12 +121,20 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	if err := writeCertAndKey(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile), serverCert.Raw, serverKey); err != nil {
 		return nil, err
 	}
-	// Operator token.
-	tok := make([]byte, 24)
-	if _, err := rand.Read(tok); err != nil {
+	// The console's certificate, from the same CA, for the same hosts.
+	consoleKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(cfg.Path(cfg.OpsTokenFile), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+	consoleCert, err := ca.IssueServer(hosts, &consoleKey.PublicKey, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeCertAndKey(cfg.Path(cfg.ConsoleCertFile), cfg.Path(cfg.ConsoleKeyFile), consoleCert.Raw, consoleKey); err != nil {
+		return nil, err
+	}
+	sealer, err := opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile))
+	if err != nil {
 		return nil, err
 	}
 	// Databases and signing keys.
@@ -129,6 +148,26 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 		return nil, err
 	}
 	if err := kr.CreateVDS(ctx, now); err != nil {
+		return nil, err
+	}
+	// The first operator and its API token (keys/ops.token).
+	first := opts.Operator
+	if first == "" {
+		first = "admin"
+	}
+	svc, err := New(Config{Store: b.Store, Records: b.Records, Keys: kr, Sealer: sealer, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	actor := Actor{Operator: first, Source: "local"}
+	if _, err := svc.AddOperator(ctx, actor, NewOperator{ID: first, Role: store.RoleAdministrator, TokenOnly: true}); err != nil {
+		return nil, fmt.Errorf("admin: first operator: %w", err)
+	}
+	tok, err := svc.IssueAPIToken(ctx, actor, first, "init", 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cfg.Path(cfg.OpsTokenFile), []byte(tok.Token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	if err := cfg.Write(path); err != nil {

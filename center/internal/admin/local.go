@@ -9,6 +9,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 )
 
@@ -28,6 +29,10 @@ func OpenLocal(ctx context.Context, cfg *config.Config) (s *Service, close func(
 		return nil, nil, err
 	}
 	acfg := Config{Store: b.Store, Records: b.Records, Keys: KeyringFor(cfg, b)}
+	if acfg.Sealer, err = opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile)); err != nil {
+		b.Close()
+		return nil, nil, err
+	}
 	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
 		if acfg.KioskCA, err = LoadKioskCA(cfg); err != nil {
 			b.Close()
