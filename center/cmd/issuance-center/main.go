@@ -8,13 +8,15 @@
 //	issuance-center records import|count|delete -config FILE ...
 //	issuance-center rotate-shc-key -config FILE
 //	issuance-center revoke -config FILE -certificate-id ID -kid KID -reason CODE
+//	issuance-center operator add|list|disable|enable|reset|token|revoke-token -config FILE ...
 //
 // Operator commands act on the running center through its operations API
 // (the address and token come from the config, or -center and
 // -token-file), so nothing needs a stop. With -offline they open a stopped
 // center's files instead, for maintenance; a running center refuses that.
-// Every change is audited with the operator's ID (-operator, or
-// $KIOSKCERT_OPERATOR).
+// Every change is audited with the operator's ID: the owner of the API
+// token on a running center, -operator (or $KIOSKCERT_OPERATOR) with
+// -offline.
 package main
 
 import (
@@ -71,6 +73,7 @@ func usage(w io.Writer) {
   records         import | count | delete
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
+  operator        add | list | disable | enable | reset | token | revoke-token (console accounts, API tokens)
 Operator commands go through the running center's operations API; -offline
 opens a stopped center's files instead. Run "issuance-center COMMAND -h" for flags.`)
 }

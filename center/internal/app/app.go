@@ -31,6 +31,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/publicapi"
 	"github.com/kioskcert/kioskcert/center/internal/server"
@@ -57,6 +58,10 @@ type Center struct {
 	Issuer  *issuance.Service
 	Admin   *admin.Service
 	Server  *server.Server
+	Auth    *opauth.Authenticator
+	// Now is the clock of the operators' logins and console sessions;
+	// tests may replace it before Serve.
+	Now func() time.Time
 
 	log       *slog.Logger
 	registry  *prometheus.Registry
@@ -69,7 +74,7 @@ type Center struct {
 
 // Open opens the backend and keys named by cfg and builds the services.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, error) {
-	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}}
+	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}, Now: time.Now}
 	ok := false
 	defer func() {
 		if !ok {
@@ -124,6 +129,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Kiosks: c.Server, Signers: c.Signers, Log: log}
+	if acfg.Sealer, err = opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile)); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
 		if acfg.KioskCA, err = admin.LoadKioskCA(cfg); err != nil {
 			return nil, err
@@ -149,33 +157,52 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	u, _ := url.Parse(cfg.IssuerURL)
 	c.public = publicapi.Handler(u.Path, c.Keys, c.Store, rid, log)
-	token, err := readToken(cfg.Path(cfg.OpsTokenFile))
-	if err != nil {
+	c.Auth = &opauth.Authenticator{Store: c.Store, Sealer: acfg.Sealer, Now: func() time.Time { return c.Now() }}
+	if err := c.adoptLegacyToken(ctx); err != nil {
 		return nil, err
 	}
-	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Admin: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	c.ops = opsapi.Handler(opsapi.Config{Auth: c.Auth, Store: c.Store, Admin: c.Admin, Accounts: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
 	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
 	ok = true
 	return c, nil
 }
 
-func readToken(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("app: operator token: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("app: %s has mode %04o; run chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
+// LegacyTokenOperator is the account a center made before operator
+// accounts existed gets for its shared keys/ops.token, so its scripts keep
+// working until each operator has a token of their own.
+const LegacyTokenOperator = "legacy-ops-token"
+
+// adoptLegacyToken registers a shared token file from before operator
+// accounts (one whose hash the store does not know) under
+// LegacyTokenOperator, and says to replace it.
+func (c *Center) adoptLegacyToken(ctx context.Context) error {
+	path := c.Config.Path(c.Config.OpsTokenFile)
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return "", err
+		return fmt.Errorf("app: operator token: %w", err)
 	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", fmt.Errorf("app: operator token in %s is shorter than 16 characters", path)
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return nil
 	}
-	return t, nil
+	if _, err := c.Store.APITokenByHash(ctx, opauth.HashToken(tok)); err == nil || !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	now := c.Now()
+	if _, err := c.Store.Operator(ctx, LegacyTokenOperator); errors.Is(err, store.ErrNotFound) {
+		if err := c.Store.CreateOperator(ctx, store.Operator{ID: LegacyTokenOperator, Role: store.RoleAdministrator, Created: now, Updated: now}); err != nil {
+			return err
+		}
+	}
+	if err := c.Store.PutAPIToken(ctx, store.APIToken{ID: "tok-legacy", Operator: LegacyTokenOperator, SHA256: opauth.HashToken(tok), Label: "legacy", Created: now}); err != nil {
+		return fmt.Errorf("app: adopt the shared operator token: %w", err)
+	}
+	c.log.Warn("the shared operator token in " + path + " now acts as operator " + LegacyTokenOperator +
+		": give each operator an account and a token (issuance-center operator add / operator token), then revoke tok-legacy")
+	return nil
 }
 
 // Listen opens the three listeners. Addresses with port 0 get a free port;
