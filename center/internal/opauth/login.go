@@ -31,7 +31,7 @@ type Authenticator struct {
 	dummyOnce sync.Once
 	dummy     string
 	mu        sync.Mutex
-	sources map[string][]time.Time // failed logins per source address
+	sources   map[string][]time.Time // failed logins per source address
 }
 
 func (a *Authenticator) now() time.Time {

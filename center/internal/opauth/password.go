@@ -94,4 +94,3 @@ func VerifyPassword(encoded, pw string) (bool, error) {
 	<-hashSlots
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
-

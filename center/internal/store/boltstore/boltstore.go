@@ -63,21 +63,21 @@ import (
 
 // Bucket names.
 var (
-	bucketMeta          = []byte("store.meta")
-	bucketKiosks        = []byte("store.kiosks")
-	bucketKioskCerts    = []byte("store.kiosks.by_cert")
-	bucketMunicipality  = []byte("store.municipalities")
-	bucketSigningKeys   = []byte("store.signing_keys")
-	bucketAudit         = []byte("store.audit")
-	bucketAuditByKiosk  = []byte("store.audit.by_kiosk")
-	bucketAuditDaily    = []byte("store.audit.daily")
-	bucketAuditByReq    = []byte("store.audit.by_request")
-	bucketRevocations   = []byte("store.revocations")
-	bucketRequests      = []byte("store.requests")
-	bucketReqReplay     = []byte("store.requests.replay")
-	bucketReqByClaim    = []byte("store.requests.by_claim")
-	bucketReqByFinish   = []byte("store.requests.by_finish")
-	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	bucketMeta         = []byte("store.meta")
+	bucketKiosks       = []byte("store.kiosks")
+	bucketKioskCerts   = []byte("store.kiosks.by_cert")
+	bucketMunicipality = []byte("store.municipalities")
+	bucketSigningKeys  = []byte("store.signing_keys")
+	bucketAudit        = []byte("store.audit")
+	bucketAuditByKiosk = []byte("store.audit.by_kiosk")
+	bucketAuditDaily   = []byte("store.audit.daily")
+	bucketAuditByReq   = []byte("store.audit.by_request")
+	bucketRevocations  = []byte("store.revocations")
+	bucketRequests     = []byte("store.requests")
+	bucketReqReplay    = []byte("store.requests.replay")
+	bucketReqByClaim   = []byte("store.requests.by_claim")
+	bucketReqByFinish  = []byte("store.requests.by_finish")
+	allBuckets         = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
 	// consoleBuckets were added with the operations console; databases
 	// created before get them, and their indexes built, on first open.
 	consoleBuckets = [][]byte{bucketKioskSummary, bucketOperators, bucketAPITokens, bucketAPITokenHash,

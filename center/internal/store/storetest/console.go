@@ -110,7 +110,9 @@ func testSettlementCounts(t *testing.T, s store.Store) {
 	mustNil(t, "EnrollKiosk", s.EnrollKiosk(ctx, a))
 	mustNil(t, "EnrollKiosk", s.EnrollKiosk(ctx, b))
 	jst := time.FixedZone("JST", 9*3600)
-	at := func(month time.Month, day, hour int) time.Time { return time.Date(2024, month, day, hour, 0, 0, 0, jst) }
+	at := func(month time.Month, day, hour int) time.Time {
+		return time.Date(2024, month, day, hour, 0, 0, 0, jst)
+	}
 	printed := func(t time.Time, kiosk, muni string, kind certificate.Kind, copies int) store.Event {
 		return store.Event{Time: t, Type: store.EventPrinted, KioskID: kiosk, Municipality: muni, Kind: kind, Copies: copies, Result: "ok"}
 	}
