@@ -93,6 +93,10 @@ var ErrNoOperatorKey = errors.New("admin: no operator key (keys/operators.key) t
 // an administrator cannot lock the team out by mistake.
 var ErrOwnAccount = errors.New("admin: you cannot change your own role or disable your own account; ask another administrator")
 
+// SetPasswordParams sets the Argon2id parameters new passwords are hashed
+// with (tests use cheap ones; each hash records its own).
+func (s *Service) SetPasswordParams(p opauth.Params) { s.cfg.PasswordParams = p }
+
 func (s *Service) params() opauth.Params {
 	if s.cfg.PasswordParams == (opauth.Params{}) {
 		return opauth.DefaultParams

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -24,10 +25,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/console"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
@@ -37,6 +40,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // Housekeeping intervals.
@@ -70,6 +74,10 @@ type Center struct {
 	tlsConfig *tls.Config
 	public    http.Handler
 	ops       http.Handler
+	metrics   http.Handler
+	// Console is the operations console (nil when consoleListen is empty).
+	Console    *console.Console
+	consoleTLS *tls.Config
 }
 
 // Open opens the backend and keys named by cfg and builds the services.
@@ -162,6 +170,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.ops = opsapi.Handler(opsapi.Config{Auth: c.Auth, Store: c.Store, Admin: c.Admin, Accounts: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	c.metrics = promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{})
+	if err := c.openConsole(u.Path); err != nil {
+		return nil, err
+	}
 	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
 	ok = true
 	return c, nil
@@ -205,10 +217,50 @@ func (c *Center) adoptLegacyToken(ctx context.Context) error {
 	return nil
 }
 
+// openConsole builds the operations console when it has an address.
+func (c *Center) openConsole(prefix string) error {
+	cfg := c.Config
+	if cfg.ConsoleListen == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ConsoleCertFile), cfg.Path(cfg.ConsoleKeyFile))
+	if err != nil {
+		return fmt.Errorf("app: console TLS certificate (consoleCertFile, consoleKeyFile): %w", err)
+	}
+	c.consoleTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	prefix = strings.TrimSuffix(prefix, "/")
+	c.Console, err = console.New(console.Config{
+		Store: c.Store, Admin: c.Admin, Auth: c.Auth, Live: c.Server, Gatherer: c.registry,
+		Public:        c.publicGet,
+		JWKSPath:      prefix + "/.well-known/jwks.json",
+		CRLPath:       func(kid string) string { return prefix + "/.well-known/crl/" + kid + ".json" },
+		FeePerCopyYen: cfg.FeePerCopyYen, Kinds: c.Issuer.Kinds(), MaxCopies: protocol.MaxCopies,
+		SessionIdle: cfg.ConsoleSessionIdle.Duration, SessionMax: cfg.ConsoleSessionMax.Duration,
+		Now: func() time.Time { return c.Now() }, Log: c.log,
+	})
+	return err
+}
+
+// publicGet answers a GET of the public endpoints in process: the console
+// shows the JWKS and revocation lists exactly as served.
+func (c *Center) publicGet(ctx context.Context, path string) (int, []byte) {
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	rec := httptest.NewRecorder()
+	c.public.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
 // Listen opens the three listeners. Addresses with port 0 get a free port;
 // Addr reports it.
 func (c *Center) Listen() error {
-	for name, addr := range map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen} {
+	addrs := map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen}
+	if c.Console != nil {
+		addrs["console"] = c.Config.ConsoleListen
+	}
+	if c.Config.MetricsListen != "" {
+		addrs["metrics"] = c.Config.MetricsListen
+	}
+	for name, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("app: listen %s on %s: %w", name, addr, err)
@@ -239,7 +291,19 @@ func (c *Center) Serve(ctx context.Context) error {
 	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	c.servers = []*http.Server{kiosk, public, ops}
-	errs := make(chan error, 3)
+	var consoleSrv, metricsSrv *http.Server
+	if l := c.listeners["console"]; l != nil {
+		consoleSrv = &http.Server{Handler: c.Console.Handler(), TLSConfig: c.consoleTLS, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+		c.servers = append(c.servers, consoleSrv)
+	}
+	if l := c.listeners["metrics"]; l != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", c.metrics)
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		c.servers = append(c.servers, metricsSrv)
+	}
+	errs := make(chan error, len(c.servers))
 	var wg sync.WaitGroup
 	run := func(f func() error) {
 		wg.Add(1)
@@ -258,7 +322,19 @@ func (c *Center) Serve(ctx context.Context) error {
 	run(func() error { return kiosk.ServeTLS(c.listeners["kiosk"], "", "") })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
-	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"))
+	// The console's live sampler; its end also ends the live pages' event
+	// streams, so it stops before the servers shut down.
+	cctx, stopConsole := context.WithCancel(context.Background())
+	defer stopConsole()
+	if consoleSrv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Console.Run(cctx) }()
+		run(func() error { return consoleSrv.ServeTLS(c.listeners["console"], "", "") })
+	}
+	if metricsSrv != nil {
+		run(func() error { return metricsSrv.Serve(c.listeners["metrics"]) })
+	}
+	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "console", c.Addr("console"), "metrics", c.Addr("metrics"))
 
 	var serveErr error
 	select {
@@ -266,6 +342,7 @@ func (c *Center) Serve(ctx context.Context) error {
 	case serveErr = <-errs:
 	}
 	c.log.Info("center shutting down")
+	stopConsole()
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := c.Server.Shutdown(sctx); err != nil {
