@@ -93,7 +93,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if c.Backend, err = backend.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
-	c.Store = c.Backend.Store
+	c.registry = prometheus.NewRegistry()
+	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_center_audit_write_failures_total",
+		Help: "Audit and settlement events the store failed to record."})
+	c.registry.MustRegister(auditFailures)
+	c.Store = auditCounting{Store: c.Backend.Store, failures: auditFailures}
 	c.Keys = admin.KeyringFor(cfg, c.Backend)
 
 	trust, err := os.ReadFile(cfg.Path(cfg.CardIssuerKeysFile))
@@ -127,8 +131,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if c.Issuer, err = issuance.New(icfg); err != nil {
 		return nil, err
 	}
-	c.registry = prometheus.NewRegistry()
-	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	certs := map[string]string{"center_tls": cfg.Path(cfg.ServerCertFile), "kiosk_ca": cfg.Path(cfg.KioskCAFile)}
+	if cfg.ConsoleListen != "" {
+		certs["console_tls"] = cfg.Path(cfg.ConsoleCertFile)
+	}
+	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newExpiryCollector(c.Store, certs))
 	c.Server, err = server.New(server.Config{
 		Store: c.Store, Issuer: c.Issuer, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
 		Log: log, Metrics: server.NewMetrics(c.registry),

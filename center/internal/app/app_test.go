@@ -94,7 +94,7 @@ func authority(t testing.TB) carddata.Authority {
 
 // startCenter creates and runs a demo center on loopback ports, with two
 // kiosks enrolled: K-GOOD (active) and K-SUSP (suspended).
-func startCenter(t *testing.T) *testCenter {
+func startCenter(t *testing.T, change ...func(*config.Config)) *testCenter {
 	t.Helper()
 	tc := &testCenter{dir: t.TempDir(), auth: authority(t), log: &syncBuffer{}}
 	ik, _ := tc.auth.IssuerKey()
@@ -113,6 +113,9 @@ func startCenter(t *testing.T) *testCenter {
 		t.Fatal(err)
 	}
 	tc.cfg.Heartbeat.Duration = time.Second
+	for _, f := range change {
+		f(tc.cfg)
+	}
 	s, closeLocal, err := admin.OpenLocal(ctx, tc.cfg)
 	if err != nil {
 		t.Fatal(err)
