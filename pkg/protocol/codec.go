@@ -83,6 +83,10 @@ func Decode(frame []byte, limit int) (Message, error) {
 		m = decodeAs[Pong](env.Body)
 	case TypeError:
 		m = decodeAs[*Error](env.Body)
+	case TypeRenew:
+		m = decodeAs[Renew](env.Body)
+	case TypeRenewed:
+		m = decodeAs[Renewed](env.Body)
 	default:
 		return nil, decodeError(CodeUnexpectedMessage, errors.New("unknown message type"), nil)
 	}
@@ -282,5 +286,11 @@ func (e *Error) validate() error {
 	if len(e.Detail) > 512 {
 		return errors.New("detail is at most 512 bytes")
 	}
+	if e.RetryAfterMs < 0 || e.RetryAfterMs > MaxRetryAfterMs {
+		return fmt.Errorf("retryAfterMs must be 0-%d", MaxRetryAfterMs)
+	}
 	return nil
 }
+
+// MaxRetryAfterMs bounds Error.RetryAfterMs (one minute).
+const MaxRetryAfterMs = 60000

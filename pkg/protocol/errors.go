@@ -29,6 +29,7 @@ const (
 	CodePrinterJam          Code = "printer_jam"           // outcome reason
 	CodePrinterFailed       Code = "printer_failed"        // outcome reason
 	CodeRateLimited         Code = "rate_limited"          // too many requests from this kiosk
+	CodeBusy                Code = "busy"                  // the center is at capacity: retry after RetryAfterMs
 	CodeUnavailable         Code = "unavailable"           // center shutting down or overloaded
 	CodeInternal            Code = "internal_error"        // unexpected failure at the center
 	CodeCancelled           Code = "cancelled"             // outcome reason: resident cancelled
@@ -73,6 +74,7 @@ var codes = map[Code]codeInfo{
 	CodePrinterFailed:       {Text{"印刷できませんでした。料金はかかりません。", "Printing failed. You have not been charged."}, true},
 	CodeRateLimited:         {Text{"混み合っています。しばらくしてからお試しください。", "The service is busy. Please try again shortly."}, true},
 	CodeUnavailable:         {Text{"ただいま発行サービスを利用できません。しばらくしてからお試しください。", "The issuance service is unavailable. Please try again shortly."}, true},
+	CodeBusy:                {Text{"ただいま混み合っています。このままお待ちください。", "The service is busy. Please wait a moment; the kiosk will try again."}, true},
 	CodeInternal:            {Text{"システムエラーが発生しました。しばらくしてからお試しください。", "A system error occurred. Please try again shortly."}, true},
 	CodeCancelled:           {Text{"取り消しました。", "Cancelled."}, false},
 	CodeTimeout:             {Text{"一定時間操作がなかったため終了しました。", "The session ended because there was no input for a while."}, false},
@@ -113,6 +115,9 @@ type Error struct {
 	// Detail says what went wrong for operators' logs. It never carries
 	// personal data.
 	Detail string `json:"detail,omitempty"`
+	// RetryAfterMs, with code busy, is how long the kiosk should wait
+	// before sending the request again (it adds jitter).
+	RetryAfterMs int `json:"retryAfterMs,omitempty"`
 }
 
 // NewError builds the Error for code, with its standard messages.

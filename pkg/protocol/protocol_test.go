@@ -151,6 +151,8 @@ func FuzzDecode(f *testing.F) {
 		Status{Reader: "ok", Printer: "paper-low", State: "idle", AgentVersion: "v1.4.2+linux", LastError: "printer_paper_out"},
 		Status{Reader: "no-reader", Printer: "jammed", State: "print-failed"},
 		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
+		Renew{RequestID: rid, CSR: []byte{0x30, 0x82, 0x01, 0x00}},
+		Renewed{RequestID: rid, Chain: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
 	} {
 		b, err := Encode(m)
 		if err != nil {

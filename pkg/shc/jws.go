@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
@@ -27,7 +28,15 @@ type Issuer struct {
 	pub       *ecdsa.PublicKey
 	kid       string
 	ridSecret []byte
+	signed    atomic.Uint64 // signatures made, for sampled self-checks
 }
+
+// SelfCheckEvery is how often Sign verifies its own signature after the
+// first one. NewIssuer checks the key once (a signer whose key is not the
+// one its public key names — a misconfigured HSM slot — fails there); the
+// sampled checks then catch a signer that goes wrong later, at a fraction
+// of a verification's cost per card (verifying costs twice a signature).
+const SelfCheckEvery = 64
 
 // MinRIDSecretLen is the shortest revocation secret NewIssuer accepts (256
 // bits, as the specification recommends).
@@ -54,7 +63,11 @@ func NewIssuer(issuerURL string, signer crypto.Signer, ridSecret []byte) (*Issue
 	if ridSecret != nil && len(ridSecret) < MinRIDSecretLen {
 		return nil, fmt.Errorf("shc: revocation secret must be at least %d bytes", MinRIDSecretLen)
 	}
-	return &Issuer{url: issuerURL, signer: signer, pub: pub, kid: kid, ridSecret: bytes.Clone(ridSecret)}, nil
+	is := &Issuer{url: issuerURL, signer: signer, pub: pub, kid: kid, ridSecret: bytes.Clone(ridSecret)}
+	if _, _, err := is.signDigest(sha256.Sum256([]byte("kioskcert shc key check")), true); err != nil {
+		return nil, err
+	}
+	return is, nil
 }
 
 // checkIssuerURL enforces the specification's form of iss.
@@ -116,8 +129,8 @@ func (is *Issuer) Issue(c *certificate.Certificate, nbf time.Time) (string, erro
 
 // Sign minifies, compresses and signs a payload and returns the compact JWS.
 // It refuses a JWS that would not fit one QR code, and checks its own
-// signature before returning it, so a signer whose key is not the one the kid
-// names (a misconfigured HSM slot) fails here rather than at a border.
+// signature on the first and then every SelfCheckEvery-th card, so a signer
+// whose key is not the one the kid names fails here rather than at a border.
 func (is *Issuer) Sign(p *Payload) (string, error) {
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
@@ -135,22 +148,31 @@ func (is *Issuer) Sign(p *Payload) (string, error) {
 	if n := len(input) + 1 + 86; n > MaxJWSLen {
 		return "", fmt.Errorf("%w: JWS would be %d characters, limit %d (fewer doses per card)", ErrTooLarge, n, MaxJWSLen)
 	}
-	digest := sha256.Sum256([]byte(input))
-	der, err := is.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return "", fmt.Errorf("shc: signing: %w", err)
-	}
-	r, s, err := parseDERSignature(der)
+	check := is.signed.Add(1)%SelfCheckEvery == 1
+	r, s, err := is.signDigest(sha256.Sum256([]byte(input)), check)
 	if err != nil {
 		return "", err
-	}
-	if !ecdsa.Verify(is.pub, digest[:], r, s) {
-		return "", fmt.Errorf("%w: the signer's key does not match its public key", ErrKey)
 	}
 	raw := make([]byte, 64)
 	r.FillBytes(raw[:32])
 	s.FillBytes(raw[32:])
 	return input + "." + b64.EncodeToString(raw), nil
+}
+
+// signDigest signs and, when check is set, verifies the signature with the
+// public key the kid names.
+func (is *Issuer) signDigest(digest [32]byte, check bool) (r, s *big.Int, err error) {
+	der, err := is.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		return nil, nil, fmt.Errorf("shc: signing: %w", err)
+	}
+	if r, s, err = parseDERSignature(der); err != nil {
+		return nil, nil, err
+	}
+	if check && !ecdsa.Verify(is.pub, digest[:], r, s) {
+		return nil, nil, fmt.Errorf("%w: the signer's key does not match its public key", ErrKey)
+	}
+	return r, s, nil
 }
 
 // parseDERSignature reads the ASN.1 ECDSA-Sig-Value a crypto.Signer returns
@@ -171,6 +193,10 @@ var deflaters = sync.Pool{New: func() any {
 	w, _ := flate.NewWriter(nil, flate.BestCompression) // only fails for a bad level
 	return w
 }}
+
+// Deflate compresses b as a health card's payload is compressed: raw
+// DEFLATE (RFC 1951) at the best compression, with a pooled writer.
+func Deflate(b []byte) ([]byte, error) { return deflate(b) }
 
 func deflate(b []byte) ([]byte, error) {
 	var out bytes.Buffer

@@ -418,11 +418,8 @@ func TestIssuerRejects(t *testing.T) {
 	if _, err := NewIssuer(testIssuerURL, key, []byte("short")); err == nil {
 		t.Error("short revocation secret accepted")
 	}
-	bad, err := NewIssuer(testIssuerURL, mismatchedSigner{signer: key, claims: loadKey(t, "issuer-key-old.pem").Public()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bad.Issue(certtest.Resident(t, "hanako", certificate.Domestic), pinnedNow); !errors.Is(err, ErrKey) {
+	// A signer whose key is not the one it claims is refused at once.
+	if _, err := NewIssuer(testIssuerURL, mismatchedSigner{signer: key, claims: loadKey(t, "issuer-key-old.pem").Public()}, nil); !errors.Is(err, ErrKey) {
 		t.Errorf("mismatched signer: error = %v, want ErrKey", err)
 	}
 	c := certtest.Resident(t, "hanako", certificate.Domestic)
@@ -578,4 +575,40 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// switchingSigner signs with its own key until switched, then with another
+// (a signer that goes wrong after it was checked).
+type switchingSigner struct {
+	crypto.Signer
+	other    crypto.Signer
+	switched *bool
+}
+
+func (s switchingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if *s.switched {
+		return s.other.Sign(r, d, o)
+	}
+	return s.Signer.Sign(r, d, o)
+}
+
+// TestSampledSelfCheck: a signer that starts signing with the wrong key is
+// caught within SelfCheckEvery cards.
+func TestSampledSelfCheck(t *testing.T) {
+	switched := false
+	is, err := NewIssuer(testIssuerURL, switchingSigner{Signer: loadKey(t, "issuer-key.pem"), other: loadKey(t, "issuer-key-old.pem"), switched: &switched}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := certtest.Resident(t, "hanako", certificate.Domestic)
+	if _, err := is.Issue(c, pinnedNow); err != nil {
+		t.Fatal(err)
+	}
+	switched = true
+	for i := 0; i < SelfCheckEvery; i++ {
+		if _, err := is.Issue(c, pinnedNow); errors.Is(err, ErrKey) {
+			return
+		}
+	}
+	t.Fatalf("a signer signing with the wrong key went unnoticed for %d cards", SelfCheckEvery)
 }

@@ -76,8 +76,20 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.OpsListen, "ops-listen", "", "operations listener address")
 	fs.StringVar(&o.ConsoleListen, "console-listen", "127.0.0.1:8444", "operations console address (HTTPS); empty turns the console off")
 	fs.StringVar(&o.Operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "ID of the first operator, whose API token goes to keys/ops.token (default $KIOSKCERT_OPERATOR, else admin)")
+	fs.StringVar(&o.EnrollListen, "enroll-listen", "", "kiosk enrollment listener address")
+	fs.StringVar(&o.CSCACertFile, "csca-cert", "", "production: the offline CSCA's certificate (with -kiosk-ca-cert)")
+	fs.StringVar(&o.KioskCACertFile, "kiosk-ca-cert", "", "production: the offline kiosk CA's certificate (with -csca-cert)")
+	fs.StringVar(&o.KeySource.Type, "key-source", "file", "where signing keys are made: file or pkcs11")
+	fs.StringVar(&o.KeySource.Module, "pkcs11-module", "", "PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+	fs.StringVar(&o.KeySource.TokenLabel, "pkcs11-token", "", "PKCS#11 token label")
+	fs.StringVar(&o.KeySource.PINFile, "pkcs11-pin-file", "", "file holding the token PIN (mode 0600)")
+	fs.StringVar(&o.KeySource.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token PIN")
+	fs.IntVar(&o.KeySource.Sessions, "pkcs11-sessions", 0, "token sessions open at once (default 8)")
 	if err := parse(e, fs, args); err != nil {
 		return err
+	}
+	if o.KeySource.Type == "file" {
+		o.KeySource.Type = ""
 	}
 	if o.Dir == "" || o.CardTrustFile == "" {
 		return errors.New("init: -dir and -card-trust are required")
@@ -88,6 +100,13 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "center created in %s (config %s)\n", o.Dir, filepath.Join(o.Dir, admin.ConfigFile))
 	fmt.Fprintln(e.stdout, "next: create a console administrator with: issuance-center operator add -offline -admin -id YOUR-ID -config", filepath.Join(o.Dir, admin.ConfigFile))
+	if o.Production() {
+		fmt.Fprintf(e.stdout, "production mode: certificate requests for the offline authorities are in %s;\n"+
+			"sign them (authority csca sign-signer, authority kiosk-ca sign -profile issuing-ca|server) and install each with keys install -offline (docs/KEYS.md)\n",
+			filepath.Join(o.Dir, "keys", "requests"))
+	} else {
+		fmt.Fprintf(e.stdout, "demo mode: the CSCA and the kiosk CA were made in %s; not for production (docs/KEYS.md)\n", filepath.Join(o.Dir, admin.AuthoritiesDir))
+	}
 	return nil
 }
 
@@ -101,6 +120,7 @@ type runInfo struct {
 	Kiosk   string `json:"kiosk"`
 	Public  string `json:"public"`
 	Ops     string `json:"ops"`
+	Enroll  string `json:"enroll"`
 	Console string `json:"console,omitempty"`
 	Metrics string `json:"metrics,omitempty"`
 }
@@ -124,7 +144,7 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	if err := c.Listen(); err != nil {
 		return err
 	}
-	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops"), Console: c.Addr("console"), Metrics: c.Addr("metrics")}
+	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops"), Enroll: c.Addr("enroll"), Console: c.Addr("console"), Metrics: c.Addr("metrics")}
 	b, _ := json.Marshal(info)
 	runPath := cfg.Path(RunFile)
 	if err := os.WriteFile(runPath, append(b, '\n'), 0o600); err != nil {
@@ -132,7 +152,7 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	}
 	defer os.Remove(runPath)
 	// A line on stdout tells scripts the center is ready, and where.
-	ready := fmt.Sprintf("ready kiosk=%s public=%s ops=%s", info.Kiosk, info.Public, info.Ops)
+	ready := fmt.Sprintf("ready kiosk=%s public=%s ops=%s enroll=%s", info.Kiosk, info.Public, info.Ops, info.Enroll)
 	if info.Console != "" {
 		ready += " console=https://" + info.Console + "/"
 	}

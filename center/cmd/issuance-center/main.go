@@ -9,6 +9,11 @@
 //	issuance-center rotate-shc-key -config FILE
 //	issuance-center revoke -config FILE -certificate-id ID -kid KID -reason CODE
 //	issuance-center operator add|list|disable|enable|reset|token|revoke-token -config FILE ...
+//	issuance-center kiosk enroll-code -config FILE -id ID ... [-ttl 72h]
+//	issuance-center keys request -config FILE -purpose vdsnc|kioskca -out FILE.csr
+//	issuance-center keys install -config FILE -cert FILE.pem
+//	issuance-center authority csca init|sign-signer -dir DIR ...       (offline machine)
+//	issuance-center authority kiosk-ca init|sign -dir DIR ...          (offline machine)
 //
 // Operator commands act on the running center through its operations API
 // (the address and token come from the config, or -center and
@@ -49,6 +54,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cmd, ok = commands[name]
 		args = args[1:]
 	}
+	if !ok && len(args) > 1 {
+		// Three-word commands: authority csca init, ...
+		name = name + " " + args[1]
+		cmd, ok = commands[name]
+		args = args[1:]
+	}
 	if !ok {
 		usage(stderr)
 		return 2
@@ -74,6 +85,9 @@ func usage(w io.Writer) {
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
   operator        add | list | disable | enable | reset | token | revoke-token (console accounts, API tokens)
+  kiosk enroll-code  a one-time code for a kiosk to enroll itself (kiosk-agent enroll)
+  keys            request | install: certificates from the offline authorities (docs/KEYS.md)
+  authority       csca init | csca sign-signer | kiosk-ca init | kiosk-ca sign (offline machine)
 Operator commands go through the running center's operations API; -offline
 opens a stopped center's files instead. Run "issuance-center COMMAND -h" for flags.`)
 }

@@ -17,12 +17,27 @@
 // -ops-token-file let it read the audit log for the check.
 //
 // The exit status is 1 when any request failed or the audit log disagrees.
+//
+// National scale (docs/BENCHMARKS.md), against the real center process:
+//
+//	loadgen national [-dir out/national] [-kiosks 3000] [-fleets 2] [-rates 600,1200] [-duration 30s]
+//	                 [-disconnect P] [-cancel P] [-restart] [-center-bin bin/issuance-center]
+//
+// creates (or reuses) a center with -kiosks enrolled kiosks under -dir,
+// runs `issuance-center serve`, connects the kiosks from -fleets processes
+// of this program (`loadgen worker`, one per loopback source address),
+// measures the center's memory per idle connection, then offers each rate
+// in turn as an open-loop stream of residents, and prints one table:
+// connections held, issuances a second, latency percentiles, errors by
+// code, the center's CPU per issuance and its ratio to the cryptographic
+// floor. The exit status is 1 when any answer was not bound to its request.
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +45,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +58,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "national" || os.Args[1] == "worker") {
+		if err := sub(os.Args[1], os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ok, err := run()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -172,6 +196,68 @@ func external(cfg *loadtest.Config, addr, serverName, kioskDir, authorityDir str
 			return err
 		}
 		cfg.Cards = append(cfg.Cards, cs)
+	}
+	return nil
+}
+
+func sub(name string, args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	self, _ := os.Executable()
+	if name == "worker" {
+		var w loadtest.WorkerArgs
+		fs.StringVar(&w.Dir, "dir", "", "run directory")
+		fs.StringVar(&w.Addr, "addr", "", "the center's kiosk listener")
+		fs.IntVar(&w.From, "from", 0, "first kiosk (sorted position)")
+		fs.IntVar(&w.To, "to", 0, "end of the kiosk range")
+		fs.StringVar(&w.Source, "source", "", "local address to dial from")
+		fs.Float64Var(&w.Rate, "rate", 0, "arrivals a second")
+		fs.DurationVar(&w.Duration, "duration", 30*time.Second, "how long to offer arrivals")
+		fs.IntVar(&w.CardsPerKiosk, "cards", 1, "cards per kiosk")
+		fs.Float64Var(&w.DisconnectRate, "disconnect", 0, "probability of a dropped connection per request")
+		fs.Float64Var(&w.CancelRate, "cancel", 0, "probability of a cancelled outcome per request")
+		fs.DurationVar(&w.Timeout, "timeout", 30*time.Second, "deadline of each request")
+		fs.Uint64Var(&w.Seed, "seed", 1, "seed")
+		fs.Parse(args)
+		return loadtest.RunWorker(ctx, w, os.Stdin, os.Stdout)
+	}
+	var o loadtest.NationalOptions
+	var rates string
+	fs.StringVar(&o.Dir, "dir", "out/national", "run directory (created, or reused when it holds enough kiosks)")
+	fs.StringVar(&o.CenterBin, "center-bin", filepath.Join(filepath.Dir(self), "issuance-center"), "issuance-center binary")
+	fs.IntVar(&o.Kiosks, "kiosks", 3000, "kiosks connected")
+	fs.IntVar(&o.Fleets, "fleets", 2, "fleet processes (each at most 20,000 open files; source addresses 127.0.0.2-9)")
+	fs.StringVar(&rates, "rates", "600", "offered issuances a second, comma-separated, run in turn")
+	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "duration of each rate")
+	fs.Float64Var(&o.DisconnectRate, "disconnect", 0, "probability of a dropped connection per request")
+	fs.Float64Var(&o.CancelRate, "cancel", 0, "probability of a cancelled outcome per request")
+	fs.BoolVar(&o.Restart, "restart", false, "kill and restart the center under the full fleet and time the reconnection")
+	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
+	fs.Parse(args)
+	for _, r := range strings.Split(rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil {
+			return fmt.Errorf("-rates: %w", err)
+		}
+		o.Rates = append(o.Rates, v)
+	}
+	o.LoadgenBin, o.Log = self, os.Stderr
+	n, err := loadtest.RunNational(ctx, o)
+	if err != nil {
+		return err
+	}
+	n.WriteTable(os.Stdout)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(n, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, r := range n.Results {
+		if r.Report.Mismatches+r.Report.ReplayMismatches > 0 {
+			return fmt.Errorf("%d answers not bound to their request", r.Report.Mismatches+r.Report.ReplayMismatches)
+		}
 	}
 	return nil
 }

@@ -24,9 +24,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/backend"
+	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/opauth"
@@ -50,6 +52,13 @@ type Operations interface {
 	DeleteRecords(ctx context.Context, a Actor, municipality string) (int, error)
 	RotateSHCKey(ctx context.Context, a Actor) (string, error)
 	RevokeCertificate(ctx context.Context, a Actor, certificateID, kid, reason string) error
+	// CreateEnrollmentCode records a kiosk to enroll itself by CSR and
+	// returns its one-time code.
+	CreateEnrollmentCode(ctx context.Context, a Actor, e KioskEnrollment, ttl time.Duration) (EnrollmentCode, error)
+	// RequestCertificate makes a key for an offline authority to certify.
+	RequestCertificate(ctx context.Context, a Actor, purpose store.KeyPurpose) (CertificateRequest, error)
+	// InstallCertificate puts an offline authority's certificate in service.
+	InstallCertificate(ctx context.Context, a Actor, certPEM []byte) (Installed, error)
 }
 
 // Actor is who asks for an action and from where.
@@ -65,6 +74,9 @@ var (
 	// ErrNoOperator means an action that changes something came without an
 	// operator ID: every change must be traceable to a person.
 	ErrNoOperator = errors.New("admin: an operator ID is required (1-64 characters of [A-Za-z0-9._:-])")
+	// ErrNoKeyBundles means EnrollKiosk (a kiosk key made at the center)
+	// was asked of a production center.
+	ErrNoKeyBundles = errors.New("admin: this center does not make kiosk keys; issue a one-time code (kiosk enroll-code) and enroll on the kiosk (kiosk-agent enroll), docs/KEYS.md")
 )
 
 // KioskCloser closes a kiosk's connections (server.Server).
@@ -82,8 +94,13 @@ type Config struct {
 	Store   store.Store
 	Records backend.Records
 	Keys    keyring.Keyring
-	// KioskCA signs kiosk certificates at enrollment.
-	KioskCA *kioskpki.CA
+	// Center is the center's configuration (for installing its TLS
+	// certificate); may be nil.
+	Center *config.Config
+	// KeyBundles allows EnrollKiosk, which makes a kiosk's key at the
+	// center: demo and test centers only. Production kiosks make their own
+	// key and enroll with a one-time code (CreateEnrollmentCode).
+	KeyBundles bool
 	// Kiosks, when set, loses a suspended or revoked kiosk's connections.
 	Kiosks KioskCloser
 	// Signers, when set, picks up a rotated key at once.
@@ -115,6 +132,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.Log = slog.Default()
 	}
 	return &Service{cfg: cfg}, nil
+}
+
+// WithLog sets where the service logs operator actions.
+func (s *Service) WithLog(log *slog.Logger) *Service {
+	s.cfg.Log = log
+	return s
 }
 
 // Store returns the store the service acts on (for the read-only views
@@ -172,13 +195,14 @@ const (
 	CenterCAFile  = "center-ca.pem"
 )
 
-// EnrollKiosk issues a client certificate for a new kiosk and records it.
+// EnrollKiosk makes a key for a new kiosk at the center, issues its client
+// certificate and records it: demo and test centers only (Config.KeyBundles).
 func (s *Service) EnrollKiosk(ctx context.Context, a Actor, e KioskEnrollment) (Enrollment, error) {
 	if err := checkActor(a); err != nil {
 		return Enrollment{}, err
 	}
-	if s.cfg.KioskCA == nil {
-		return Enrollment{}, errors.New("admin: this center holds no kiosk CA key; enroll kiosks where the kiosk CA is")
+	if !s.cfg.KeyBundles {
+		return Enrollment{}, ErrNoKeyBundles
 	}
 	now := s.cfg.Now()
 	k := store.Kiosk{
@@ -198,7 +222,11 @@ func (s *Service) EnrollKiosk(ctx context.Context, a Actor, e KioskEnrollment) (
 	if err != nil {
 		return Enrollment{}, err
 	}
-	cert, err := s.cfg.KioskCA.IssueKiosk(e.ID, &key.PublicKey, now)
+	ca, err := s.cfg.Keys.KioskIssuingCA(ctx)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	cert, err := ca.IssueKiosk(e.ID, &key.PublicKey, now)
 	if err != nil {
 		return Enrollment{}, err
 	}
@@ -217,7 +245,11 @@ func (s *Service) EnrollKiosk(ctx context.Context, a Actor, e KioskEnrollment) (
 	if err != nil {
 		return Enrollment{}, err
 	}
-	return Enrollment{Kiosk: k, KeyPEM: keyPEM, CertPEM: kioskpki.EncodeCert(cert), CenterCA: kioskpki.EncodeCert(s.cfg.KioskCA.Cert)}, nil
+	centerCA, err := os.ReadFile(s.cfg.Keys.KioskCAFile)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("admin: kiosk CA certificate: %w", err)
+	}
+	return Enrollment{Kiosk: k, KeyPEM: keyPEM, CertPEM: append(kioskpki.EncodeCert(cert), kioskpki.EncodeCert(ca.Cert)...), CenterCA: centerCA}, nil
 }
 
 // SetKioskStatus suspends, reactivates or revokes a kiosk. A kiosk that is

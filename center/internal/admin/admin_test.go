@@ -86,9 +86,13 @@ func (f *fakeCloser) CloseKiosk(id string) int {
 
 func TestInit(t *testing.T) {
 	cfg := initCenter(t)
-	private := []string{cfg.MasterKeyFile, cfg.KioskCAKeyFile, cfg.ServerKeyFile, cfg.OpsTokenFile, cfg.StoreFile,
-		"keys/shc-rid.secret", "keys/vdsnc/csca.key", ConfigFile}
-	for _, glob := range []string{"keys/shc/*.key", "keys/vdsnc/vdsnc-*.key"} {
+	// A demo center: its authorities' keys are files under authorities/.
+	private := []string{cfg.MasterKeyFile, cfg.ServerKeyFile, cfg.OpsTokenFile, cfg.StoreFile,
+		"keys/shc-rid.secret", "authorities/csca/authority.key", "authorities/kiosk-ca/authority.key", ConfigFile}
+	if !cfg.Demo {
+		t.Error("init without offline certificates did not make a demo center")
+	}
+	for _, glob := range []string{"keys/shc/*.key", "keys/vdsnc/vdsnc-*.key", "keys/kioskca/kioskca-*.key"} {
 		m, _ := filepath.Glob(cfg.Path(glob))
 		if len(m) != 1 {
 			t.Errorf("%s: %d files, want 1", glob, len(m))

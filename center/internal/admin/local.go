@@ -28,23 +28,26 @@ func OpenLocal(ctx context.Context, cfg *config.Config) (s *Service, close func(
 	if err != nil {
 		return nil, nil, err
 	}
-	acfg := Config{Store: b.Store, Records: b.Records, Keys: KeyringFor(cfg, b)}
-	if acfg.Sealer, err = opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile)); err != nil {
-		b.Close()
-		return nil, nil, err
-	}
-	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
-		if acfg.KioskCA, err = LoadKioskCA(cfg); err != nil {
-			b.Close()
-			return nil, nil, err
-		}
-	}
-	s, err = New(acfg)
+	kr, err := OpenKeyring(cfg, b)
 	if err != nil {
 		b.Close()
 		return nil, nil, err
 	}
-	return s, b.Close, nil
+	closeAll := func() error {
+		kr.Close()
+		return b.Close()
+	}
+	sealer, err := opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile))
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	s, err = New(Config{Store: b.Store, Records: b.Records, Keys: kr, Center: cfg, KeyBundles: cfg.Demo, Sealer: sealer})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return s, closeAll, nil
 }
 
 // WriteEnrollment writes an enrollment's files into dir, as the kiosk

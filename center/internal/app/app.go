@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,15 +29,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/console"
+	"github.com/kioskcert/kioskcert/center/internal/enrollment"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/publicapi"
+	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -50,6 +54,8 @@ const (
 	KeyRefreshInterval = 10 * time.Second
 	// ExpireInterval is how often replays and old requests are expired.
 	ExpireInterval = time.Minute
+	// CheckpointInterval is how often the audit log's head is signed.
+	CheckpointInterval = time.Minute
 )
 
 // Center is an opened issuance center.
@@ -66,12 +72,18 @@ type Center struct {
 	// Now is the clock of the operators' logins and console sessions;
 	// tests may replace it before Serve.
 	Now func() time.Time
+	// Checkpoints signs the audit log's head (auditlog).
+	Checkpoints *auditlog.Checkpointer
+	// Enrollment enrolls kiosks by CSR and renews their certificates.
+	Enrollment *enrollment.Service
 
 	log       *slog.Logger
 	registry  *prometheus.Registry
 	listeners map[string]net.Listener
 	servers   []*http.Server
 	tlsConfig *tls.Config
+	enrollTLS *tls.Config
+	keysOpen  bool
 	public    http.Handler
 	ops       http.Handler
 	metrics   http.Handler
@@ -98,7 +110,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		Help: "Audit and settlement events the store failed to record."})
 	c.registry.MustRegister(auditFailures)
 	c.Store = auditCounting{Store: c.Backend.Store, failures: auditFailures}
-	c.Keys = admin.KeyringFor(cfg, c.Backend)
+	if c.Keys, err = admin.OpenKeyring(cfg, c.Backend); err != nil {
+		return nil, err
+	}
+	c.keysOpen = true
 
 	trust, err := os.ReadFile(cfg.Path(cfg.CardIssuerKeysFile))
 	if err != nil {
@@ -118,8 +133,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		}
 		return nil, err
 	}
+	var lookups issuance.Records = c.Backend.Records
+	if f := cfg.Faults; f.SlowLookupEvery > 0 {
+		log.Warn("FAULT INJECTION: slow record lookups (a test setting; remove \"faults\" from the config)", "every", f.SlowLookupEvery, "delay", f.SlowLookupDelay.Duration)
+		lookups = &slowLookups{Records: lookups, every: uint64(f.SlowLookupEvery), delay: f.SlowLookupDelay.Duration}
+	}
 	icfg := issuance.Config{
-		Kiosks: c.Store, Municipalities: c.Store, Records: c.Backend.Records, Register: c.Store,
+		Kiosks: c.Store, Municipalities: c.Store, Records: lookups, Register: c.Store,
 		Cards: cards, SHC: c.Signers, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
 		// A claim outlives its issuance's deadline before another attempt
 		// may take it over.
@@ -137,35 +157,62 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newExpiryCollector(c.Store, certs))
+	centerCA, err := os.ReadFile(cfg.Path(cfg.KioskCAFile))
+	if err != nil {
+		return nil, fmt.Errorf("app: kiosk CA certificate: %w", err)
+	}
+	if c.Enrollment, err = enrollment.New(enrollment.Config{Store: c.Store, IssuingCA: c.Keys.KioskIssuingCA, CenterCA: centerCA, Log: log}); err != nil {
+		return nil, err
+	}
+	lim := cfg.Limits
 	c.Server, err = server.New(server.Config{
 		Store: c.Store, Issuer: c.Issuer, Heartbeat: cfg.Heartbeat.Duration, IssueTimeout: cfg.IssueTimeout.Duration,
-		Log: log, Metrics: server.NewMetrics(c.registry),
+		MaxConns: lim.MaxConns, MaxConnsPerKiosk: lim.MaxConnsPerKiosk, MaxIssuing: lim.MaxIssuing,
+		FrameRate: lim.FrameRate, FrameBurst: lim.FrameBurst,
+		KioskIssueRate: lim.KioskIssueRate, KioskIssueBurst: lim.KioskIssueBurst,
+		DistinctResidentsPerHour: lim.DistinctResidentsPerHour,
+		Renewer:                  c.Enrollment,
+		Log:                      log, Metrics: server.NewMetrics(c.registry),
 	})
 	if err != nil {
 		return nil, err
 	}
-	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Kiosks: c.Server, Signers: c.Signers, Log: log}
+	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Center: cfg, KeyBundles: cfg.Demo,
+		Kiosks: c.Server, Signers: c.Signers, Log: log}
 	if acfg.Sealer, err = opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile)); err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(cfg.Path(cfg.KioskCAKeyFile)); err == nil {
-		if acfg.KioskCA, err = admin.LoadKioskCA(cfg); err != nil {
-			return nil, err
-		}
 	}
 	if c.Admin, err = admin.New(acfg); err != nil {
 		return nil, err
 	}
+	auditSigner, auditKID, err := c.Keys.AuditSigner(ctx)
+	if errors.Is(err, keyring.ErrNoAuditKey) {
+		// A center created before the audit chain: make its key now.
+		if auditKID, err = c.Keys.CreateAuditKey(ctx, time.Now()); err == nil {
+			log.Warn("created the audit checkpoint key (this center predates it)", "kid", auditKID)
+			auditSigner, auditKID, err = c.Keys.AuditSigner(ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Checkpoints = &auditlog.Checkpointer{Store: c.Store, Signer: auditSigner, KeyID: auditKID, Log: log}
+	if _, err := c.Keys.KioskIssuingCA(ctx); err != nil {
+		// The center serves without one, but cannot enroll or renew kiosks.
+		log.Warn("no kiosk issuing CA: kiosks can neither enroll nor renew until one is installed (docs/KEYS.md)", "err", err)
+	}
 
 	serverCert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ServerCertFile), cfg.Path(cfg.ServerKeyFile))
 	if err != nil {
-		return nil, fmt.Errorf("app: center TLS certificate: %w", err)
+		return nil, fmt.Errorf("app: center TLS certificate (install it with `issuance-center keys install`, docs/KEYS.md): %w", err)
 	}
 	kioskCA, err := kioskpki.LoadCert(cfg.Path(cfg.KioskCAFile))
 	if err != nil {
 		return nil, err
 	}
 	c.tlsConfig = kioskpki.ServerTLS(serverCert, kioskCA, c.Server.CheckKiosk)
+	// Kiosks without a certificate enroll here: server authentication only.
+	c.enrollTLS = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{serverCert}}
 
 	rid, err := c.Keys.RidSecret()
 	if err != nil {
@@ -182,7 +229,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if err := c.openConsole(u.Path); err != nil {
 		return nil, err
 	}
-	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
+	mode := "production (offline authorities)"
+	if cfg.Demo {
+		mode = "demo (authorities and kiosk key bundles at the center; not for production)"
+	}
+	log.Info("center opened", "shc_kid", c.Signers.SHCKeyID(), "keys", c.Keys.Source.Describe(), "mode", mode, "overseas", cfg.OverseasEnabled, "issuer", cfg.IssuerURL)
 	ok = true
 	return c, nil
 }
@@ -232,6 +283,12 @@ func (c *Center) openConsole(prefix string) error {
 		return nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ConsoleCertFile), cfg.Path(cfg.ConsoleKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		// A production center waits for its console certificate
+		// (keys/requests/console-tls.csr, signed by the organisation's CA).
+		c.log.Error("console off: its TLS certificate is not installed yet", "consoleCertFile", cfg.Path(cfg.ConsoleCertFile), "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("app: console TLS certificate (consoleCertFile, consoleKeyFile): %w", err)
 	}
@@ -261,7 +318,7 @@ func (c *Center) publicGet(ctx context.Context, path string) (int, []byte) {
 // Listen opens the three listeners. Addresses with port 0 get a free port;
 // Addr reports it.
 func (c *Center) Listen() error {
-	addrs := map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen}
+	addrs := map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen, "enroll": c.Config.EnrollListen}
 	if c.Console != nil {
 		addrs["console"] = c.Config.ConsoleListen
 	}
@@ -278,7 +335,7 @@ func (c *Center) Listen() error {
 	return nil
 }
 
-// Addr returns the address of listener "kiosk", "public" or "ops".
+// Addr returns the address of listener "kiosk", "public", "ops" or "enroll".
 func (c *Center) Addr(name string) string {
 	if l, ok := c.listeners[name]; ok {
 		return l.Addr().String()
@@ -295,20 +352,34 @@ func (c *Center) Serve(ctx context.Context) error {
 		}
 	}
 	errLog := slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)
-	kiosk := &http.Server{Handler: c.Server.Handler(), TLSConfig: c.tlsConfig, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	c.servers = []*http.Server{kiosk, public, ops}
+	// Every listener has idle and read deadlines: a connection that says
+	// nothing is closed. Kiosk websockets, once upgraded, are kept alive by
+	// heartbeats instead (server package).
+	kiosk := &http.Server{Handler: c.Server.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10, ErrorLog: c.Server.ErrorLog()}
+	public := &http.Server{Handler: c.public, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// No overall read or write timeout on operations: a city's ledger
+	// import streams for minutes. Idle connections still close.
+	ops := &http.Server{Handler: c.ops, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// Kiosks without a certificate enroll here (one small POST each).
+	enroll := &http.Server{Handler: c.Enrollment.Handler(), TLSConfig: c.enrollTLS, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10, ErrorLog: errLog}
+	kioskListener := c.Server.HandshakeListener(c.listeners["kiosk"], c.tlsConfig, c.Config.Limits.MaxHandshakes)
+	defer kioskListener.Wait()
+	c.servers = []*http.Server{kiosk, public, ops, enroll}
 	var consoleSrv, metricsSrv *http.Server
 	if l := c.listeners["console"]; l != nil {
 		consoleSrv = &http.Server{Handler: c.Console.Handler(), TLSConfig: c.consoleTLS, ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 		c.servers = append(c.servers, consoleSrv)
 	}
 	if l := c.listeners["metrics"]; l != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", c.metrics)
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
 		c.servers = append(c.servers, metricsSrv)
 	}
 	errs := make(chan error, len(c.servers))
@@ -324,10 +395,11 @@ func (c *Center) Serve(ctx context.Context) error {
 	}
 	// Housekeeping, joined below before the backend closes.
 	hctx, stopHousekeeping := context.WithCancel(context.Background())
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); c.Checkpoints.Run(hctx, CheckpointInterval) }()
 	go func() { defer wg.Done(); c.Signers.Run(hctx, KeyRefreshInterval) }()
 	go func() { defer wg.Done(); c.expireLoop(hctx) }()
-	run(func() error { return kiosk.ServeTLS(c.listeners["kiosk"], "", "") })
+	run(func() error { return kiosk.Serve(kioskListener) })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
 	// The console's live sampler; its end also ends the live pages' event
@@ -342,7 +414,9 @@ func (c *Center) Serve(ctx context.Context) error {
 	if metricsSrv != nil {
 		run(func() error { return metricsSrv.Serve(c.listeners["metrics"]) })
 	}
-	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "console", c.Addr("console"), "metrics", c.Addr("metrics"))
+	run(func() error { return enroll.ServeTLS(c.listeners["enroll"], "", "") })
+	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "enroll", c.Addr("enroll"),
+		"console", c.Addr("console"), "metrics", c.Addr("metrics"))
 
 	var serveErr error
 	select {
@@ -384,9 +458,33 @@ func (c *Center) expireLoop(ctx context.Context) {
 	}
 }
 
-// Close releases the backend.
+// Close releases the key source and the backend.
 func (c *Center) Close() {
+	if c.keysOpen {
+		c.Keys.Close()
+		c.keysOpen = false
+	}
 	if c.Backend != nil {
 		c.Backend.Close()
 	}
+}
+
+// slowLookups delays every n-th lookup (config "faults"), honouring the
+// request's deadline as a slow records system would.
+type slowLookups struct {
+	issuance.Records
+	every uint64
+	delay time.Duration
+	n     atomic.Uint64
+}
+
+func (s *slowLookups) Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error) {
+	if s.n.Add(1)%s.every == 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return records.Record{}, fmt.Errorf("records: lookup: %w", ctx.Err())
+		}
+	}
+	return s.Records.Lookup(ctx, municipality, myNumber)
 }

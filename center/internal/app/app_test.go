@@ -29,13 +29,13 @@ import (
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/app"
+	centerauthority "github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
-	"github.com/kioskcert/kioskcert/pkg/keyfile"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
@@ -96,7 +96,13 @@ func authority(t testing.TB) carddata.Authority {
 // kiosks enrolled: K-GOOD (active) and K-SUSP (suspended).
 func startCenter(t *testing.T, change ...func(*config.Config)) *testCenter {
 	t.Helper()
-	tc := &testCenter{dir: t.TempDir(), auth: authority(t), log: &syncBuffer{}}
+	return startCenterIn(t, t.TempDir(), change...)
+}
+
+// startCenterIn is startCenter with the center's files in dir.
+func startCenterIn(t *testing.T, dir string, change ...func(*config.Config)) *testCenter {
+	t.Helper()
+	tc := &testCenter{dir: dir, auth: authority(t), log: &syncBuffer{}}
 	ik, _ := tc.auth.IssuerKey()
 	trust, err := carddata.MarshalIssuerKey(ik)
 	if err != nil {
@@ -107,7 +113,7 @@ func startCenter(t *testing.T, change ...func(*config.Config)) *testCenter {
 	ctx := context.Background()
 	tc.cfg, err = admin.Init(ctx, admin.InitOptions{
 		Dir: tc.dir, CardTrustFile: trustFile, IssuerURL: "https://issuer.test/kioskcert",
-		KioskListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0",
+		KioskListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0",
 	}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -441,11 +447,15 @@ func loadCA(t *testing.T, tc *testCenter) *kioskpki.CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := keyfile.Load(tc.cfg.Path(tc.cfg.KioskCAKeyFile))
+	// A demo center's kiosk CA (the root) lives beside it.
+	root, err := centerauthority.Open(filepath.Join(tc.dir, admin.AuthoritiesDir, string(centerauthority.KioskCA)), centerauthority.KioskCA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kioskpki.CA{Cert: cert, Signer: key}
+	if !root.Cert.Equal(cert) {
+		t.Fatal("the demo kiosk CA is not the CA the center trusts")
+	}
+	return &kioskpki.CA{Cert: cert, Signer: root.Signer}
 }
 
 func mustRSA(t *testing.T) *rsa.PrivateKey {

@@ -54,7 +54,8 @@ func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
 		}
 	}()
 	lock := boltfile.Options{Timeout: cfg.LockTimeout.Duration}
-	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), lock)
+	// The store takes a commit per request step: keep commits small.
+	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), boltfile.Options{Timeout: lock.Timeout, NoFreelistSync: true})
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,6 @@ type Config struct {
 	MasterKeyFile      string `json:"masterKeyFile"`
 	KeysDir            string `json:"keysDir"`
 	KioskCAFile        string `json:"kioskCaFile"`
-	KioskCAKeyFile     string `json:"kioskCaKeyFile"`
 	ServerCertFile     string `json:"serverCertFile"`
 	ServerKeyFile      string `json:"serverKeyFile"`
 	CardIssuerKeysFile string `json:"cardIssuerKeysFile"`
@@ -69,8 +68,49 @@ type Config struct {
 	LockTimeout   Duration `json:"lockTimeout"`
 	// OverseasEnabled offers the overseas kind (needs the VDS-NC signer).
 	OverseasEnabled bool `json:"overseasEnabled"`
+	// Limits on what kiosks may do; zero values take the defaults
+	// documented in docs/PROTOCOL.md.
+	Limits Limits `json:"limits,omitzero"`
+	// Faults injects failures for fault tests (never in production; the
+	// center logs a warning at start when any is set).
+	Faults Faults `json:"faults,omitzero"`
+
+	// KeySource is where the private halves of the signing keys and of
+	// the kiosk issuing CA live: "file" (keysDir) or a PKCS#11 token.
+	KeySource KeySource `json:"keySource,omitzero"`
+	// EnrollListen is the kiosk enrollment endpoint (TLS with the center's
+	// certificate, no client certificate): kiosks without a certificate
+	// send their CSR and one-time code there.
+	EnrollListen string `json:"enrollListen"`
+	// Demo marks a demo or test center whose offline authorities (CSCA,
+	// kiosk CA) were made in its own directory (authorities/) by init, and
+	// which may enroll a kiosk with a key made at the center. Never set in
+	// production, where the authorities are offline and kiosks make their
+	// own keys (docs/KEYS.md).
+	Demo bool `json:"demo,omitempty"`
 
 	dir string
+}
+
+// Faults are failures the fault tests inject into a real center process.
+type Faults struct {
+	// SlowLookupEvery makes every n-th record lookup take SlowLookupDelay
+	// (past the issue deadline, when longer than issueTimeout).
+	SlowLookupEvery int      `json:"slowLookupEvery,omitempty"`
+	SlowLookupDelay Duration `json:"slowLookupDelay,omitzero"`
+}
+
+// Limits are the kiosk endpoint's limits (server.Config documents each).
+type Limits struct {
+	MaxConns                 int     `json:"maxConns,omitempty"`
+	MaxConnsPerKiosk         int     `json:"maxConnsPerKiosk,omitempty"`
+	MaxHandshakes            int     `json:"maxHandshakes,omitempty"`
+	MaxIssuing               int     `json:"maxIssuing,omitempty"`
+	FrameRate                float64 `json:"frameRate,omitempty"`
+	FrameBurst               int     `json:"frameBurst,omitempty"`
+	KioskIssueRate           float64 `json:"kioskIssueRate,omitempty"`
+	KioskIssueBurst          int     `json:"kioskIssueBurst,omitempty"`
+	DistinctResidentsPerHour int     `json:"distinctResidentsPerHour,omitempty"`
 }
 
 // Default returns a configuration with the standard file layout.
@@ -85,7 +125,6 @@ func Default() Config {
 		MasterKeyFile:      "keys/records-master.key",
 		KeysDir:            "keys",
 		KioskCAFile:        "pki/kiosk-ca.pem",
-		KioskCAKeyFile:     "pki/kiosk-ca.key",
 		ServerCertFile:     "pki/center.pem",
 		ServerKeyFile:      "pki/center.key",
 		CardIssuerKeysFile: "card-issuer-keys.pem",
@@ -100,7 +139,51 @@ func Default() Config {
 		IssueTimeout:       Duration{Duration: 10 * time.Second},
 		LockTimeout:        Duration{Duration: 2 * time.Second},
 		OverseasEnabled:    true,
+		EnrollListen:       "127.0.0.1:8444",
 	}
+}
+
+// KeySource configures the key source. The PIN comes from a file or an
+// environment variable, never from the configuration or the command line.
+type KeySource struct {
+	// Type is "file" (the default: PKCS#8 files under keysDir) or "pkcs11".
+	Type string `json:"type,omitempty"`
+	// Module is the PKCS#11 library path.
+	Module string `json:"module,omitempty"`
+	// TokenLabel selects the token.
+	TokenLabel string `json:"tokenLabel,omitempty"`
+	// PINFile holds the user PIN (mode 0600).
+	PINFile string `json:"pinFile,omitempty"`
+	// PINEnv names the environment variable holding the user PIN, when
+	// there is no PINFile.
+	PINEnv string `json:"pinEnv,omitempty"`
+	// Sessions caps the token sessions open at once (default 8): the
+	// issuance path signs in parallel up to this many.
+	Sessions int `json:"sessions,omitempty"`
+}
+
+// IsPKCS11 reports whether keys live in a PKCS#11 token.
+func (k KeySource) IsPKCS11() bool { return k.Type == "pkcs11" }
+
+func (k KeySource) validate() error {
+	switch k.Type {
+	case "", "file":
+		if k.Module != "" || k.TokenLabel != "" || k.PINFile != "" || k.PINEnv != "" {
+			return errors.New(`keySource: module, tokenLabel, pinFile and pinEnv belong to type "pkcs11"`)
+		}
+	case "pkcs11":
+		switch {
+		case k.Module == "" || k.TokenLabel == "":
+			return errors.New("keySource: module and tokenLabel are required for pkcs11")
+		case (k.PINFile == "") == (k.PINEnv == ""):
+			return errors.New("keySource: give the PIN as exactly one of pinFile or pinEnv")
+		case k.Sessions != 0 && k.Sessions < 2:
+			return errors.New("keySource: sessions must be at least 2")
+		}
+	default:
+		return fmt.Errorf("keySource.type %q: want file or pkcs11", k.Type)
+	}
+	return nil
 }
 
 // Load reads and validates the configuration at path.
@@ -139,7 +222,10 @@ func (c *Config) Validate() error {
 	if err != nil || u.Scheme != "https" || u.Host == "" || strings.HasSuffix(c.IssuerURL, "/") || u.RawQuery != "" {
 		return fmt.Errorf("issuerUrl %q must be an https URL without a trailing slash", c.IssuerURL)
 	}
-	for name, v := range map[string]string{"kioskListen": c.KioskListen, "publicListen": c.PublicListen, "opsListen": c.OpsListen} {
+	if err := c.KeySource.validate(); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"kioskListen": c.KioskListen, "publicListen": c.PublicListen, "opsListen": c.OpsListen, "enrollListen": c.EnrollListen} {
 		if v == "" || !strings.Contains(v, ":") {
 			return fmt.Errorf("%s must be host:port", name)
 		}
@@ -157,7 +243,7 @@ func (c *Config) Validate() error {
 	}
 	files := map[string]string{
 		"storeFile": c.StoreFile, "recordsFile": c.RecordsFile, "masterKeyFile": c.MasterKeyFile, "keysDir": c.KeysDir,
-		"kioskCaFile": c.KioskCAFile, "kioskCaKeyFile": c.KioskCAKeyFile, "serverCertFile": c.ServerCertFile,
+		"kioskCaFile": c.KioskCAFile, "serverCertFile": c.ServerCertFile,
 		"serverKeyFile": c.ServerKeyFile, "cardIssuerKeysFile": c.CardIssuerKeysFile, "opsTokenFile": c.OpsTokenFile,
 		"operatorKeyFile": c.OperatorKeyFile,
 	}
@@ -177,6 +263,10 @@ func (c *Config) Validate() error {
 		return errors.New("lockTimeout must be positive (zero would wait forever for the database lock)")
 	case c.ConsoleSessionIdle.Duration < time.Minute || c.ConsoleSessionMax.Duration < c.ConsoleSessionIdle.Duration:
 		return errors.New("consoleSessionIdle must be at least 1m and consoleSessionMax at least consoleSessionIdle")
+	case c.Limits.MaxConns < 0 || c.Limits.MaxConnsPerKiosk < 0 || c.Limits.MaxHandshakes < 0 || c.Limits.MaxIssuing < 0 ||
+		c.Limits.FrameRate < 0 || c.Limits.FrameBurst < 0 || c.Limits.KioskIssueRate < 0 || c.Limits.KioskIssueBurst < 0 ||
+		c.Limits.DistinctResidentsPerHour < 0:
+		return errors.New("limits must not be negative (zero takes the default)")
 	}
 	return nil
 }

@@ -144,6 +144,8 @@ func BenchmarkIssueDomesticParallel(b *testing.B) {
 	svc, f := benchService(b, true)
 	card := f.card(b, "hanako", nil)
 	ctx := context.Background()
+	// Many kiosks at once, as at the center: 32 goroutines per CPU.
+	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -10,21 +10,24 @@
 // picks up a rotation, made here or on another instance, without a
 // restart.
 //
+// The VDS-NC document signer and the kiosk issuing CA are certified by
+// offline authorities (center/internal/authority): Request makes the key
+// in the source and a certificate signing request, Install puts the
+// authority's certificate in service. No authority's private key is kept
+// here.
+//
 // Besides the source, the keyring's directory holds:
 //
-//	DIR/shc-rid.secret     32 random bytes for revocation identifiers (vc.rid)
-//	DIR/vdsnc/csca.pem     country signing CA certificate (public; for verifiers)
-//	DIR/vdsnc/csca.key     the test country signing CA's key, written by CreateVDS
-//	                       for demo and test centers; a production CSCA is offline
+//	DIR/shc-rid.secret         32 random bytes for revocation identifiers (vc.rid)
+//	DIR/vdsnc/csca.pem         country signing CA certificate (public; for verifiers)
+//	DIR/requests/<p>-<l>.csr   pending certificate signing requests (public)
 package keyring
 
 import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -34,8 +37,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/store"
-	"github.com/kioskcert/kioskcert/pkg/keyfile"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 	"github.com/kioskcert/kioskcert/pkg/vdsnc"
 )
@@ -59,8 +62,12 @@ type Keyring struct {
 	Source KeySource
 	// Store holds the public halves, labels and status.
 	Store store.SigningKeyStore
-	// Dir holds the revocation secret and the country signing CA files.
+	// Dir holds the revocation secret, the country signing CA certificate
+	// and the pending certificate requests.
 	Dir string
+	// KioskCAFile is the offline kiosk CA's certificate, the root the
+	// kiosk issuing CA must chain to.
+	KioskCAFile string
 }
 
 // newLabel returns a fresh key label: the purpose and 64 random bits.
@@ -239,49 +246,32 @@ func (k Keyring) JWKS(ctx context.Context) (*shc.JWKS, error) {
 // CSCAPath is the country signing CA certificate verifiers trust.
 func (k Keyring) CSCAPath() string { return filepath.Join(k.Dir, "vdsnc", "csca.pem") }
 
-// CSCAKeyPath is where CreateVDS writes the test country signing CA's key.
-func (k Keyring) CSCAKeyPath() string { return filepath.Join(k.Dir, "vdsnc", "csca.key") }
-
-// CreateVDS creates a test country signing CA and a barcode signer
-// certificate under it; the signer's key is made in the key source. The
-// CSCA's key is written beside its certificate for issuing the next
-// signer; in production the CSCA lives offline.
+// CreateVDS gives a test center a VDS-NC barcode signer at once: a
+// throwaway country signing CA, made in memory and forgotten, certifies a
+// signer whose key is made in the source. Its certificate is written to
+// CSCAPath for verifiers. Real centers request the signer's certificate
+// from their offline CSCA instead (Request, Install).
 func (k Keyring) CreateVDS(ctx context.Context, now time.Time) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := authority.New(authority.CSCA, "kioskcert Test CSCA Japan", "JP", now)
 	if err != nil {
 		return err
 	}
-	caDER, err := vdsnc.CreateCSCA(rand.Reader, vdsnc.CSCATemplate{CommonName: "kioskcert Test CSCA Japan", Country: "JP", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour)}, caKey)
+	if err := os.MkdirAll(filepath.Dir(k.CSCAPath()), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(k.CSCAPath(), authority.EncodeCert(ca.Cert.Raw), 0o644); err != nil {
+		return err
+	}
+	_, csr, err := k.Request(ctx, store.PurposeVDSNC)
 	if err != nil {
 		return err
 	}
-	label, err := newLabel(store.PurposeVDSNC)
+	cert, err := ca.SignDocumentSigner(csr, now)
 	if err != nil {
 		return err
 	}
-	signer, err := k.Source.Generate(ctx, store.PurposeVDSNC, label)
-	if err != nil {
-		return err
-	}
-	signerDER, err := vdsnc.CreateBarcodeSigner(rand.Reader, vdsnc.SignerTemplate{CommonName: "kioskcert Test Barcode Signer", Country: "JP", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * 365 * 24 * time.Hour)}, signer.Public(), caDER, caKey)
-	if err != nil {
-		return err
-	}
-	if err := keyfile.Write(k.CSCAKeyPath(), caKey); err != nil {
-		return err
-	}
-	if err := os.WriteFile(k.CSCAPath(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		return err
-	}
-	cert, err := x509.ParseCertificate(signerDER)
-	if err != nil {
-		return err
-	}
-	return k.Store.PutSigningKey(ctx, store.SigningKey{
-		KID: fmt.Sprintf("vdsnc-%X", cert.SerialNumber.Bytes()), Purpose: store.PurposeVDSNC, Format: store.FormatPEM,
-		PublicKey: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signerDER}), KeyLabel: label,
-		Created: now, NotAfter: cert.NotAfter, Status: store.KeyActive,
-	})
+	_, err = k.Install(ctx, cert, now)
+	return err
 }
 
 // VDSSigner opens the active barcode signer: its certificate from the

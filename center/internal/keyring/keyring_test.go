@@ -311,10 +311,15 @@ func TestCreateVDS(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Status != store.KeyActive || keys[0].Format != store.FormatPEM {
 		t.Fatalf("recorded VDS-NC keys %+v, %v", keys, err)
 	}
-	for _, path := range []string{keyPath(t, k, keys[0].KID), k.CSCAKeyPath()} {
-		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v", path, err)
-		}
+	if fi, err := os.Stat(keyPath(t, k, keys[0].KID)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("signer key file: %v", err)
+	}
+	// No authority key is left behind, and the request was consumed.
+	if _, err := os.Stat(filepath.Join(k.Dir, "vdsnc", "csca.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a CSCA key was written: %v", err)
+	}
+	if left, _ := os.ReadDir(k.RequestsDir()); len(left) != 0 {
+		t.Errorf("requests left after installing: %v", left)
 	}
 	// The barcode signer certificate is not a private key: the store
 	// refused nothing, and holds no private part.

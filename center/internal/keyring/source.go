@@ -46,7 +46,7 @@ func (f FileSource) path(purpose store.KeyPurpose, label string) string {
 
 // Generate implements KeySource.
 func (f FileSource) Generate(ctx context.Context, purpose store.KeyPurpose, label string) (crypto.Signer, error) {
-	if err := checkLabel(label); err != nil {
+	if err := CheckLabel(label); err != nil {
 		return nil, err
 	}
 	path := f.path(purpose, label)
@@ -65,7 +65,7 @@ func (f FileSource) Generate(ctx context.Context, purpose store.KeyPurpose, labe
 
 // Signer implements KeySource.
 func (f FileSource) Signer(ctx context.Context, purpose store.KeyPurpose, label string) (crypto.Signer, error) {
-	if err := checkLabel(label); err != nil {
+	if err := CheckLabel(label); err != nil {
 		return nil, err
 	}
 	path := f.path(purpose, label)
@@ -78,9 +78,9 @@ func (f FileSource) Signer(ctx context.Context, purpose store.KeyPurpose, label 
 // Describe implements KeySource.
 func (f FileSource) Describe() string { return "file:" + f.Dir }
 
-// checkLabel keeps labels to names that are safe as file names and token
+// CheckLabel keeps labels to names that are safe as file names and token
 // labels alike.
-func checkLabel(label string) error {
+func CheckLabel(label string) error {
 	if label == "" || len(label) > 128 {
 		return fmt.Errorf("keyring: key label must be 1-128 characters")
 	}

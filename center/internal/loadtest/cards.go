@@ -38,7 +38,7 @@ func LoadKiosks(dir, serverName string) ([]Kiosk, error) {
 	var out []Kiosk
 	for _, e := range entries {
 		sub := filepath.Join(dir, e.Name())
-		if !e.IsDir() {
+		if fi, err := os.Stat(sub); err != nil || !fi.IsDir() { // symlinks to directories count
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(sub, admin.KioskCertFile)); err != nil {

@@ -104,8 +104,9 @@ type Result struct {
 	CertificateIDs []string
 	// Replayed is true when the accepted answer was a replay.
 	Replayed bool
-	// Acked is true when the center acknowledged the printed outcome.
-	Acked bool
+	// Acked is true when the center acknowledged the outcome; Cancelled
+	// when that outcome was cancelled rather than printed.
+	Acked, Cancelled bool
 	// Issue is the time from sending Issue to an accepted answer
 	// (reconnects included); Cycle adds the outcome and its Ack.
 	Issue, Cycle time.Duration

@@ -110,7 +110,7 @@ func SelfHost(ctx context.Context, opts SelfHostOptions) (s *SelfHosted, err err
 	now := time.Now()
 	cfg, err := admin.Init(ctx, admin.InitOptions{
 		Dir: centerDir, CardTrustFile: trustFile, IssuerURL: "https://issuer.loadtest.invalid/kioskcert",
-		KioskListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0",
+		KioskListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0",
 	}, now)
 	if err != nil {
 		return nil, err

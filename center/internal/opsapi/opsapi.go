@@ -100,6 +100,7 @@ func Handler(cfg Config) http.Handler {
 		mux.HandleFunc("DELETE /ops/records/{code}", h.auth(opauth.DeleteRecords, h.deleteRecords))
 		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(opauth.RotateKeys, h.rotate))
 		mux.HandleFunc("POST /ops/revocations", h.auth(opauth.RevokeCertificates, h.revoke))
+		h.keyRoutes(mux)
 	}
 	if cfg.Accounts != nil {
 		h.accountRoutes(mux)
@@ -183,6 +184,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, ImportRefused{Error{"invalid_file", fe.Error()}, fe.Problems, fe.Omitted})
 	case errors.Is(err, records.ErrInvalidRecord), errors.Is(err, ledgercsv.ErrInvalidFile):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_file", err.Error())
+	case errors.Is(err, admin.ErrNoKeyBundles):
+		writeError(w, http.StatusConflict, "precondition", err.Error())
 	case errors.Is(err, admin.ErrNoOperator):
 		writeError(w, http.StatusBadRequest, "no_operator", "the token's operator has no valid ID")
 	case errors.Is(err, opauth.ErrNoPermission):

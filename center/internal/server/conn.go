@@ -5,11 +5,11 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
@@ -21,37 +21,42 @@ const hardFrameLimit = 1 << 20
 
 const writeTimeout = 10 * time.Second
 
+// A conn is one kiosk's websocket. An idle connection costs one goroutine
+// (its reader, parked in Read) and no write buffer: frames are written by
+// whoever has one to send (the reader answering a ping, an issuance
+// goroutine answering its request) under wmu, with a buffer borrowed from
+// a pool for the length of the write, and heartbeats come from the
+// server's shared pinger (heartbeat.go).
 type conn struct {
-	s     *Server
-	ws    *websocket.Conn
-	kiosk store.Kiosk
+	s      *Server
+	ws     *websocket.Conn
+	kiosk  store.Kiosk
+	kstate *kioskState // limits shared by this kiosk's connections
+	opened time.Time
 
-	out      chan []byte // frames to write, in order
-	closing  chan struct{}
-	once     sync.Once
-	slots    chan struct{} // in-flight issue tokens
+	wmu    sync.Mutex // serialises data frames
+	closed atomic.Bool
+	slots  chan struct{} // in-flight issue tokens
+	frames bucket        // message rate
+	// lastSeen is when the store last recorded this kiosk as seen; only the
+	// reader touches it.
 	lastSeen time.Time
+	// deadlineSet is when the read deadline was last pushed forward, so
+	// frames arriving in bursts do not each reset the timer.
+	deadlineSet time.Time
 }
 
-func newConn(s *Server, ws *websocket.Conn, k store.Kiosk) *conn {
+func newConn(s *Server, ws *websocket.Conn, k store.Kiosk, ks *kioskState) *conn {
 	return &conn{
-		s: s, ws: ws, kiosk: k,
-		out:     make(chan []byte, 16),
-		closing: make(chan struct{}),
-		slots:   make(chan struct{}, s.cfg.MaxInFlight),
+		s: s, ws: ws, kiosk: k, kstate: ks, opened: time.Now(),
+		slots:  make(chan struct{}, s.cfg.MaxInFlight),
+		frames: newBucket(s.cfg.FrameRate, s.cfg.FrameBurst),
 	}
 }
 
 // run serves the connection until it ends.
 func (c *conn) run() {
-	defer c.ws.Close()
-	writerDone := make(chan struct{})
-	go c.writer(writerDone)
-	defer func() {
-		c.stop()
-		<-writerDone
-	}()
-
+	defer c.close()
 	ctx, cancel := context.WithTimeout(c.s.base, 5*time.Second)
 	h, err := c.s.hello(ctx, c.kiosk)
 	cancel()
@@ -62,19 +67,31 @@ func (c *conn) run() {
 	c.send(h)
 
 	c.ws.SetReadLimit(hardFrameLimit)
-	deadline := func() { c.ws.SetReadDeadline(time.Now().Add(3 * c.s.cfg.Heartbeat)) }
-	deadline()
-	c.ws.SetPongHandler(func(string) error { deadline(); return nil })
+	c.extendDeadline(true)
+	c.ws.SetPongHandler(func(string) error { c.extendDeadline(false); return nil })
 	for {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
-			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-				c.s.cfg.Log.Info("kiosk connection ended", "kiosk", c.kiosk.ID, "err", err)
+			if !c.closed.Load() && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+				c.s.sampled.Info(c.kiosk.ID, "kiosk connection ended", "kiosk", c.kiosk.ID, "err", err)
 			}
 			return
 		}
-		deadline()
+		c.extendDeadline(false)
 		c.s.cfg.Metrics.frames.Inc()
+		if !c.frames.take(time.Now()) {
+			// A kiosk sends a handful of frames a minute; a flood is a
+			// fault or an attack. It is told once, then cut off if it
+			// goes on.
+			c.s.cfg.Metrics.limited.WithLabelValues("frames").Inc()
+			if c.frames.overLimitFor(time.Now()) > c.s.cfg.FloodGrace {
+				c.s.sampled.Warn(c.kiosk.ID, "kiosk disconnected for flooding", "kiosk", c.kiosk.ID)
+				c.s.cfg.Metrics.closedForAbuse.Inc()
+				c.closeWith(websocket.ClosePolicyViolation, "too many frames")
+				return
+			}
+			continue
+		}
 		if now := c.s.cfg.Now(); now.Sub(c.lastSeen) > time.Minute {
 			c.lastSeen = now
 			c.s.touch(c.kiosk.ID)
@@ -86,22 +103,29 @@ func (c *conn) run() {
 		m, err := protocol.Decode(data, protocol.MaxKioskFrame)
 		if err != nil {
 			var de *protocol.DecodeError
-			code := protocol.CodeBadMessage
+			code, detail := protocol.CodeBadMessage, "frame could not be decoded"
 			if errors.As(err, &de) {
-				code = de.Code
-			}
-			detail := "frame could not be decoded"
-			if de != nil {
-				detail = de.Detail
+				code, detail = de.Code, de.Detail
 			}
 			c.s.cfg.Metrics.badFrames.WithLabelValues(string(code)).Inc()
 			// The decoder's own error may quote the frame; the detail never does.
-			c.s.cfg.Log.Warn("bad frame from kiosk", "kiosk", c.kiosk.ID, "code", code, "detail", detail)
+			c.s.sampled.Warn(c.kiosk.ID, "bad frame from kiosk", "kiosk", c.kiosk.ID, "code", code, "detail", detail)
 			c.sendError("", code, detail)
 			continue
 		}
 		c.handle(m)
 	}
+}
+
+// extendDeadline moves the read deadline to three heartbeats from now, at
+// most once a second (setting it costs a timer update).
+func (c *conn) extendDeadline(force bool) {
+	now := time.Now()
+	if !force && now.Sub(c.deadlineSet) < time.Second {
+		return
+	}
+	c.deadlineSet = now
+	c.ws.SetReadDeadline(now.Add(3 * c.s.cfg.Heartbeat))
 }
 
 func (c *conn) handle(m protocol.Message) {
@@ -111,9 +135,15 @@ func (c *conn) handle(m protocol.Message) {
 			c.sendError(m.RequestID, protocol.CodeUnavailable, "center is shutting down")
 			return
 		}
+		if err := c.kstate.admitIssue(m, c.s.cfg.Now()); err != nil {
+			c.s.cfg.Metrics.limited.WithLabelValues("kiosk_issues").Inc()
+			c.send(refusal.Public(m.RequestID, err))
+			return
+		}
 		select {
 		case c.slots <- struct{}{}:
 		default:
+			c.s.cfg.Metrics.limited.WithLabelValues("in_flight").Inc()
 			c.sendError(m.RequestID, protocol.CodeRateLimited, "too many requests in flight on this connection")
 			return
 		}
@@ -125,6 +155,8 @@ func (c *conn) handle(m protocol.Message) {
 		}()
 	case protocol.Outcome:
 		c.outcome(m)
+	case protocol.Renew:
+		c.renew(m)
 	case protocol.Status:
 		c.s.live.status(c.kiosk.ID, m, c.s.cfg.Now())
 	case protocol.Ping:
@@ -132,7 +164,11 @@ func (c *conn) handle(m protocol.Message) {
 	case protocol.Pong:
 	case *protocol.Error:
 		// The kiosk's detail is its own text: only the code is logged.
-		c.s.cfg.Log.Warn("kiosk reported an error", "kiosk", c.kiosk.ID, "code", m.Code, "request", m.RequestID)
+		code := m.Code
+		if !code.Known() {
+			code = "unknown"
+		}
+		c.s.sampled.Warn(c.kiosk.ID, "kiosk reported an error", "kiosk", c.kiosk.ID, "code", code, "request", m.RequestID)
 	default:
 		c.sendError("", protocol.CodeUnexpectedMessage, m.Type()+" is sent by the center, not by kiosks")
 	}
@@ -140,13 +176,14 @@ func (c *conn) handle(m protocol.Message) {
 
 func (c *conn) issue(req protocol.Issue) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(c.s.base, c.s.cfg.IssueTimeout)
-	resp, err := c.s.cfg.Issuer.Issue(ctx, issuance.Request{KioskID: c.kiosk.ID, Issue: req})
-	cancel()
+	resp, err := c.s.issue(req, c.kiosk.ID)
 	result := "ok"
 	switch {
 	case err != nil:
 		perr := refusal.Public(req.RequestID, err)
+		if perr.Code == protocol.CodeBusy {
+			perr.RetryAfterMs = c.s.retryAfter()
+		}
 		result = string(perr.Code)
 		c.send(perr)
 	case resp.Replayed:
@@ -182,74 +219,69 @@ func (c *conn) sendError(requestID string, code protocol.Code, detail string) {
 	c.send(protocol.NewError(requestID, code, detail))
 }
 
+// send writes one frame. A write that fails or times out ends the
+// connection; the kiosk reconnects and resends what it is waiting for.
 func (c *conn) send(m protocol.Message) {
 	b, err := protocol.Encode(m)
 	if err != nil {
 		c.s.cfg.Log.Error("encode frame", "kiosk", c.kiosk.ID, "type", m.Type(), "err", err)
 		return
 	}
-	select {
-	case c.out <- b:
-	case <-c.closing:
-	}
-}
-
-// writer is the only goroutine that writes to the websocket: frames in
-// order, and a ping every heartbeat.
-func (c *conn) writer(done chan struct{}) {
-	defer close(done)
-	ping := time.NewTicker(c.s.cfg.Heartbeat)
-	defer ping.Stop()
-	for {
-		select {
-		case b := <-c.out:
-			if b == nil { // closeGoingAway: everything queued before it is written
-				c.writeGoingAway()
-				return
-			}
-			c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				c.stop()
-				c.ws.Close()
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, []byte(itoa(int(time.Now().Unix()))), time.Now().Add(writeTimeout)); err != nil {
-				c.stop()
-				c.ws.Close()
-				return
-			}
-		case <-c.closing:
-			return
-		}
-	}
-}
-
-func (c *conn) stop() { c.once.Do(func() { close(c.closing) }) }
-
-// closeGoingAway closes the connection at shutdown. The close frame is
-// queued behind the frames already queued, so that the answer to an
-// issuance that finished while draining reaches the kiosk: were it lost,
-// the kiosk would retry at another instance, which never saw the request
-// and would issue a second certificate. A writer that does not get to it
-// within a second (a stalled kiosk) is cut short.
-func (c *conn) closeGoingAway() {
-	select {
-	case c.out <- nil:
-		select {
-		case <-c.closing:
-			return
-		case <-time.After(time.Second):
-		}
-	case <-c.closing:
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
 		return
-	case <-time.After(time.Second):
 	}
-	c.writeGoingAway()
+	c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.ws.Close()
+	}
 }
 
-func (c *conn) writeGoingAway() {
-	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "center shutting down"), time.Now().Add(time.Second))
-	c.stop()
-	c.ws.Close()
+// ping sends a heartbeat; a kiosk that does not take it within the
+// deadline is disconnected (its read deadline would end it soon anyway).
+func (c *conn) ping(deadline time.Duration) {
+	if c.closed.Load() {
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(deadline)); err != nil {
+		c.ws.Close()
+	}
+}
+
+// close releases the connection (once).
+func (c *conn) close() {
+	if c.closed.CompareAndSwap(false, true) {
+		c.ws.Close()
+	}
+}
+
+// closeWith sends a close frame with code and reason, then closes.
+func (c *conn) closeWith(code int, reason string) {
+	if c.closed.Load() {
+		return
+	}
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.close()
+}
+
+// closeGoingAway closes the connection at shutdown or on an operator's
+// order. Answers already being written finish first (wmu): were one lost,
+// the kiosk would retry at another instance, which finds the request in the
+// register and replays it. A stalled kiosk is cut off after a second.
+func (c *conn) closeGoingAway(reason string) {
+	locked := make(chan struct{})
+	go func() {
+		c.wmu.Lock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+		defer c.wmu.Unlock()
+	case <-time.After(time.Second):
+		// The writer is stuck; closing the socket below frees it, and the
+		// goroutine above then takes and releases the lock.
+		go func() { <-locked; c.wmu.Unlock() }()
+	}
+	c.closeWith(websocket.CloseGoingAway, reason)
 }

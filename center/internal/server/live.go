@@ -23,6 +23,9 @@ type KioskLive struct {
 	LastError      string    `json:"lastError,omitempty"`
 	// StatusAt is when the kiosk last reported its health.
 	StatusAt time.Time `json:"statusAt,omitzero"`
+	// Flagged: the kiosk asked for many different residents within an
+	// hour (DistinctResidentsPerHour): look at it.
+	Flagged bool `json:"flagged,omitempty"`
 }
 
 type liveStatus struct {
@@ -85,6 +88,12 @@ func (l *liveStatus) one(id string) (KioskLive, bool) {
 		return KioskLive{}, false
 	}
 	return *k, true
+}
+
+func (l *liveStatus) flag(id string, on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.get(id).Flagged = on
 }
 
 func (l *liveStatus) list() []KioskLive {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
@@ -49,7 +50,8 @@ type Issuer interface {
 	FeePerCopyYen() int
 }
 
-// Config wires a Server.
+// Config wires a Server. Every limit has a default; docs/PROTOCOL.md lists
+// them with the error each answers.
 type Config struct {
 	Store  store.Store
 	Issuer Issuer
@@ -60,42 +62,69 @@ type Config struct {
 	IssueTimeout time.Duration
 	// MaxInFlight bounds concurrent issues per kiosk connection. Default 2.
 	MaxInFlight int
-	Now         func() time.Time
-	Log         *slog.Logger
-	Metrics     *Metrics
+	// MaxConns bounds kiosk connections in total (503 beyond). Default
+	// 20,000, about what one process's 20,000 open files allow.
+	MaxConns int
+	// MaxConnsPerKiosk: a kiosk opening one more closes its oldest.
+	// Default 2 (a reconnect may overlap the old connection's timeout).
+	MaxConnsPerKiosk int
+	// MaxIssuing bounds issuances running at once across all kiosks; a
+	// request that finds no slot within QueueWait is answered busy with a
+	// retry-after. Default 128: enough to keep the CPUs busy while others
+	// wait for their commit, few enough that a queue never outgrows a
+	// request's deadline. QueueWait defaults to 20 ms.
+	MaxIssuing int
+	QueueWait  time.Duration
+	// FrameRate and FrameBurst bound the frames a connection may send (a
+	// kiosk sends a few a minute). Frames beyond are dropped; a connection
+	// over the limit for FloodGrace is closed. Defaults 20/s, 40, 5 s.
+	FrameRate  float64
+	FrameBurst int
+	FloodGrace time.Duration
+	// KioskIssueRate and KioskIssueBurst bound the new requests one kiosk
+	// may send (retries of its last request are free); rate_limited beyond.
+	// Defaults 0.2/s (one every 5 s: a resident's session takes longer)
+	// and 10.
+	KioskIssueRate  float64
+	KioskIssueBurst int
+	// DistinctResidentsPerHour flags a kiosk that asks for more different
+	// cards than this in an hour (copied card files). Default 30.
+	DistinctResidentsPerHour int
+	// Renewer certifies a kiosk's key anew (Renew messages); nil refuses
+	// renewal.
+	Renewer Renewer
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
-// Server serves kiosk connections.
-type Server struct {
-	cfg      Config
-	upgrader websocket.Upgrader
-	live     *liveStatus
-	// base is the parent of every request's context: Shutdown cancels it
-	// once issuances in flight have had their grace period.
-	base       context.Context
-	cancelBase context.CancelFunc
-
-	mu       sync.Mutex
-	draining bool
-	conns    map[*conn]struct{}
-	inflight sync.WaitGroup
-	// inflightN counts issuances running, for the operators' view.
-	inflightN atomic.Int64
-}
-
-// New returns a Server.
-func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Issuer == nil {
-		return nil, errors.New("server: store and issuer are required")
+func (cfg *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 15 * time.Second
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
-	if cfg.IssueTimeout <= 0 {
-		cfg.IssueTimeout = 10 * time.Second
+	def(&cfg.Heartbeat, 15*time.Second)
+	def(&cfg.IssueTimeout, 10*time.Second)
+	def(&cfg.QueueWait, 20*time.Millisecond)
+	def(&cfg.FloodGrace, 5*time.Second)
+	defInt(&cfg.MaxInFlight, 2)
+	defInt(&cfg.MaxConns, 20000)
+	defInt(&cfg.MaxConnsPerKiosk, 2)
+	defInt(&cfg.MaxIssuing, 128)
+	defInt(&cfg.FrameBurst, 40)
+	defInt(&cfg.KioskIssueBurst, 10)
+	defInt(&cfg.DistinctResidentsPerHour, 30)
+	if cfg.FrameRate <= 0 {
+		cfg.FrameRate = 20
 	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 2
+	if cfg.KioskIssueRate <= 0 {
+		cfg.KioskIssueRate = 0.2
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -106,22 +135,77 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+}
+
+// Server serves kiosk connections.
+type Server struct {
+	cfg      Config
+	upgrader websocket.Upgrader
+	live     *liveStatus
+	kiosks   *kiosks
+	pinger   *pinger
+	sampled  *sampledLog
+	issuing  chan struct{} // MaxIssuing slots
+	// base is the parent of every request's context: Shutdown cancels it
+	// once issuances in flight have had their grace period.
+	base       context.Context
+	cancelBase context.CancelFunc
+	stopPing   chan struct{}
+	pingDone   chan struct{}
+
+	mu       sync.Mutex
+	draining bool
+	conns    map[*conn]struct{}
+	inflight sync.WaitGroup
+	// inflightN counts issuances running, for the operators' view.
+	inflightN atomic.Int64
+}
+
+// writeBuffers lends connections a write buffer only while they write.
+var writeBuffers sync.Pool
+
+// New returns a Server and starts its heartbeat; Shutdown stops it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Issuer == nil {
+		return nil, errors.New("server: store and issuer are required")
+	}
+	cfg.defaults()
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:        cfg,
 		base:       base,
 		cancelBase: cancel,
 		live:       newLiveStatus(),
+		kiosks:     newKiosks(cfg.KioskIssueRate, cfg.KioskIssueBurst, cfg.MaxConnsPerKiosk),
+		pinger:     newPinger(cfg.Heartbeat),
+		sampled:    newSampledLog(cfg.Log, 10*time.Second, cfg.Metrics.warnings),
+		issuing:    make(chan struct{}, cfg.MaxIssuing),
+		stopPing:   make(chan struct{}),
+		pingDone:   make(chan struct{}),
 		conns:      map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
-			ReadBufferSize:   4096,
-			WriteBufferSize:  4096,
+			// A small read buffer of the connection's own (frames larger
+			// than it are read in pieces) and a write buffer borrowed for
+			// each write: an idle connection holds 1 KiB, not 8.
+			ReadBufferSize:  1024,
+			WriteBufferSize: 4096,
+			WriteBufferPool: &writeBuffers,
 			// Kiosk agents are not browsers: a request carrying an Origin
 			// comes from a web page and is refused.
 			CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 		},
 	}
+	go func() {
+		defer close(s.pingDone)
+		sweep := time.Now()
+		s.pinger.run(s.stopPing, func() {
+			if now := time.Now(); now.Sub(sweep) > time.Minute {
+				sweep = now
+				s.kiosks.sweep(s.cfg.Now())
+			}
+		})
+	}()
 	return s, nil
 }
 
@@ -149,7 +233,7 @@ func (s *Server) admit(ctx context.Context, kioskID, fingerprint string) (store.
 		reason = "kiosk is " + string(k.Status) + ": " + k.StatusReason
 	}
 	if reason != "" {
-		s.cfg.Log.Warn("kiosk refused", "kiosk", kioskID, "fingerprint", fingerprint, "reason", reason)
+		s.sampled.Warn(kioskID+reason, "kiosk refused", "kiosk", kioskID, "fingerprint", fingerprint, "reason", reason)
 		s.cfg.Metrics.refusedConnections.Inc()
 		return store.Kiosk{}, fmt.Errorf("server: kiosk %q refused: %s", kioskID, reason)
 	}
@@ -175,34 +259,82 @@ func (s *Server) serveKiosk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	draining := s.draining
+	draining, full := s.draining, len(s.conns) >= s.cfg.MaxConns
 	s.mu.Unlock()
-	if draining {
+	switch {
+	case draining:
 		http.Error(w, "center is shutting down", http.StatusServiceUnavailable)
+		return
+	case full:
+		s.cfg.Metrics.limited.WithLabelValues("connections").Inc()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "center at its connection limit", http.StatusServiceUnavailable)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.cfg.Log.Warn("websocket upgrade failed", "kiosk", k.ID, "err", err)
+		s.sampled.Warn(k.ID, "websocket upgrade failed", "kiosk", k.ID, "err", err)
 		return
 	}
-	c := newConn(s, ws, k)
+	c := newConn(s, ws, k, nil)
+	ks, evict := s.kiosks.attach(c, s.cfg.Now())
+	c.kstate = ks
+	for _, old := range evict {
+		s.cfg.Metrics.limited.WithLabelValues("connections_per_kiosk").Inc()
+		go old.closeWith(websocket.ClosePolicyViolation, "replaced by a newer connection of this kiosk")
+	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	s.pinger.add(c)
 	s.cfg.Metrics.connected.Inc()
 	s.live.connected(k.ID, s.cfg.Now())
 	s.touch(k.ID)
-	s.cfg.Log.Info("kiosk connected", "kiosk", k.ID, "store", k.StoreCode, "remote", r.RemoteAddr)
 
 	c.run()
 
+	s.pinger.remove(c)
+	s.kiosks.detach(c)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.cfg.Metrics.connected.Dec()
 	s.live.disconnected(k.ID, s.cfg.Now())
-	s.cfg.Log.Info("kiosk disconnected", "kiosk", k.ID)
+}
+
+// issue runs one request under the server's capacity: a request that finds
+// every slot taken for QueueWait is answered busy at once, rather than
+// queued past its deadline.
+func (s *Server) issue(req protocol.Issue, kioskID string) (*protocol.CertificateResponse, error) {
+	wait := time.NewTimer(s.cfg.QueueWait)
+	select {
+	case s.issuing <- struct{}{}:
+		wait.Stop()
+	case <-wait.C:
+		s.cfg.Metrics.limited.WithLabelValues("busy").Inc()
+		return nil, refusal.WithDetail(protocol.CodeBusy, "the center is at capacity; retry after retryAfterMs", nil)
+	}
+	defer func() { <-s.issuing }()
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.IssueTimeout)
+	defer cancel()
+	resp, err := s.cfg.Issuer.Issue(ctx, issuance.Request{KioskID: kioskID, Issue: req})
+	if err == nil && !resp.Replayed {
+		if ks := s.kiosks.get(kioskID); ks != nil {
+			if crossed, n := ks.noteResident(resp.CardDigest, s.cfg.DistinctResidentsPerHour, s.cfg.Now()); crossed {
+				s.cfg.Metrics.flagged.Inc()
+				s.cfg.Log.Warn("kiosk flagged: many different residents within an hour (copied card files?)", "kiosk", kioskID, "distinct_residents", n)
+				s.live.flag(kioskID, true)
+			}
+		}
+	}
+	return resp, err
+}
+
+// retryAfter is how long a busy kiosk should wait: longer the fuller the
+// queue, so retries spread out while the center catches up.
+func (s *Server) retryAfter() int {
+	load := float64(len(s.issuing)) / float64(cap(s.issuing))
+	return int(200 + 800*load) // ms; the kiosk adds jitter
 }
 
 func (s *Server) touch(kioskID string) {
@@ -244,6 +376,7 @@ func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, erro
 // Kiosks reconnect to another instance or when this one is back.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	already := s.draining
 	s.draining = true
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -257,7 +390,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancelBase()
-	s.closeConns(func(*conn) bool { return true })
+	if !already {
+		close(s.stopPing)
+		<-s.pingDone
+	}
+	s.closeConns(func(*conn) bool { return true }, "center shutting down")
 	return err
 }
 
@@ -265,11 +402,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // an operator) and returns how many it closed. The kiosk's reconnection is
 // refused at the handshake by its status.
 func (s *Server) CloseKiosk(kioskID string) int {
-	return s.closeConns(func(c *conn) bool { return c.kiosk.ID == kioskID })
+	return s.closeConns(func(c *conn) bool { return c.kiosk.ID == kioskID }, "kiosk no longer allowed")
 }
 
 // closeConns closes the matching connections in parallel and waits.
-func (s *Server) closeConns(match func(*conn) bool) int {
+func (s *Server) closeConns(match func(*conn) bool, reason string) int {
 	s.mu.Lock()
 	var victims []*conn
 	for c := range s.conns {
@@ -281,10 +418,17 @@ func (s *Server) closeConns(match func(*conn) bool) int {
 	var wg sync.WaitGroup
 	for _, c := range victims {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.closeGoingAway() }()
+		go func() { defer wg.Done(); c.closeGoingAway(reason) }()
 	}
 	wg.Wait()
 	return len(victims)
+}
+
+// Connections returns how many kiosk connections are open.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // Live returns the live status of every kiosk seen since start.

@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,13 +13,29 @@ import (
 )
 
 // AuditLog is the append-only record of what the center did, and the source
-// of the per-municipality settlement counts. It has no update or delete.
+// of the per-municipality settlement counts. It has no update or delete,
+// and an edit behind its back shows: each event carries the hash of its
+// predecessor and its own (ChainHash, computed by the store as it appends,
+// in sequence order), and the center signs checkpoints of the chain's head
+// (center/internal/auditlog verifies both).
 type AuditLog interface {
 	// AppendEvent validates e, assigns its sequence number and stores it.
 	// The returned event carries the sequence number and normalised times.
 	AppendEvent(ctx context.Context, e Event) (Event, error)
 	// Events returns the events matching q, ordered by time then sequence.
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// EventsBySeq returns the events with Seq ≥ from in sequence (append)
+	// order, at most limit (EffectiveLimit rules apply): the order the
+	// hash chain follows.
+	EventsBySeq(ctx context.Context, from uint64, limit int) ([]Event, error)
+	// AuditHead returns the last event's sequence number and hash, or 0
+	// and GenesisHash for an empty log.
+	AuditHead(ctx context.Context) (uint64, string, error)
+	// PutCheckpoint stores a signed checkpoint of the chain; ErrExists
+	// when one at that Seq is stored.
+	PutCheckpoint(ctx context.Context, c Checkpoint) error
+	// Checkpoints returns every checkpoint in Seq order.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 	// DailyCounts returns the settlement counters for the settlement days
 	// firstDay to lastDay inclusive (YYYY-MM-DD, Japan time), ordered by
 	// day, municipality, event type and kind. Events without a
@@ -121,6 +140,69 @@ type Event struct {
 	// Object names what an operator action acted on when no field above
 	// does: an operator ID, an API token ID, a signing key ID.
 	Object string `json:"object,omitempty"`
+	// PrevHash and Hash chain the event to its predecessor (set by the
+	// store; see ChainHash).
+	PrevHash string `json:"prevHash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
+}
+
+// GenesisHash is the PrevHash of the first event of a log.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// ChainHash returns the hash of e as the successor of prev: SHA-256 over a
+// version line, prev, and e's JSON encoding with PrevHash set to prev and
+// Hash empty (encoding/json writes struct fields in declaration order, so
+// the encoding is the same wherever it is computed). Every store computes
+// it the same way; a verifier recomputes it.
+func ChainHash(prev string, e Event) string {
+	e.PrevHash, e.Hash = prev, ""
+	e.Time = Time(e.Time)
+	b, err := json.Marshal(e)
+	if err != nil {
+		// An Event always encodes; a failure is a bug worth a loud stop.
+		panic("store: encoding an audit event: " + err.Error())
+	}
+	h := sha256.New()
+	h.Write([]byte("kioskcert audit v1\n"))
+	h.Write([]byte(prev))
+	h.Write([]byte("\n"))
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Checkpoint is a signed statement of the chain's head: the center signs
+// one at least every minute with a key kept apart from the certificate
+// keys, so a log rewritten from some point on (hashes and all) no longer
+// matches the checkpoints signed before.
+type Checkpoint struct {
+	Seq  uint64    `json:"seq"`
+	Hash string    `json:"hash"`
+	Time time.Time `json:"time"`
+	// KeyID names the audit key (store.SigningKey with PurposeAudit).
+	KeyID     string `json:"keyId"`
+	Signature []byte `json:"signature"` // ASN.1 ECDSA over SHA-256 of Message
+}
+
+// Message is what a checkpoint's signature covers.
+func (c *Checkpoint) Message() []byte {
+	return fmt.Appendf(nil, "kioskcert audit checkpoint v1\n%d\n%s\n%s", c.Seq, c.Hash, Time(c.Time).Format(time.RFC3339Nano))
+}
+
+// Validate checks a checkpoint's fields.
+func (c *Checkpoint) Validate() error {
+	switch {
+	case c.Seq == 0:
+		return invalid("checkpoint.seq", "must be positive")
+	case !isLowerHex(c.Hash, 64):
+		return invalid("checkpoint.hash", "must be 64 lowercase hex digits")
+	case c.Time.IsZero():
+		return invalid("checkpoint.time", "is required")
+	case !isIdent(c.KeyID, 128):
+		return invalid("checkpoint.keyId", "must be 1-128 characters of [A-Za-z0-9._:-]")
+	case len(c.Signature) == 0 || len(c.Signature) > 160:
+		return invalid("checkpoint.signature", "must be 1-160 bytes")
+	}
+	return nil
 }
 
 // MaxCopies bounds Event.Copies.
@@ -151,6 +233,8 @@ func (e *Event) Validate() error {
 		return invalid("event.latency", "must not be negative")
 	case e.Operator != "" && !isIdent(e.Operator, 64):
 		return invalid("event.operator", "must be 1-64 characters of [A-Za-z0-9._:-]")
+	case e.PrevHash != "" && !isLowerHex(e.PrevHash, 64), e.Hash != "" && !isLowerHex(e.Hash, 64):
+		return invalid("event.hash", "must be 64 lowercase hex digits (set by the store)")
 	case e.Source != "" && !isIdent(e.Source, 64):
 		return invalid("event.source", "must be 1-64 characters of [A-Za-z0-9._:-] (an address or \"local\")")
 	case e.Object != "" && !isIdent(e.Object, 128):

@@ -34,6 +34,15 @@ type KioskStore interface {
 	// TouchKiosk records that the kiosk was seen at the given time. The
 	// last-seen time only moves forward; an older time is ignored.
 	TouchKiosk(ctx context.Context, id string, at time.Time) error
+	// RenewKioskCertificate records a new client certificate for an active
+	// kiosk (renewal before expiry): the kiosk's CertSerial and CertSHA256
+	// become the new ones. The previous certificate stays known to
+	// KioskByCertificate, so a kiosk that lost the answer can still
+	// connect with it until it expires (the TLS handshake checks expiry).
+	// ErrNotFound for an unknown kiosk, ErrTransition for one that is not
+	// active, ErrExists when the fingerprint belongs to another kiosk,
+	// ErrInvalid when the certificate fields are malformed.
+	RenewKioskCertificate(ctx context.Context, id string, cert KioskCertificate, at time.Time) error
 }
 
 // KioskStatus says whether a kiosk may request certificates.

@@ -34,10 +34,17 @@ type KeyPurpose string
 const (
 	PurposeSHC   KeyPurpose = "shc"   // SMART Health Card JWS (ES256)
 	PurposeVDSNC KeyPurpose = "vdsnc" // ICAO VDS-NC barcode signer (ES256)
+	PurposeAudit KeyPurpose = "audit" // audit-log checkpoints (ECDSA P-256), apart from the certificate keys
+	// PurposeKioskCA is the center's online kiosk issuing CA: it signs
+	// kiosk client certificates at enrollment and renewal, and is itself
+	// certified by the offline kiosk CA. PublicKey holds its certificate.
+	PurposeKioskCA KeyPurpose = "kioskca"
 )
 
 // Valid reports whether p is a known purpose.
-func (p KeyPurpose) Valid() bool { return p == PurposeSHC || p == PurposeVDSNC }
+func (p KeyPurpose) Valid() bool {
+	return p == PurposeSHC || p == PurposeVDSNC || p == PurposeAudit || p == PurposeKioskCA
+}
 
 // KeyStatus is where a key is in its life.
 type KeyStatus string
@@ -121,7 +128,7 @@ func (k *SigningKey) Validate() error {
 	case !isIdent(k.KID, 128):
 		return invalid("signingKey.kid", "must be 1-128 characters of [A-Za-z0-9._:-]")
 	case !k.Purpose.Valid():
-		return invalid("signingKey.purpose", "must be shc or vdsnc")
+		return invalid("signingKey.purpose", "must be shc, vdsnc, audit or kioskca")
 	case k.KeyLabel != "" && !isIdent(k.KeyLabel, 128):
 		return invalid("signingKey.keyLabel", "must be 1-128 characters of [A-Za-z0-9._:-]")
 	case k.Created.IsZero():

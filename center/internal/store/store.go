@@ -50,6 +50,7 @@ type Store interface {
 	RevocationStore
 	RequestRegister
 	OperatorStore
+	EnrollmentStore
 	// Close releases the underlying database. Further calls fail.
 	Close() error
 }
@@ -69,6 +70,11 @@ var (
 	// status (a revoked kiosk cannot be reactivated, a withdrawn key cannot
 	// be republished).
 	ErrTransition = errors.New("store: status change not allowed")
+	// ErrUsed means a one-time enrollment code was already spent (or
+	// voided after too many wrong attempts).
+	ErrUsed = errors.New("store: already used")
+	// ErrExpired means a one-time enrollment code is past its expiry.
+	ErrExpired = errors.New("store: expired")
 )
 
 // Precision is the time precision every implementation keeps.

@@ -19,6 +19,8 @@ func TestEventHasNoPersonalDataFields(t *testing.T) {
 		// The object of an operator action (an operator, token or key
 		// ID), restricted to identifier characters.
 		"Object",
+		// The hash chain: hex digests.
+		"PrevHash", "Hash",
 	}
 	var got []string
 	typ := reflect.TypeFor[Event]()

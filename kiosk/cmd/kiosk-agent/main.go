@@ -3,6 +3,7 @@
 // and prints it.
 //
 //	kiosk-agent run -config kiosk.json [-log kiosk-agent.log]
+//	kiosk-agent enroll -config kiosk.json -id ID -url https://center:8444/v1/enroll -code-file FILE
 //
 // The configuration (kiosk/internal/config) names the center, the kiosk's
 // enrolled certificate, the pinned center CA, the card trust anchors, the
@@ -31,8 +32,15 @@ import (
 )
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "enroll" {
+		if err := enroll(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "kiosk-agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "run" {
-		fmt.Fprintln(os.Stderr, "usage: kiosk-agent run -config kiosk.json [-log file]")
+		fmt.Fprintln(os.Stderr, "usage: kiosk-agent run -config kiosk.json [-log file]\n       kiosk-agent enroll -config kiosk.json -id ID -url URL -code-file FILE [-center-ca FILE]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("run", flag.ExitOnError)

@@ -32,6 +32,7 @@ import (
 	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
+	"github.com/kioskcert/kioskcert/kiosk/internal/identity"
 	"github.com/kioskcert/kioskcert/kiosk/internal/localapi"
 	"github.com/kioskcert/kioskcert/kiosk/internal/payment"
 	"github.com/kioskcert/kioskcert/kiosk/internal/terminal"
@@ -228,7 +229,16 @@ func (a *Agent) newServer(cfg *config.Config, opts Options) error {
 }
 
 func clientTLS(cfg *config.Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.Path(cfg.CertFile), cfg.Path(cfg.KeyFile))
+	// The key may be in the TPM: it is opened as a crypto.Signer.
+	key, err := identity.OpenKey(cfg.Path(cfg.KeyFile), cfg.TPM)
+	if err != nil {
+		return nil, fmt.Errorf("agent: kiosk key: %w", err)
+	}
+	chain, err := os.ReadFile(cfg.Path(cfg.CertFile))
+	if err != nil {
+		return nil, fmt.Errorf("agent: kiosk certificate: %w", err)
+	}
+	cert, err := identity.Certificate(chain, key)
 	if err != nil {
 		return nil, fmt.Errorf("agent: kiosk certificate: %w", err)
 	}

@@ -79,7 +79,10 @@ type Config struct {
 	CenterServerName string `json:"centerServerName,omitempty"`
 	CertFile         string `json:"certFile"`
 	KeyFile          string `json:"keyFile"`
-	CenterCAFile     string `json:"centerCaFile"`
+	// TPM is the TPM 2.0 holding the kiosk's key when keyFile is a TPM key
+	// blob (/dev/tpmrm0; a swtpm socket in tests). Empty: a key file.
+	TPM          string `json:"tpm,omitempty"`
+	CenterCAFile string `json:"centerCaFile"`
 	// CardTrustFile holds the card issuing authority's keys, for the
 	// kiosk's local check of the card data.
 	CardTrustFile string  `json:"cardTrustFile"`

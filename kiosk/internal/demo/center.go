@@ -39,6 +39,7 @@ type Center struct {
 	// the TOTP secret is printed).
 	ConsoleURL string
 	Admin      ConsoleLogin
+	EnrollAddr string // the kiosk enrollment endpoint (HTTPS)
 	bin        string
 	cmd        *exec.Cmd
 	exited     chan error
@@ -74,7 +75,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	op := []string{"-config", c.Config, "-offline", "-operator", "demo"}
 	steps := [][]string{
 		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
-			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
+			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-enroll-listen", "127.0.0.1:0",
 			"-console-listen", "127.0.0.1:0", "-operator", "demo"},
 	}
 	ledgers := filepath.Join(dir, "ledgers")
@@ -210,6 +211,8 @@ func (c *Center) Start(ctx context.Context) error {
 				c.OpsAddr = v
 			case "console":
 				c.ConsoleURL = v
+			case "enroll":
+				c.EnrollAddr = v
 			}
 		}
 		return nil
@@ -241,7 +244,7 @@ func (c *Center) PinAddresses() error {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return fmt.Errorf("demo: %s: %w", c.Config, err)
 	}
-	for key, addr := range map[string]string{"kioskListen": c.KioskAddr, "publicListen": c.PublicAddr, "opsListen": c.OpsAddr} {
+	for key, addr := range map[string]string{"kioskListen": c.KioskAddr, "publicListen": c.PublicAddr, "opsListen": c.OpsAddr, "enrollListen": c.EnrollAddr} {
 		if cfg[key], err = json.Marshal(addr); err != nil {
 			return err
 		}

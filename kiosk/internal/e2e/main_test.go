@@ -317,7 +317,7 @@ func (e *environment) importLoadResidents(ctx context.Context, bin string) error
 	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, bin, "records", "import", "-config", e.center.Config,
+	out, err := exec.CommandContext(ctx, bin, "records", "import", "-config", e.center.Config, "-offline",
 		"-municipality", loadMunicipality, "-file", file, "-operator", "e2e-test").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("issuance-center records import: %w\n%s", err, out)
@@ -347,6 +347,7 @@ type auditEvent struct {
 	CertificateID string `json:"certificateId"`
 	RequestID     string `json:"requestId"`
 	Result        string `json:"result"`
+	Operator      string `json:"operator"`
 }
 
 // opsGet fetches an operations API path with the operator token.
@@ -373,7 +374,8 @@ func (e *environment) opsGet(path string) ([]byte, error) {
 	return b, nil
 }
 
-// audit returns the center's audit events of one kiosk ("" for all).
+// audit returns the center's audit events of one kiosk's requests ("" for
+// all kiosks); operator actions (enrollment, status changes) are left out.
 func (e *environment) audit(t testing.TB, kiosk string) []auditEvent {
 	t.Helper()
 	path := "/ops/audit?limit=100000"
@@ -384,9 +386,15 @@ func (e *environment) audit(t testing.TB, kiosk string) []auditEvent {
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}
-	var evs []auditEvent
-	if err := json.Unmarshal(b, &evs); err != nil {
+	var all []auditEvent
+	if err := json.Unmarshal(b, &all); err != nil {
 		t.Fatalf("audit: %v", err)
+	}
+	var evs []auditEvent
+	for _, ev := range all {
+		if ev.Operator == "" {
+			evs = append(evs, ev)
+		}
 	}
 	return evs
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -32,6 +33,13 @@ func timeKey(q int64) []byte {
 	return k
 }
 
+// requestIndexKey is the flat request index's key: the request ID, a zero
+// byte (request IDs never hold one), then the audit key.
+func requestIndexKey(requestID string, auditKey []byte) []byte {
+	k := make([]byte, 0, len(requestID)+1+len(auditKey))
+	return append(append(append(k, requestID...), 0), auditKey...)
+}
+
 func dailyKey(day string, e *store.Event) []byte {
 	return []byte(day + "\x00" + e.Municipality + "\x00" + string(e.Type) + "\x00" + string(e.Kind))
 }
@@ -58,8 +66,24 @@ func appendEvent(tx *bolt.Tx, e *store.Event) error {
 		return err
 	}
 	e.Seq = seq
+	// Chain the event to the last one, in sequence order.
+	meta := tx.Bucket(bucketMeta)
+	prev := store.GenesisHash
+	if h := meta.Get(keyAuditHead); len(h) == 8+64 {
+		prev = string(h[8:])
+	}
+	e.Hash = store.ChainHash(prev, *e)
+	e.PrevHash = prev
 	key := auditKey(e)
 	if err := putJSON(audit, key, e); err != nil {
+		return err
+	}
+	var seqKey [8]byte
+	binary.BigEndian.PutUint64(seqKey[:], seq)
+	if err := tx.Bucket(bucketAuditBySeq).Put(seqKey[:], key); err != nil {
+		return err
+	}
+	if err := meta.Put(keyAuditHead, append(seqKey[:], e.Hash...)); err != nil {
 		return err
 	}
 	if e.KioskID != "" {
@@ -72,11 +96,7 @@ func appendEvent(tx *bolt.Tx, e *store.Event) error {
 		}
 	}
 	if e.RequestID != "" {
-		byReq, err := tx.Bucket(bucketAuditByReq).CreateBucketIfNotExists([]byte(e.RequestID))
-		if err != nil {
-			return err
-		}
-		if err := byReq.Put(key, nil); err != nil {
+		if err := tx.Bucket(bucketAuditByReq).Put(requestIndexKey(e.RequestID, key), nil); err != nil {
 			return err
 		}
 	}
@@ -164,6 +184,86 @@ func (s *Store) DailyCounts(ctx context.Context, firstDay, lastDay string) ([]st
 			return a.Type < b.Type
 		}
 		return a.Kind < b.Kind
+	})
+	return out, err
+}
+
+// EventsBySeq implements store.AuditLog.
+func (s *Store) EventsBySeq(ctx context.Context, from uint64, limit int) ([]store.Event, error) {
+	limit = store.EventQuery{Limit: limit}.EffectiveLimit()
+	var out []store.Event
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		audit := tx.Bucket(bucketAudit)
+		c := tx.Bucket(bucketAuditBySeq).Cursor()
+		var start [8]byte
+		binary.BigEndian.PutUint64(start[:], from)
+		n := 0
+		for k, v := c.Seek(start[:]); k != nil && len(out) < limit; k, v = c.Next() {
+			if n++; n%iterCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			raw := audit.Get(v)
+			if raw == nil {
+				// The chain's index names an event that is gone: report
+				// it as an event with only its sequence number, so a
+				// verifier sees the hole where it is.
+				out = append(out, store.Event{Seq: binary.BigEndian.Uint64(k)})
+				continue
+			}
+			var e store.Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return fmt.Errorf("boltstore: decoding event: %w", err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AuditHead implements store.AuditLog.
+func (s *Store) AuditHead(ctx context.Context) (uint64, string, error) {
+	seq, hash := uint64(0), store.GenesisHash
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if h := tx.Bucket(bucketMeta).Get(keyAuditHead); len(h) == 8+64 {
+			seq, hash = binary.BigEndian.Uint64(h[:8]), string(h[8:])
+		}
+		return nil
+	})
+	return seq, hash, err
+}
+
+// PutCheckpoint implements store.AuditLog.
+func (s *Store) PutCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.Time = store.Time(c.Time)
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], c.Seq)
+	var exists bool
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCheckpoints)
+		if exists = b.Get(key[:]) != nil; exists {
+			return nil
+		}
+		return putJSON(b, key[:], &c)
+	})
+	if err == nil && exists {
+		err = fmt.Errorf("%w: a checkpoint at sequence %d", store.ErrExists, c.Seq)
+	}
+	return err
+}
+
+// Checkpoints implements store.AuditLog.
+func (s *Store) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
+	var out []store.Checkpoint
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = listJSON[store.Checkpoint](ctx, tx.Bucket(bucketCheckpoints), nil)
+		return err
 	})
 	return out, err
 }

@@ -153,7 +153,7 @@ func source(tx *bolt.Tx, q *store.EventQuery) (eventSource, bool) {
 	}
 	switch {
 	case q.RequestID != "":
-		return nested(bucketAuditByReq, q.RequestID)
+		return flat(bucketAuditByReq, q.RequestID)
 	case q.CertificateID != "":
 		return flat(bucketAuditByCert, q.CertificateID)
 	case q.KioskID != "":

@@ -11,11 +11,17 @@
 //	store.signing_keys        key ID → SigningKey (JSON)
 //	store.audit               time (µs, 8 bytes BE) ‖ sequence (8 bytes BE) → Event (JSON)
 //	store.audit.by_kiosk      one nested bucket per kiosk ID: audit key → empty
+//	store.audit.by_req        request ID ‖ 0 ‖ audit key → empty (flat: a nested bucket
+//	                          per request, as files before this version kept it, cost a
+//	                          page per request; Open migrates them)
 //	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
 //	store.audit.by_municipality, .by_certificate, .by_operator, .by_result, .by_type
 //	                          value ‖ 0 ‖ audit key → empty (auditquery.go)
 //	store.audit.settle_daily, .settle_monthly
 //	                          period ‖ 0 ‖ municipality ‖ 0 ‖ chain ‖ 0 ‖ kind ‖ 0 ‖ copies → issuances (8 bytes BE)
+//	store.audit.by_seq        sequence (8 bytes BE) → audit key (the hash chain's order)
+//	store.audit.checkpoints   sequence (8 bytes BE) → Checkpoint (JSON)
+//	store.meta audit.head     sequence ‖ hash of the last event
 //	store.revocations         certificate ID → Revocation (JSON)
 //	store.requests            request ID → Request (JSON, without the replay)
 //	store.requests.replay     request ID → sealed replay
@@ -28,6 +34,7 @@
 //
 // Indexes added after a database was created (the console's) are built
 // from the existing entries when the store first opens it for writing.
+//	store.enrollment_codes    kiosk ID → EnrollmentCode (JSON; the code's SHA-256, never the code)
 //
 // The settlement counters are updated in the same transaction as the event
 // append, so DailyCounts reads a handful of keys however many events a day
@@ -39,12 +46,13 @@
 // # Group commit
 //
 // The writes on the issuance path (audit events, request claims, finishes
-// and settlements) go through bbolt's DB.Batch: concurrent callers share
-// one transaction and one fsync, and each returns only once that commit is
-// durable. Batch may run a function more than once (when another function
-// in the batch fails, the batch is retried without it), so these functions
-// only read and write inside the transaction and report refusals through
-// captured results rather than errors, which would force a solo retry.
+// and settlements, last-seen times) go through a commit queue (commit.go):
+// concurrent callers share one transaction and one fsync, a caller alone
+// is committed at once, and each returns only once its commit is durable.
+// A function may run more than once (when another function in its batch
+// fails, the batch is retried without it), so these functions only read
+// and write inside the transaction and report refusals through captured
+// results rather than errors, which would force a solo retry.
 package boltstore
 
 import (
@@ -63,21 +71,26 @@ import (
 
 // Bucket names.
 var (
-	bucketMeta         = []byte("store.meta")
-	bucketKiosks       = []byte("store.kiosks")
-	bucketKioskCerts   = []byte("store.kiosks.by_cert")
-	bucketMunicipality = []byte("store.municipalities")
-	bucketSigningKeys  = []byte("store.signing_keys")
-	bucketAudit        = []byte("store.audit")
-	bucketAuditByKiosk = []byte("store.audit.by_kiosk")
-	bucketAuditDaily   = []byte("store.audit.daily")
-	bucketAuditByReq   = []byte("store.audit.by_request")
-	bucketRevocations  = []byte("store.revocations")
-	bucketRequests     = []byte("store.requests")
-	bucketReqReplay    = []byte("store.requests.replay")
-	bucketReqByClaim   = []byte("store.requests.by_claim")
-	bucketReqByFinish  = []byte("store.requests.by_finish")
-	allBuckets         = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish}
+	bucketMeta          = []byte("store.meta")
+	bucketKiosks        = []byte("store.kiosks")
+	bucketKioskCerts    = []byte("store.kiosks.by_cert")
+	bucketMunicipality  = []byte("store.municipalities")
+	bucketSigningKeys   = []byte("store.signing_keys")
+	bucketAudit         = []byte("store.audit")
+	bucketAuditByKiosk  = []byte("store.audit.by_kiosk")
+	bucketAuditDaily    = []byte("store.audit.daily")
+	bucketAuditByReq    = []byte("store.audit.by_req")
+	bucketAuditByReqOld = []byte("store.audit.by_request") // nested buckets; migrated at open
+	bucketRevocations   = []byte("store.revocations")
+	bucketAuditBySeq    = []byte("store.audit.by_seq")
+	bucketCheckpoints   = []byte("store.audit.checkpoints")
+	bucketRequests      = []byte("store.requests")
+	bucketReqReplay     = []byte("store.requests.replay")
+	bucketReqByClaim    = []byte("store.requests.by_claim")
+	bucketReqByFinish   = []byte("store.requests.by_finish")
+	bucketEnrollCodes   = []byte("store.enrollment_codes")
+	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketAuditBySeq, bucketCheckpoints, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish, bucketEnrollCodes}
+	keyAuditHead        = []byte("audit.head") // sequence (8 bytes BE) ‖ hash of the last event
 	// consoleBuckets were added with the operations console; databases
 	// created before get them, and their indexes built, on first open.
 	consoleBuckets = [][]byte{bucketKioskSummary, bucketOperators, bucketAPITokens, bucketAPITokenHash,
@@ -95,6 +108,7 @@ type Store struct {
 	db     *bolt.DB
 	owned  bool
 	closed atomic.Bool
+	commit *committer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -132,7 +146,7 @@ func New(db *bolt.DB) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Store{db: db}, nil
+		return &Store{db: db}, nil // read-only: no writes to queue
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -145,7 +159,11 @@ func New(db *bolt.DB) (*Store, error) {
 			if err := meta.Put(keySchema, schemaVersion); err != nil {
 				return err
 			}
-		} else if err := checkSchema(meta); err != nil {
+		}
+		if err := checkSchema(meta); err != nil {
+			return err
+		}
+		if err := migrateRequestIndex(tx); err != nil {
 			return err
 		}
 		return addConsoleBuckets(tx)
@@ -153,7 +171,26 @@ func New(db *bolt.DB) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, commit: newCommitter(db)}, nil
+}
+
+// migrateRequestIndex moves the per-request nested index buckets of older
+// files into the flat index.
+func migrateRequestIndex(tx *bolt.Tx) error {
+	old := tx.Bucket(bucketAuditByReqOld)
+	if old == nil {
+		return nil
+	}
+	flat := tx.Bucket(bucketAuditByReq)
+	err := old.ForEachBucket(func(id []byte) error {
+		return old.Bucket(id).ForEach(func(k, _ []byte) error {
+			return flat.Put(requestIndexKey(string(id), k), nil)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: migrating the request index: %w", err)
+	}
+	return tx.DeleteBucket(bucketAuditByReqOld)
 }
 
 func checkSchema(meta *bolt.Bucket) error {
@@ -167,6 +204,9 @@ func checkSchema(meta *bolt.Bucket) error {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.commit != nil {
+		s.commit.close()
 	}
 	if s.owned {
 		return s.db.Close()
@@ -205,7 +245,10 @@ func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.db.Batch(fn)
+	if s.commit == nil {
+		return s.db.Update(fn) // a read-only store: Update reports it
+	}
+	return s.commit.do(fn)
 }
 
 // iterCheckEvery is how many items a cursor loop handles between context

@@ -104,15 +104,19 @@ func (s *Store) TouchKiosk(ctx context.Context, id string, at time.Time) error {
 	if at.IsZero() {
 		return fmt.Errorf("%w: last-seen time is required", store.ErrInvalid)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	// Every connected kiosk is touched about once a minute: group commit.
+	var notFound error
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		var k store.Kiosk
-		if err := getKiosk(tx, id, &k); err != nil {
-			return err
-		}
-		if !at.After(k.LastSeen) {
+		notFound = getKiosk(tx, id, &k)
+		if notFound != nil || !at.After(k.LastSeen) {
 			return nil
 		}
 		k.LastSeen = at
 		return putJSON(tx.Bucket(bucketKiosks), []byte(id), &k)
 	})
+	if err != nil {
+		return err
+	}
+	return notFound
 }

@@ -1,0 +1,32 @@
+package server
+
+import (
+	"context"
+
+	"github.com/kioskcert/kioskcert/pkg/protocol"
+)
+
+// Renewer certifies an enrolled kiosk's key anew (enrollment.Service).
+type Renewer interface {
+	Renew(ctx context.Context, kioskID string, csrDER []byte) ([]byte, error)
+}
+
+// renew answers a kiosk's Renew with its new certificate chain. The kiosk
+// is the one this connection authenticated; the CSR must name it. The new
+// certificate is used from the kiosk's next connection; this one goes on.
+func (c *conn) renew(m protocol.Renew) {
+	if c.s.cfg.Renewer == nil {
+		c.sendError(m.RequestID, protocol.CodeUnexpectedMessage, "this center does not renew kiosk certificates")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.s.base, c.s.cfg.IssueTimeout)
+	chain, err := c.s.cfg.Renewer.Renew(ctx, c.kiosk.ID, m.CSR)
+	cancel()
+	if err != nil {
+		// The cause is for the center's log; the kiosk retries later.
+		c.s.cfg.Log.Error("renew kiosk certificate", "kiosk", c.kiosk.ID, "err", err)
+		c.sendError(m.RequestID, protocol.CodeInternal, "certificate renewal failed; try again later")
+		return
+	}
+	c.send(protocol.Renewed{RequestID: m.RequestID, Chain: string(chain)})
+}
