@@ -208,8 +208,9 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 			return nil, err
 		}
 	} else {
-		reqDir := filepath.Join(cfg.Path(cfg.KeysDir), "requests")
-		if err := os.WriteFile(filepath.Join(reqDir, consoleRequestFile), consoleCSR, 0o644); err != nil {
+		// Not for the offline authorities: browsers must trust the
+		// console, so the organisation's CA signs this one.
+		if err := os.WriteFile(filepath.Join(filepath.Dir(cfg.Path(cfg.ConsoleKeyFile)), consoleRequestFile), consoleCSR, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -285,9 +286,10 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 }
 
 // consoleRequestFile is the console certificate's request a production
-// center leaves in keys/requests: have it signed by the organisation's CA
-// (browsers must trust it) and install it as consoleCertFile.
-const consoleRequestFile = "console-tls.csr"
+// center leaves beside the console's key (pki/): have it signed by the
+// organisation's CA (browsers must trust it) and install the certificate
+// as consoleCertFile; until then the console stays off.
+const consoleRequestFile = "console.csr"
 
 func copyCert(from, to string) error {
 	b, err := os.ReadFile(from)

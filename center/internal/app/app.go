@@ -285,7 +285,7 @@ func (c *Center) openConsole(prefix string) error {
 	cert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ConsoleCertFile), cfg.Path(cfg.ConsoleKeyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		// A production center waits for its console certificate
-		// (keys/requests/console-tls.csr, signed by the organisation's CA).
+		// (pki/console.csr, signed by the organisation's CA).
 		c.log.Error("console off: its TLS certificate is not installed yet", "consoleCertFile", cfg.Path(cfg.ConsoleCertFile), "err", err)
 		return nil
 	}
