@@ -192,18 +192,3 @@ func (ks *kiosks) sweep(now time.Time) {
 		}
 	}
 }
-
-// flagged lists the kiosks flagged for too many distinct residents.
-func (ks *kiosks) flagged() map[string]bool {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	out := map[string]bool{}
-	for id, k := range ks.byID {
-		k.mu.Lock()
-		if k.flagged {
-			out[id] = true
-		}
-		k.mu.Unlock()
-	}
-	return out
-}

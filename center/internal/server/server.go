@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,5 +444,3 @@ func (s *Server) isDraining() bool {
 	defer s.mu.Unlock()
 	return s.draining
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
