@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
@@ -233,10 +235,34 @@ func (m Outcome) validate() error {
 func (m Ack) validate() error { return validRequestID(m.RequestID) }
 
 func (m Status) validate() error {
-	if len(m.Reader) > 32 || len(m.Printer) > 32 || len(m.State) > 32 {
-		return errors.New("status fields are at most 32 bytes")
+	switch {
+	case !slices.Contains(ReaderStates, m.Reader):
+		return errors.New("status reader must be one of " + strings.Join(ReaderStates, ", "))
+	case !slices.Contains(PrinterStates, m.Printer):
+		return errors.New("status printer must be one of " + strings.Join(PrinterStates, ", "))
+	case !codeWord(m.State, 32, "-"):
+		return errors.New("status state must be at most 32 of [a-z0-9-]")
+	case !codeWord(m.AgentVersion, 64, "._+-ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+		return errors.New("status agentVersion must be at most 64 of [A-Za-z0-9._+-]")
+	case !codeWord(m.LastError, 64, "_.-"):
+		return errors.New("status lastError must be an error code: at most 64 of [a-z0-9_.-]")
 	}
 	return nil
+}
+
+// codeWord reports whether s is at most max bytes of lowercase letters,
+// digits and the extra characters (empty is allowed).
+func codeWord(s string, max int, extra string) bool {
+	if len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func (m Ping) validate() error {

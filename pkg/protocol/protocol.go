@@ -134,12 +134,27 @@ type Ack struct {
 	RequestID string `json:"requestId"`
 }
 
-// Status reports the kiosk's devices for the operators' live view.
+// Status reports the kiosk's health for the operators' live view and the
+// console's "needs a visit" list. Every field is a code from a closed
+// alphabet, so nothing personal can be carried.
 type Status struct {
-	Reader  string `json:"reader"`  // "ok", "no-reader"
-	Printer string `json:"printer"` // "ok", "paper-out", "jam", "offline"
-	State   string `json:"state"`   // the session state, without personal data
+	Reader  string `json:"reader"`  // ReaderStates: "ok", "no-reader"
+	Printer string `json:"printer"` // PrinterStates: "ok", "paper-low", "paper-out", "jammed", …
+	State   string `json:"state"`   // the session state name (idle, pin, …), without personal data
+	// AgentVersion is the kiosk agent's version (1-64 of [A-Za-z0-9._+-]).
+	AgentVersion string `json:"agentVersion,omitempty"`
+	// LastError is the code of the last error a session showed or a
+	// device reported (1-64 of [a-z0-9_.-]), never its text.
+	LastError string `json:"lastError,omitempty"`
 }
+
+// ReaderStates are the values of Status.Reader.
+var ReaderStates = []string{"ok", "no-reader"}
+
+// PrinterStates are the values of Status.Printer: "ok" (or "ready",
+// "busy") can print; "paper-low" can print but needs paper soon; the rest
+// need a visit. "unknown" is a printer that cannot say.
+var PrinterStates = []string{"ok", "ready", "busy", "paper-low", "paper-out", "jammed", "cover-open", "supply-empty", "stopped", "offline", "unknown"}
 
 // Ping asks the peer to answer with Pong.
 type Ping struct {

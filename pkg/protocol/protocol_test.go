@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -147,6 +148,8 @@ func FuzzDecode(f *testing.F) {
 		Issue{RequestID: rid, Municipality: "012041", Kind: certificate.Domestic, Copies: 1, Card: card()},
 		Outcome{RequestID: rid, Outcome: OutcomeFailed, Reason: CodePrinterPaperOut},
 		Ping{Nonce: "x"}, NewError("", CodeBadMessage, ""),
+		Status{Reader: "ok", Printer: "paper-low", State: "idle", AgentVersion: "v1.4.2+linux", LastError: "printer_paper_out"},
+		Status{Reader: "no-reader", Printer: "jammed", State: "print-failed"},
 		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
 		Renew{RequestID: rid, CSR: []byte{0x30, 0x82, 0x01, 0x00}},
 		Renewed{RequestID: rid, Chain: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
@@ -172,4 +175,50 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded frame differs: %v", err)
 		}
 	})
+}
+
+// TestStatusStrict: a kiosk's health report carries codes from closed
+// alphabets only, so nothing personal can ride on it.
+func TestStatusStrict(t *testing.T) {
+	ok := Status{Reader: "ok", Printer: "ok", State: "idle", AgentVersion: "1.2.3", LastError: "printer_jam"}
+	tests := []struct {
+		name   string
+		change func(*Status)
+		valid  bool
+	}{
+		{"all fields", func(*Status) {}, true},
+		{"old kiosk without version and error", func(s *Status) { s.AgentVersion, s.LastError = "", "" }, true},
+		{"paper low", func(s *Status) { s.Printer = "paper-low" }, true},
+		{"unknown printer state", func(s *Status) { s.Printer = "on-fire" }, false},
+		{"empty reader", func(s *Status) { s.Reader = "" }, false},
+		{"unknown reader state", func(s *Status) { s.Reader = "maybe" }, false},
+		{"state with a name", func(s *Status) { s.State = "山田" }, false},
+		{"state too long", func(s *Status) { s.State = strings.Repeat("a", 33) }, false},
+		{"version with a space", func(s *Status) { s.AgentVersion = "1.2 beta" }, false},
+		{"version too long", func(s *Status) { s.AgentVersion = strings.Repeat("1", 65) }, false},
+		{"error text instead of a code", func(s *Status) { s.LastError = "Paper jam in tray 2" }, false},
+		{"error with a number", func(s *Status) { s.LastError = "123456789012" }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ok
+			tc.change(&s)
+			b, err := json.Marshal(envelope{V: Version, Type: TypeStatus, Body: mustJSON(t, s)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Decode(b, MaxKioskFrame)
+			if (err == nil) != tc.valid {
+				t.Errorf("Decode(%+v) = %v, want valid %v", s, err, tc.valid)
+			}
+		})
+	}
+}
+
+func mustJSON(t *testing.T, v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -75,6 +75,8 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.KioskListen, "kiosk-listen", "", "kiosk listener address")
 	fs.StringVar(&o.PublicListen, "public-listen", "", "public (JWKS, CRL) listener address")
 	fs.StringVar(&o.OpsListen, "ops-listen", "", "operations listener address")
+	fs.StringVar(&o.ConsoleListen, "console-listen", "127.0.0.1:8444", "operations console address (HTTPS); empty turns the console off")
+	fs.StringVar(&o.Operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "ID of the first operator, whose API token goes to keys/ops.token (default $KIOSKCERT_OPERATOR, else admin)")
 	fs.StringVar(&o.EnrollListen, "enroll-listen", "", "kiosk enrollment listener address")
 	fs.StringVar(&o.CSCACertFile, "csca-cert", "", "production: the offline CSCA's certificate (with -kiosk-ca-cert)")
 	fs.StringVar(&o.KioskCACertFile, "kiosk-ca-cert", "", "production: the offline kiosk CA's certificate (with -csca-cert)")
@@ -98,6 +100,7 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "center created in %s (config %s)\n", o.Dir, filepath.Join(o.Dir, admin.ConfigFile))
+	fmt.Fprintln(e.stdout, "next: create a console administrator with: issuance-center operator add -offline -admin -id YOUR-ID -config", filepath.Join(o.Dir, admin.ConfigFile))
 	if o.Production() {
 		fmt.Fprintf(e.stdout, "production mode: certificate requests for the offline authorities are in %s;\n"+
 			"sign them (authority csca sign-signer, authority kiosk-ca sign -profile issuing-ca|server) and install each with keys install -offline (docs/KEYS.md)\n",
@@ -114,11 +117,13 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 const RunFile = "center.run.json"
 
 type runInfo struct {
-	PID    int    `json:"pid"`
-	Kiosk  string `json:"kiosk"`
-	Public string `json:"public"`
-	Ops    string `json:"ops"`
-	Enroll string `json:"enroll"`
+	PID     int    `json:"pid"`
+	Kiosk   string `json:"kiosk"`
+	Public  string `json:"public"`
+	Ops     string `json:"ops"`
+	Enroll  string `json:"enroll"`
+	Console string `json:"console,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
 }
 
 func cmdServe(ctx context.Context, e *env, name string, args []string) error {
@@ -140,7 +145,7 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	if err := c.Listen(); err != nil {
 		return err
 	}
-	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops"), Enroll: c.Addr("enroll")}
+	info := runInfo{PID: os.Getpid(), Kiosk: c.Addr("kiosk"), Public: c.Addr("public"), Ops: c.Addr("ops"), Enroll: c.Addr("enroll"), Console: c.Addr("console"), Metrics: c.Addr("metrics")}
 	b, _ := json.Marshal(info)
 	runPath := cfg.Path(RunFile)
 	if err := os.WriteFile(runPath, append(b, '\n'), 0o600); err != nil {
@@ -148,7 +153,14 @@ func cmdServe(ctx context.Context, e *env, name string, args []string) error {
 	}
 	defer os.Remove(runPath)
 	// A line on stdout tells scripts the center is ready, and where.
-	fmt.Fprintf(e.stdout, "ready kiosk=%s public=%s ops=%s enroll=%s\n", info.Kiosk, info.Public, info.Ops, info.Enroll)
+	ready := fmt.Sprintf("ready kiosk=%s public=%s ops=%s enroll=%s", info.Kiosk, info.Public, info.Ops, info.Enroll)
+	if info.Console != "" {
+		ready += " console=https://" + info.Console + "/"
+	}
+	if info.Metrics != "" {
+		ready += " metrics=" + info.Metrics
+	}
+	fmt.Fprintln(e.stdout, ready)
 	return c.Serve(ctx)
 }
 
@@ -164,7 +176,7 @@ type opsFlags struct {
 func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "center configuration file")
 	fs.BoolVar(&o.offline, "offline", false, "open a stopped center's files instead of calling the running center (maintenance)")
-	fs.StringVar(&o.operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "your operator ID, recorded with every change (default $KIOSKCERT_OPERATOR)")
+	fs.StringVar(&o.operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "your operator ID (default $KIOSKCERT_OPERATOR): recorded with every -offline change; on a running center the token decides, and a token of another operator is refused")
 	fs.StringVar(&o.center, "center", "", "operations API URL (default: from the config and the running center)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "operator token file (default: the config's opsTokenFile)")
 }

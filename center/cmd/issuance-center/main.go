@@ -8,6 +8,7 @@
 //	issuance-center records import|count|delete -config FILE ...
 //	issuance-center rotate-shc-key -config FILE
 //	issuance-center revoke -config FILE -certificate-id ID -kid KID -reason CODE
+//	issuance-center operator add|list|disable|enable|reset|token|revoke-token -config FILE ...
 //	issuance-center kiosk enroll-code -config FILE -id ID ... [-ttl 72h]
 //	issuance-center keys request -config FILE -purpose vdsnc|kioskca -out FILE.csr
 //	issuance-center keys install -config FILE -cert FILE.pem
@@ -18,8 +19,9 @@
 // (the address and token come from the config, or -center and
 // -token-file), so nothing needs a stop. With -offline they open a stopped
 // center's files instead, for maintenance; a running center refuses that.
-// Every change is audited with the operator's ID (-operator, or
-// $KIOSKCERT_OPERATOR).
+// Every change is audited with the operator's ID: the owner of the API
+// token on a running center, -operator (or $KIOSKCERT_OPERATOR) with
+// -offline.
 package main
 
 import (
@@ -83,6 +85,7 @@ func usage(w io.Writer) {
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
   audit verify    check the audit log's hash chain and signed checkpoints; recompute settlement
+  operator        add | list | disable | enable | reset | token | revoke-token (console accounts, API tokens)
   kiosk enroll-code  a one-time code for a kiosk to enroll itself (kiosk-agent enroll)
   keys            request | install: certificates from the offline authorities (docs/KEYS.md)
   authority       csca init | csca sign-signer | kiosk-ca init | kiosk-ca sign (offline machine)

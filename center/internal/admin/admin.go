@@ -32,6 +32,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/keyfile"
@@ -109,8 +110,12 @@ type Config struct {
 	Kiosks KioskCloser
 	// Signers, when set, picks up a rotated key at once.
 	Signers KeyRefresher
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Sealer seals operators' second factors (accounts, operators.go);
+	// PasswordParams hash their passwords (zero: opauth.DefaultParams).
+	Sealer         *opauth.Sealer
+	PasswordParams opauth.Params
+	Now            func() time.Time
+	Log            *slog.Logger
 }
 
 // Service carries out operator actions.
@@ -151,7 +156,7 @@ func (s *Service) audit(ctx context.Context, a Actor, e store.Event) error {
 		return fmt.Errorf("admin: audit %s: %w", e.Type, err)
 	}
 	s.cfg.Log.Info("operator action", "type", e.Type, "operator", a.Operator, "source", a.Source,
-		"kiosk", e.KioskID, "municipality", e.Municipality, "certificate", e.CertificateID, "result", e.Result)
+		"kiosk", e.KioskID, "municipality", e.Municipality, "certificate", e.CertificateID, "object", e.Object, "result", e.Result)
 	return nil
 }
 
@@ -357,7 +362,7 @@ func (s *Service) RotateSHCKey(ctx context.Context, a Actor) (string, error) {
 			s.cfg.Log.Error("load the rotated key", "kid", kid, "err", err)
 		}
 	}
-	return kid, s.audit(ctx, a, store.Event{Type: store.EventKeyRotated, Result: "ok"})
+	return kid, s.audit(ctx, a, store.Event{Type: store.EventKeyRotated, Object: kid, Result: "ok"})
 }
 
 // RevokeCertificate revokes a certificate ID in the revocation list of the
@@ -373,7 +378,7 @@ func (s *Service) RevokeCertificate(ctx context.Context, a Actor, certificateID,
 	if err != nil {
 		return err
 	}
-	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Result: reason})
+	return s.audit(ctx, a, store.Event{Type: store.EventCertificateRevoke, CertificateID: certificateID, Object: kid, Result: reason})
 }
 
 // VerifyAudit implements Operations.

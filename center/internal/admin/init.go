@@ -6,9 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -42,6 +43,14 @@ type InitOptions struct {
 	// DIR/authorities, and certifies everything at once.
 	CSCACertFile    string
 	KioskCACertFile string
+	// ConsoleListen is the console's address; empty leaves the console off.
+	ConsoleListen string
+	// Operator is the ID of the first operator: an administrator account
+	// for scripts (no console login) whose API token Init writes to
+	// keys/ops.token, so the issuance-center commands work at once.
+	// Empty means "admin". Create console accounts with AddOperator
+	// (`issuance-center operator add`).
+	Operator string
 }
 
 // Production reports whether the options make a production center.
@@ -55,8 +64,10 @@ const AuthoritiesDir = "authorities"
 
 // Init creates a center in opts.Dir: config, records master key, the
 // center's TLS key, the first SMART Health Card key, a VDS-NC document
-// signer key and the kiosk issuing CA key (in the key source), an operator
-// token, and empty databases. In demo mode it also creates the two
+// signer key and the kiosk issuing CA key (in the key source), the
+// console's TLS key, the operator key, the first operator (an
+// administrator for scripts) with its API token in keys/ops.token, and the
+// databases. In demo mode it also creates the two
 // authorities under DIR/authorities and certifies the center's keys at
 // once; in production mode it writes the certificate requests the offline
 // authorities must sign. It refuses to touch a directory that already has
@@ -79,7 +90,7 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	for _, p := range []struct {
 		dst *string
 		v   string
-	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}, {&cfg.EnrollListen, opts.EnrollListen}} {
+	}{{&cfg.KioskListen, opts.KioskListen}, {&cfg.PublicListen, opts.PublicListen}, {&cfg.OpsListen, opts.OpsListen}, {&cfg.EnrollListen, opts.EnrollListen}, {&cfg.ConsoleListen, opts.ConsoleListen}} {
 		if p.v != "" {
 			*p.dst = p.v
 		}
@@ -176,12 +187,35 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 			return nil, err
 		}
 	}
-	// Operator token.
-	tok := make([]byte, 24)
-	if _, err := rand.Read(tok); err != nil {
+	// The console's TLS key and certificate (or request), for the same hosts.
+	consoleKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(cfg.Path(cfg.OpsTokenFile), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+	if err := keyfile.Write(cfg.Path(cfg.ConsoleKeyFile), consoleKey); err != nil {
+		return nil, err
+	}
+	consoleCSR, err := authority.ServerRequest(consoleKey, hosts)
+	if err != nil {
+		return nil, err
+	}
+	if kioskCA != nil {
+		cert, err := kioskCA.SignKioskChannel(consoleCSR, authority.ProfileServer, now)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(cfg.Path(cfg.ConsoleCertFile), cert, 0o644); err != nil {
+			return nil, err
+		}
+	} else {
+		// Not for the offline authorities: browsers must trust the
+		// console, so the organisation's CA signs this one.
+		if err := os.WriteFile(filepath.Join(filepath.Dir(cfg.Path(cfg.ConsoleKeyFile)), consoleRequestFile), consoleCSR, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	sealer, err := opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile))
+	if err != nil {
 		return nil, err
 	}
 	// Databases and signing keys.
@@ -225,11 +259,37 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 			return nil, err
 		}
 	}
+	// The first operator and its API token (keys/ops.token).
+	first := opts.Operator
+	if first == "" {
+		first = "admin"
+	}
+	svc, err := New(Config{Store: b.Store, Records: b.Records, Keys: kr, Sealer: sealer, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	actor := Actor{Operator: first, Source: "local"}
+	if _, err := svc.AddOperator(ctx, actor, NewOperator{ID: first, Role: store.RoleAdministrator, TokenOnly: true}); err != nil {
+		return nil, fmt.Errorf("admin: first operator: %w", err)
+	}
+	tok, err := svc.IssueAPIToken(ctx, actor, first, "init", 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cfg.Path(cfg.OpsTokenFile), []byte(tok.Token+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	if err := cfg.Write(path); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
+
+// consoleRequestFile is the console certificate's request a production
+// center leaves beside the console's key (pki/): have it signed by the
+// organisation's CA (browsers must trust it) and install the certificate
+// as consoleCertFile; until then the console stays off.
+const consoleRequestFile = "console.csr"
 
 func copyCert(from, to string) error {
 	b, err := os.ReadFile(from)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 )
 
@@ -36,7 +37,12 @@ func OpenLocal(ctx context.Context, cfg *config.Config) (s *Service, close func(
 		kr.Close()
 		return b.Close()
 	}
-	s, err = New(Config{Store: b.Store, Records: b.Records, Keys: kr, Center: cfg, KeyBundles: cfg.Demo})
+	sealer, err := opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile))
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	s, err = New(Config{Store: b.Store, Records: b.Records, Keys: kr, Center: cfg, KeyBundles: cfg.Demo, Sealer: sealer})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -25,21 +26,25 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/auditlog"
 	"github.com/kioskcert/kioskcert/center/internal/backend"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/console"
 	"github.com/kioskcert/kioskcert/center/internal/enrollment"
 	"github.com/kioskcert/kioskcert/center/internal/issuance"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/publicapi"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // Housekeeping intervals.
@@ -63,6 +68,10 @@ type Center struct {
 	Issuer  *issuance.Service
 	Admin   *admin.Service
 	Server  *server.Server
+	Auth    *opauth.Authenticator
+	// Now is the clock of the operators' logins and console sessions;
+	// tests may replace it before Serve.
+	Now func() time.Time
 	// Checkpoints signs the audit log's head (auditlog).
 	Checkpoints *auditlog.Checkpointer
 	// Enrollment enrolls kiosks by CSR and renews their certificates.
@@ -77,11 +86,15 @@ type Center struct {
 	keysOpen  bool
 	public    http.Handler
 	ops       http.Handler
+	metrics   http.Handler
+	// Console is the operations console (nil when consoleListen is empty).
+	Console    *console.Console
+	consoleTLS *tls.Config
 }
 
 // Open opens the backend and keys named by cfg and builds the services.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, error) {
-	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}}
+	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}, Now: time.Now}
 	ok := false
 	defer func() {
 		if !ok {
@@ -92,7 +105,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if c.Backend, err = backend.Open(ctx, cfg); err != nil {
 		return nil, err
 	}
-	c.Store = c.Backend.Store
+	c.registry = prometheus.NewRegistry()
+	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_center_audit_write_failures_total",
+		Help: "Audit and settlement events the store failed to record."})
+	c.registry.MustRegister(auditFailures)
+	c.Store = auditCounting{Store: c.Backend.Store, failures: auditFailures}
 	if c.Keys, err = admin.OpenKeyring(cfg, c.Backend); err != nil {
 		return nil, err
 	}
@@ -134,8 +151,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if c.Issuer, err = issuance.New(icfg); err != nil {
 		return nil, err
 	}
-	c.registry = prometheus.NewRegistry()
-	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	certs := map[string]string{"center_tls": cfg.Path(cfg.ServerCertFile), "kiosk_ca": cfg.Path(cfg.KioskCAFile)}
+	if cfg.ConsoleListen != "" {
+		certs["console_tls"] = cfg.Path(cfg.ConsoleCertFile)
+	}
+	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newExpiryCollector(c.Store, certs))
 	centerCA, err := os.ReadFile(cfg.Path(cfg.KioskCAFile))
 	if err != nil {
 		return nil, fmt.Errorf("app: kiosk CA certificate: %w", err)
@@ -158,6 +179,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	acfg := admin.Config{Store: c.Store, Records: c.Backend.Records, Keys: c.Keys, Center: cfg, KeyBundles: cfg.Demo,
 		Kiosks: c.Server, Signers: c.Signers, Log: log}
+	if acfg.Sealer, err = opauth.LoadOrCreateSealer(cfg.Path(cfg.OperatorKeyFile)); err != nil {
+		return nil, err
+	}
 	if c.Admin, err = admin.New(acfg); err != nil {
 		return nil, err
 	}
@@ -196,11 +220,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	}
 	u, _ := url.Parse(cfg.IssuerURL)
 	c.public = publicapi.Handler(u.Path, c.Keys, c.Store, rid, log)
-	token, err := readToken(cfg.Path(cfg.OpsTokenFile))
-	if err != nil {
+	c.Auth = &opauth.Authenticator{Store: c.Store, Sealer: acfg.Sealer, Now: func() time.Time { return c.Now() }}
+	if err := c.adoptLegacyToken(ctx); err != nil {
 		return nil, err
 	}
-	c.ops = opsapi.Handler(opsapi.Config{Token: token, Store: c.Store, Admin: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	c.ops = opsapi.Handler(opsapi.Config{Auth: c.Auth, Store: c.Store, Admin: c.Admin, Accounts: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	c.metrics = promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{})
+	if err := c.openConsole(u.Path); err != nil {
+		return nil, err
+	}
 	mode := "production (offline authorities)"
 	if cfg.Demo {
 		mode = "demo (authorities and kiosk key bundles at the center; not for production)"
@@ -210,29 +238,94 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	return c, nil
 }
 
-func readToken(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("app: operator token: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("app: %s has mode %04o; run chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
+// LegacyTokenOperator is the account a center made before operator
+// accounts existed gets for its shared keys/ops.token, so its scripts keep
+// working until each operator has a token of their own.
+const LegacyTokenOperator = "legacy-ops-token"
+
+// adoptLegacyToken registers a shared token file from before operator
+// accounts (one whose hash the store does not know) under
+// LegacyTokenOperator, and says to replace it.
+func (c *Center) adoptLegacyToken(ctx context.Context) error {
+	path := c.Config.Path(c.Config.OpsTokenFile)
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return "", err
+		return fmt.Errorf("app: operator token: %w", err)
 	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", fmt.Errorf("app: operator token in %s is shorter than 16 characters", path)
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return nil
 	}
-	return t, nil
+	if _, err := c.Store.APITokenByHash(ctx, opauth.HashToken(tok)); err == nil || !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	now := c.Now()
+	if _, err := c.Store.Operator(ctx, LegacyTokenOperator); errors.Is(err, store.ErrNotFound) {
+		if err := c.Store.CreateOperator(ctx, store.Operator{ID: LegacyTokenOperator, Role: store.RoleAdministrator, Created: now, Updated: now}); err != nil {
+			return err
+		}
+	}
+	if err := c.Store.PutAPIToken(ctx, store.APIToken{ID: "tok-legacy", Operator: LegacyTokenOperator, SHA256: opauth.HashToken(tok), Label: "legacy", Created: now}); err != nil {
+		return fmt.Errorf("app: adopt the shared operator token: %w", err)
+	}
+	c.log.Warn("the shared operator token in " + path + " now acts as operator " + LegacyTokenOperator +
+		": give each operator an account and a token (issuance-center operator add / operator token), then revoke tok-legacy")
+	return nil
+}
+
+// openConsole builds the operations console when it has an address.
+func (c *Center) openConsole(prefix string) error {
+	cfg := c.Config
+	if cfg.ConsoleListen == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Path(cfg.ConsoleCertFile), cfg.Path(cfg.ConsoleKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		// A production center waits for its console certificate
+		// (pki/console.csr, signed by the organisation's CA).
+		c.log.Error("console off: its TLS certificate is not installed yet", "consoleCertFile", cfg.Path(cfg.ConsoleCertFile), "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("app: console TLS certificate (consoleCertFile, consoleKeyFile): %w", err)
+	}
+	c.consoleTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	prefix = strings.TrimSuffix(prefix, "/")
+	c.Console, err = console.New(console.Config{
+		Store: c.Store, Admin: c.Admin, Auth: c.Auth, Live: c.Server, Gatherer: c.registry,
+		Public:        c.publicGet,
+		JWKSPath:      prefix + "/.well-known/jwks.json",
+		CRLPath:       func(kid string) string { return prefix + "/.well-known/crl/" + kid + ".json" },
+		FeePerCopyYen: cfg.FeePerCopyYen, Kinds: c.Issuer.Kinds(), MaxCopies: protocol.MaxCopies,
+		SessionIdle: cfg.ConsoleSessionIdle.Duration, SessionMax: cfg.ConsoleSessionMax.Duration,
+		Now: func() time.Time { return c.Now() }, Log: c.log,
+	})
+	return err
+}
+
+// publicGet answers a GET of the public endpoints in process: the console
+// shows the JWKS and revocation lists exactly as served.
+func (c *Center) publicGet(ctx context.Context, path string) (int, []byte) {
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	rec := httptest.NewRecorder()
+	c.public.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
 }
 
 // Listen opens the three listeners. Addresses with port 0 get a free port;
 // Addr reports it.
 func (c *Center) Listen() error {
-	for name, addr := range map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen, "enroll": c.Config.EnrollListen} {
+	addrs := map[string]string{"kiosk": c.Config.KioskListen, "public": c.Config.PublicListen, "ops": c.Config.OpsListen, "enroll": c.Config.EnrollListen}
+	if c.Console != nil {
+		addrs["console"] = c.Config.ConsoleListen
+	}
+	if c.Config.MetricsListen != "" {
+		addrs["metrics"] = c.Config.MetricsListen
+	}
+	for name, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("app: listen %s on %s: %w", name, addr, err)
@@ -276,7 +369,20 @@ func (c *Center) Serve(ctx context.Context) error {
 	kioskListener := c.Server.HandshakeListener(c.listeners["kiosk"], c.tlsConfig, c.Config.Limits.MaxHandshakes)
 	defer kioskListener.Wait()
 	c.servers = []*http.Server{kiosk, public, ops, enroll}
-	errs := make(chan error, 4)
+	var consoleSrv, metricsSrv *http.Server
+	if l := c.listeners["console"]; l != nil {
+		consoleSrv = &http.Server{Handler: c.Console.Handler(), TLSConfig: c.consoleTLS, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+		c.servers = append(c.servers, consoleSrv)
+	}
+	if l := c.listeners["metrics"]; l != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", c.metrics)
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
+		c.servers = append(c.servers, metricsSrv)
+	}
+	errs := make(chan error, len(c.servers))
 	var wg sync.WaitGroup
 	run := func(f func() error) {
 		wg.Add(1)
@@ -296,8 +402,21 @@ func (c *Center) Serve(ctx context.Context) error {
 	run(func() error { return kiosk.Serve(kioskListener) })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
+	// The console's live sampler; its end also ends the live pages' event
+	// streams, so it stops before the servers shut down.
+	cctx, stopConsole := context.WithCancel(context.Background())
+	defer stopConsole()
+	if consoleSrv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Console.Run(cctx) }()
+		run(func() error { return consoleSrv.ServeTLS(c.listeners["console"], "", "") })
+	}
+	if metricsSrv != nil {
+		run(func() error { return metricsSrv.Serve(c.listeners["metrics"]) })
+	}
 	run(func() error { return enroll.ServeTLS(c.listeners["enroll"], "", "") })
-	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "enroll", c.Addr("enroll"))
+	c.log.Info("center serving", "kiosk", c.Addr("kiosk"), "public", c.Addr("public"), "ops", c.Addr("ops"), "enroll", c.Addr("enroll"),
+		"console", c.Addr("console"), "metrics", c.Addr("metrics"))
 
 	var serveErr error
 	select {
@@ -305,6 +424,7 @@ func (c *Center) Serve(ctx context.Context) error {
 	case serveErr = <-errs:
 	}
 	c.log.Info("center shutting down")
+	stopConsole()
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := c.Server.Shutdown(sctx); err != nil {

@@ -94,13 +94,13 @@ func authority(t testing.TB) carddata.Authority {
 
 // startCenter creates and runs a demo center on loopback ports, with two
 // kiosks enrolled: K-GOOD (active) and K-SUSP (suspended).
-func startCenter(t *testing.T) *testCenter {
+func startCenter(t *testing.T, change ...func(*config.Config)) *testCenter {
 	t.Helper()
-	return startCenterIn(t, t.TempDir())
+	return startCenterIn(t, t.TempDir(), change...)
 }
 
 // startCenterIn is startCenter with the center's files in dir.
-func startCenterIn(t *testing.T, dir string) *testCenter {
+func startCenterIn(t *testing.T, dir string, change ...func(*config.Config)) *testCenter {
 	t.Helper()
 	tc := &testCenter{dir: dir, auth: authority(t), log: &syncBuffer{}}
 	ik, _ := tc.auth.IssuerKey()
@@ -119,6 +119,9 @@ func startCenterIn(t *testing.T, dir string) *testCenter {
 		t.Fatal(err)
 	}
 	tc.cfg.Heartbeat.Duration = time.Second
+	for _, f := range change {
+		f(tc.cfg)
+	}
 	s, closeLocal, err := admin.OpenLocal(ctx, tc.cfg)
 	if err != nil {
 		t.Fatal(err)

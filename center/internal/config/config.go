@@ -31,6 +31,13 @@ type Config struct {
 	KioskListen  string `json:"kioskListen"`  // mutual TLS websocket for kiosks
 	PublicListen string `json:"publicListen"` // JWKS and CRL (put a TLS terminator in front)
 	OpsListen    string `json:"opsListen"`    // operations API and metrics; keep it private
+	// ConsoleListen is the operations console's address (HTTPS, never the
+	// kiosk endpoint); empty turns the console off.
+	ConsoleListen string `json:"consoleListen,omitempty"`
+	// MetricsListen, when set, serves /metrics alone on its own address
+	// (for a Prometheus that should not reach the operations API); it is
+	// always served on opsListen too.
+	MetricsListen string `json:"metricsListen,omitempty"`
 
 	// Files (relative to the config file's directory).
 	StoreFile          string `json:"storeFile"`
@@ -42,6 +49,18 @@ type Config struct {
 	ServerKeyFile      string `json:"serverKeyFile"`
 	CardIssuerKeysFile string `json:"cardIssuerKeysFile"`
 	OpsTokenFile       string `json:"opsTokenFile"`
+	// ConsoleCertFile and ConsoleKeyFile are the console's TLS certificate
+	// and key: issued at init by the center's CA for the init hosts, or a
+	// pair from the organisation's CA that browsers already trust.
+	ConsoleCertFile string `json:"consoleCertFile,omitempty"`
+	ConsoleKeyFile  string `json:"consoleKeyFile,omitempty"`
+	// OperatorKeyFile seals the operators' second-factor secrets in the
+	// store (created on first start when missing).
+	OperatorKeyFile string `json:"operatorKeyFile,omitempty"`
+	// ConsoleSessionIdle and ConsoleSessionMax end a console session after
+	// that long without a request, and that long after login.
+	ConsoleSessionIdle Duration `json:"consoleSessionIdle,omitzero"`
+	ConsoleSessionMax  Duration `json:"consoleSessionMax,omitzero"`
 
 	FeePerCopyYen int      `json:"feePerCopyYen"`
 	Heartbeat     Duration `json:"heartbeat"`
@@ -110,6 +129,11 @@ func Default() Config {
 		ServerKeyFile:      "pki/center.key",
 		CardIssuerKeysFile: "card-issuer-keys.pem",
 		OpsTokenFile:       "keys/ops.token",
+		ConsoleCertFile:    "pki/console.pem",
+		ConsoleKeyFile:     "pki/console.key",
+		OperatorKeyFile:    "keys/operators.key",
+		ConsoleSessionIdle: Duration{Duration: 15 * time.Minute},
+		ConsoleSessionMax:  Duration{Duration: 10 * time.Hour},
 		FeePerCopyYen:      120,
 		Heartbeat:          Duration{Duration: 15 * time.Second},
 		IssueTimeout:       Duration{Duration: 10 * time.Second},
@@ -206,10 +230,22 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s must be host:port", name)
 		}
 	}
+	for name, v := range map[string]string{"consoleListen": c.ConsoleListen, "metricsListen": c.MetricsListen} {
+		if v != "" && !strings.Contains(v, ":") {
+			return fmt.Errorf("%s must be host:port (or empty)", name)
+		}
+	}
+	if c.ConsoleListen != "" && (c.ConsoleCertFile == "" || c.ConsoleKeyFile == "") {
+		return errors.New("consoleListen needs consoleCertFile and consoleKeyFile (the console serves only HTTPS)")
+	}
+	if c.ConsoleListen != "" && (c.ConsoleListen == c.KioskListen || c.ConsoleListen == c.OpsListen || c.ConsoleListen == c.PublicListen) && !strings.HasSuffix(c.ConsoleListen, ":0") {
+		return errors.New("consoleListen must be an address of its own, never the kiosk, public or operations listener")
+	}
 	files := map[string]string{
 		"storeFile": c.StoreFile, "recordsFile": c.RecordsFile, "masterKeyFile": c.MasterKeyFile, "keysDir": c.KeysDir,
 		"kioskCaFile": c.KioskCAFile, "serverCertFile": c.ServerCertFile,
 		"serverKeyFile": c.ServerKeyFile, "cardIssuerKeysFile": c.CardIssuerKeysFile, "opsTokenFile": c.OpsTokenFile,
+		"operatorKeyFile": c.OperatorKeyFile,
 	}
 	for name, v := range files {
 		if v == "" {
@@ -225,6 +261,8 @@ func (c *Config) Validate() error {
 		return errors.New("issueTimeout must be at least 100ms")
 	case c.LockTimeout.Duration <= 0:
 		return errors.New("lockTimeout must be positive (zero would wait forever for the database lock)")
+	case c.ConsoleSessionIdle.Duration < time.Minute || c.ConsoleSessionMax.Duration < c.ConsoleSessionIdle.Duration:
+		return errors.New("consoleSessionIdle must be at least 1m and consoleSessionMax at least consoleSessionIdle")
 	case c.Limits.MaxConns < 0 || c.Limits.MaxConnsPerKiosk < 0 || c.Limits.MaxHandshakes < 0 || c.Limits.MaxIssuing < 0 ||
 		c.Limits.FrameRate < 0 || c.Limits.FrameBurst < 0 || c.Limits.KioskIssueRate < 0 || c.Limits.KioskIssueBurst < 0 ||
 		c.Limits.DistinctResidentsPerHour < 0:

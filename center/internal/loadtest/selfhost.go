@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/app"
+	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
@@ -118,6 +119,9 @@ func SelfHost(ctx context.Context, opts SelfHostOptions) (s *SelfHosted, err err
 	if opts.Heartbeat > 0 {
 		cfg.Heartbeat.Duration = opts.Heartbeat
 	}
+	// A load generator's kiosks issue far faster than a kiosk with a
+	// resident at it, each for many residents.
+	cfg.Limits = config.Limits{KioskIssueRate: 100, KioskIssueBurst: 100, DistinctResidentsPerHour: 1 << 20}
 	ops, closeLocal, err := admin.OpenLocal(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
@@ -30,9 +31,9 @@ type CertificateInstallBody struct {
 
 // keyRoutes registers the key ceremony and kiosk enrollment code actions.
 func (h *handler) keyRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /ops/kiosks/codes", h.auth(h.enrollmentCode))
-	mux.HandleFunc("POST /ops/keys/requests", h.auth(h.certificateRequest))
-	mux.HandleFunc("POST /ops/keys/certificates", h.auth(h.installCertificate))
+	mux.HandleFunc("POST /ops/kiosks/codes", h.auth(opauth.ManageKiosks, h.enrollmentCode))
+	mux.HandleFunc("POST /ops/keys/requests", h.auth(opauth.RotateKeys, h.certificateRequest))
+	mux.HandleFunc("POST /ops/keys/certificates", h.auth(opauth.RotateKeys, h.installCertificate))
 }
 
 func (h *handler) failKeys(w http.ResponseWriter, r *http.Request, err error) {

@@ -1,10 +1,14 @@
 // Package opsapi is the operations team's HTTP API: live kiosk status,
 // settlement statistics, the audit log, Prometheus metrics, and every
 // operator action of center/internal/admin, so that the issuance-center
-// commands and the operations console work on a running center. It listens
-// on a separate, non-public address and requires a bearer token read from
-// a file; an action names its operator in the X-Operator header and is
-// audited with it and the caller's address. What it returns is
+// commands and scripts work on a running center. It listens on a
+// separate, non-public address. Every endpoint but /metrics requires a
+// bearer token bound to one operator (center/internal/opauth): the API acts
+// as that operator, with that operator's role, and audits every action with
+// the operator's ID and the caller's address. An X-Operator header is
+// never trusted to name the operator; one that names another operator than
+// the token's is refused, so a script cannot be misled about whose name
+// its actions carry. What it returns is
 // operational: kiosk and municipality identifiers, counts, result codes
 // and times — never resident data, which the center does not keep.
 //
@@ -16,7 +20,6 @@ package opsapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -32,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
 	"github.com/kioskcert/kioskcert/center/internal/server"
@@ -46,16 +50,20 @@ type Live interface {
 
 // Config wires the handler.
 type Config struct {
-	Token    string // bearer token; empty disables every endpoint but /metrics
-	Store    store.Store
-	Admin    admin.Operations
+	// Auth checks bearer tokens; nil disables every endpoint but /metrics.
+	Auth  *opauth.Authenticator
+	Store store.Store
+	Admin admin.Operations
+	// Accounts, when set, serves the operator and token endpoints.
+	Accounts admin.Accounts
 	Live     Live
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
 	Log      *slog.Logger
 }
 
-// OperatorHeader names the operator behind an action.
+// OperatorHeader may repeat the operator a client believes its token
+// belongs to; a different name is refused (the token decides).
 const OperatorHeader = "X-Operator"
 
 // Limits on request bodies: a JSON action is small; a ledger import streams.
@@ -78,50 +86,87 @@ func Handler(cfg Config) http.Handler {
 	h := &handler{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /ops/kiosks", h.auth(h.kiosks))
-	mux.HandleFunc("GET /ops/municipalities", h.auth(h.municipalities))
-	mux.HandleFunc("GET /ops/stats", h.auth(h.stats))
-	mux.HandleFunc("GET /ops/audit", h.auth(h.audit))
+	mux.HandleFunc("GET /ops/whoami", h.auth("", h.whoami))
+	mux.HandleFunc("GET /ops/kiosks", h.auth(opauth.ViewAll, h.kiosks))
+	mux.HandleFunc("GET /ops/municipalities", h.auth(opauth.ViewAll, h.municipalities))
+	mux.HandleFunc("GET /ops/stats", h.auth(opauth.ViewAll, h.stats))
+	mux.HandleFunc("GET /ops/audit", h.auth(opauth.ViewAll, h.audit))
 	// Profiles for performance work (docs/BENCHMARKS.md): stacks and
-	// counters only, no request data; behind the operator token.
-	mux.HandleFunc("GET /debug/pprof/", h.auth(pprof.Index))
-	mux.HandleFunc("GET /debug/pprof/profile", h.auth(pprof.Profile))
+	// counters only, no request data; staff only.
+	mux.HandleFunc("GET /debug/pprof/", h.auth(opauth.ViewAll, pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", h.auth(opauth.ViewAll, pprof.Profile))
 	if cfg.Admin != nil {
-		mux.HandleFunc("POST /ops/kiosks", h.auth(h.enroll))
-		mux.HandleFunc("POST /ops/kiosks/{id}/status", h.auth(h.kioskStatus))
-		mux.HandleFunc("PUT /ops/municipalities/{code}", h.auth(h.putMunicipality))
-		mux.HandleFunc("POST /ops/municipalities/{code}/participation", h.auth(h.participation))
-		mux.HandleFunc("GET /ops/records", h.auth(h.recordCounts))
-		mux.HandleFunc("POST /ops/records/{code}", h.auth(h.importRecords))
-		mux.HandleFunc("DELETE /ops/records/{code}", h.auth(h.deleteRecords))
-		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(h.rotate))
-		mux.HandleFunc("POST /ops/revocations", h.auth(h.revoke))
-		mux.HandleFunc("GET /ops/audit/verify", h.auth(h.verifyAudit))
+		mux.HandleFunc("POST /ops/kiosks", h.auth(opauth.ManageKiosks, h.enroll))
+		mux.HandleFunc("POST /ops/kiosks/{id}/status", h.auth(opauth.ManageKiosks, h.kioskStatus))
+		mux.HandleFunc("PUT /ops/municipalities/{code}", h.auth(opauth.EditMunicipalities, h.putMunicipality))
+		mux.HandleFunc("POST /ops/municipalities/{code}/participation", h.auth(opauth.SetParticipation, h.participation))
+		mux.HandleFunc("GET /ops/records", h.auth(opauth.ViewAll, h.recordCounts))
+		mux.HandleFunc("POST /ops/records/{code}", h.auth(opauth.ImportRecords, h.importRecords))
+		mux.HandleFunc("DELETE /ops/records/{code}", h.auth(opauth.DeleteRecords, h.deleteRecords))
+		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(opauth.RotateKeys, h.rotate))
+		mux.HandleFunc("POST /ops/revocations", h.auth(opauth.RevokeCertificates, h.revoke))
+		mux.HandleFunc("GET /ops/audit/verify", h.auth(opauth.ViewAll, h.verifyAudit))
 		h.keyRoutes(mux)
+	}
+	if cfg.Accounts != nil {
+		h.accountRoutes(mux)
 	}
 	return mux
 }
 
 type handler struct{ cfg Config }
 
-func (h *handler) auth(f func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+type ctxKey struct{}
+
+// auth authenticates the bearer token and checks that its operator's role
+// allows need ("" for any operator who may use the API at all).
+func (h *handler) auth(need opauth.Action, f func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if h.cfg.Token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Token)) != 1 {
+		if h.cfg.Auth == nil || !ok {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "operator token required")
 			return
 		}
-		f(w, r)
+		o, _, err := h.cfg.Auth.AuthenticateToken(r.Context(), got)
+		if errors.Is(err, opauth.ErrBadToken) {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "operator token unknown, revoked or expired")
+			return
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if claimed := r.Header.Get(OperatorHeader); claimed != "" && claimed != o.ID {
+			writeError(w, http.StatusForbidden, "operator_mismatch", "this token belongs to operator "+o.ID+", not "+claimed+"; use your own token")
+			return
+		}
+		// The municipality role reads its own municipality in the console;
+		// the API's views span every municipality.
+		if !opauth.Allowed(o.Role, opauth.ViewAll) || need != "" && !opauth.Allowed(o.Role, need) {
+			writeError(w, http.StatusForbidden, "forbidden", "the role "+string(o.Role)+" of operator "+o.ID+" does not allow this")
+			return
+		}
+		f(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, o)))
 	}
 }
 
-// actor is the operator and address behind a request.
+// operator is the authenticated operator of a request.
+func operator(r *http.Request) store.Operator {
+	o, _ := r.Context().Value(ctxKey{}).(store.Operator)
+	return o
+}
+
+// actor is the operator (from the token) and address behind a request.
 func actor(r *http.Request) admin.Actor {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = "unknown"
 	}
-	return admin.Actor{Operator: r.Header.Get(OperatorHeader), Source: host}
+	return admin.Actor{Operator: operator(r).ID, Source: host}
+}
+
+func (h *handler) whoami(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, admin.Info(operator(r)))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -148,7 +193,13 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, admin.ErrNoKeyBundles):
 		writeError(w, http.StatusConflict, "precondition", err.Error())
 	case errors.Is(err, admin.ErrNoOperator):
-		writeError(w, http.StatusBadRequest, "no_operator", "send the operator ID in the "+OperatorHeader+" header (1-64 characters of [A-Za-z0-9._:-])")
+		writeError(w, http.StatusBadRequest, "no_operator", "the token's operator has no valid ID")
+	case errors.Is(err, opauth.ErrNoPermission):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, admin.ErrOwnAccount):
+		writeError(w, http.StatusConflict, "own_account", err.Error())
+	case errors.Is(err, opauth.ErrWeakPassword):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, records.ErrNoRegion):
@@ -219,18 +270,28 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, counts)
 }
 
+// audit answers GET /ops/audit?kiosk=&request=&municipality=&certificate=
+// &operator=&result=&type=&since=&until=&limit=&order=desc.
 func (h *handler) audit(w http.ResponseWriter, r *http.Request) {
-	q := store.EventQuery{KioskID: r.URL.Query().Get("kiosk"), RequestID: r.URL.Query().Get("request")}
-	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil {
+	v := r.URL.Query()
+	q := store.EventQuery{KioskID: v.Get("kiosk"), RequestID: v.Get("request"), Municipality: v.Get("municipality"),
+		CertificateID: v.Get("certificate"), Operator: v.Get("operator"), Result: v.Get("result"),
+		Type: store.EventType(v.Get("type")), Descending: v.Get("order") == "desc"}
+	if n, err := strconv.Atoi(v.Get("limit")); err == nil {
 		q.Limit = n
 	}
-	if s := r.URL.Query().Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", "since must be an RFC 3339 time")
-			return
+	for _, b := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.From}, {"until", &q.To}} {
+		if s := v.Get(b.name); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid", b.name+" must be an RFC 3339 time")
+				return
+			}
+			*b.dst = t
 		}
-		q.From = t
 	}
 	evs, err := h.cfg.Store.Events(r.Context(), q)
 	if err != nil {
@@ -262,6 +323,10 @@ type KioskStatusChange struct {
 func (h *handler) kioskStatus(w http.ResponseWriter, r *http.Request) {
 	var c KioskStatusChange
 	if !decodeBody(w, r, &c) {
+		return
+	}
+	if c.Status == store.KioskRevoked && !opauth.Allowed(operator(r).Role, opauth.RevokeKiosks) {
+		writeError(w, http.StatusForbidden, "forbidden", "revoking a kiosk needs the administrator role")
 		return
 	}
 	k, err := h.cfg.Admin.SetKioskStatus(r.Context(), actor(r), r.PathValue("id"), c.Status, c.Reason)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
@@ -22,7 +23,11 @@ import (
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 )
 
-const token = "0123456789abcdef0123456789abcdef"
+// token is an administrator's; viewerToken a viewer's.
+const (
+	token       = "0123456789abcdef0123456789abcdef"
+	viewerToken = "kcop_viewer_0123456789abcdef0123"
+)
 
 // fakeLive is a hand-written Live.
 type fakeLive struct{}
@@ -63,7 +68,22 @@ func newServer(t *testing.T, tok string) *httptest.Server {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Inc()
-	srv := httptest.NewServer(Handler(Config{Token: tok, Store: st, Live: fakeLive{}, Gatherer: reg,
+	for _, o := range []struct {
+		id, tok string
+		role    store.OperatorRole
+	}{{"op-admin", token, store.RoleAdministrator}, {"op-viewer", viewerToken, store.RoleViewer}} {
+		if err := st.CreateOperator(ctx, store.Operator{ID: o.id, Role: o.role, Created: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.PutAPIToken(ctx, store.APIToken{ID: "tok-" + o.id, Operator: o.id, SHA256: opauth.HashToken(o.tok), Label: "test", Created: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var auth *opauth.Authenticator
+	if tok != "" {
+		auth = &opauth.Authenticator{Store: st, Now: func() time.Time { return now }}
+	}
+	srv := httptest.NewServer(Handler(Config{Auth: auth, Store: st, Live: fakeLive{}, Gatherer: reg,
 		Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -122,8 +142,8 @@ func TestTokenRequired(t *testing.T) {
 	}
 }
 
-// TestEmptyTokenDisablesAPI: a center configured without a token serves
-// metrics only; an empty bearer must not match the empty token.
+// TestEmptyTokenDisablesAPI: a handler without an authenticator serves
+// metrics only.
 func TestEmptyTokenDisablesAPI(t *testing.T) {
 	srv := newServer(t, "")
 	for _, path := range endpoints {

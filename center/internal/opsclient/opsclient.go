@@ -19,6 +19,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/auditlog"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
@@ -33,7 +34,9 @@ type Client struct {
 	BaseURL string
 	// Token is the bearer token.
 	Token string
-	// Operator is sent with every action (X-Operator).
+	// Operator, when set, is sent as X-Operator: the center refuses the
+	// call if the token belongs to someone else (the token decides who
+	// acts; this only catches a mix-up).
 	Operator string
 	// HTTP defaults to a client with a 10-minute overall timeout (a large
 	// ledger import streams for minutes).
@@ -77,6 +80,10 @@ func (e *APIError) Is(target error) bool {
 		return target == store.ErrTransition
 	case "no_operator":
 		return target == admin.ErrNoOperator
+	case "forbidden":
+		return target == opauth.ErrNoPermission
+	case "own_account":
+		return target == admin.ErrOwnAccount
 	}
 	return false
 }
@@ -250,4 +257,92 @@ func (c *Client) VerifyAudit(ctx context.Context, firstDay, lastDay string) (*au
 	}
 	err := c.doJSON(ctx, http.MethodGet, "/ops/audit/verify?"+q.Encode(), nil, &out)
 	return &out, err
+}
+
+var _ admin.Accounts = (*Client)(nil)
+
+// Whoami returns the operator the client's token acts as.
+func (c *Client) Whoami(ctx context.Context) (admin.OperatorInfo, error) {
+	var out admin.OperatorInfo
+	err := c.doJSON(ctx, http.MethodGet, "/ops/whoami", nil, &out)
+	return out, err
+}
+
+// AddOperator implements admin.Accounts.
+func (c *Client) AddOperator(ctx context.Context, a admin.Actor, n admin.NewOperator) (admin.OperatorCreated, error) {
+	var out admin.OperatorCreated
+	err := c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/operators", n, &out)
+	return out, err
+}
+
+// ListOperators implements admin.Accounts.
+func (c *Client) ListOperators(ctx context.Context) ([]admin.OperatorInfo, error) {
+	var out []admin.OperatorInfo
+	err := c.doJSON(ctx, http.MethodGet, "/ops/operators", nil, &out)
+	return out, err
+}
+
+// ChangeOperator implements admin.Accounts.
+func (c *Client) ChangeOperator(ctx context.Context, a admin.Actor, id string, ch admin.OperatorChange) (admin.OperatorInfo, error) {
+	var out admin.OperatorInfo
+	err := c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/operators/"+url.PathEscape(id), ch, &out)
+	return out, err
+}
+
+// ResetCredentials implements admin.Accounts.
+func (c *Client) ResetCredentials(ctx context.Context, a admin.Actor, id, password string) (admin.OperatorCreated, error) {
+	var out admin.OperatorCreated
+	err := c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/operators/"+url.PathEscape(id)+"/reset", opsapi.PasswordReset{Password: password}, &out)
+	return out, err
+}
+
+// IssueAPIToken implements admin.Accounts.
+func (c *Client) IssueAPIToken(ctx context.Context, a admin.Actor, operator, label string, ttl time.Duration) (admin.IssuedToken, error) {
+	var out admin.IssuedToken
+	req := opsapi.TokenRequest{Operator: operator, Label: label}
+	if ttl > 0 {
+		req.TTL = ttl.String()
+	}
+	err := c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/tokens", req, &out)
+	return out, err
+}
+
+// ListAPITokens implements admin.Accounts.
+func (c *Client) ListAPITokens(ctx context.Context, operator string) ([]store.APIToken, error) {
+	var out []store.APIToken
+	err := c.doJSON(ctx, http.MethodGet, "/ops/tokens?operator="+url.QueryEscape(operator), nil, &out)
+	return out, err
+}
+
+// RevokeAPIToken implements admin.Accounts.
+func (c *Client) RevokeAPIToken(ctx context.Context, a admin.Actor, id string) error {
+	return c.withActor(a).doJSON(ctx, http.MethodDelete, "/ops/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// Audit returns audit events matching q (kiosk, request, municipality,
+// certificate, operator, result, type, time range, limit, order; paging by
+// position is not offered over the API: narrow the time range instead).
+func (c *Client) Audit(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"kiosk": q.KioskID, "request": q.RequestID, "municipality": q.Municipality,
+		"certificate": q.CertificateID, "operator": q.Operator, "result": q.Result, "type": string(q.Type)} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if !q.From.IsZero() {
+		v.Set("since", q.From.Format(time.RFC3339))
+	}
+	if !q.To.IsZero() {
+		v.Set("until", q.To.Format(time.RFC3339))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	if q.Descending {
+		v.Set("order", "desc")
+	}
+	var out []store.Event
+	err := c.doJSON(ctx, http.MethodGet, "/ops/audit?"+v.Encode(), nil, &out)
+	return out, err
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsapi"
 	"github.com/kioskcert/kioskcert/center/internal/opsclient"
 	"github.com/kioskcert/kioskcert/center/internal/server"
@@ -30,11 +31,10 @@ type noLive struct{}
 func (noLive) Live() []server.KioskLive { return nil }
 func (noLive) InFlight() int            { return 0 }
 
-const token = "0123456789abcdef0123456789abcdef"
-
 // newAPI serves the operations API of a fresh center (its files, a real
-// admin service) on loopback.
-func newAPI(t *testing.T) *httptest.Server {
+// admin service) on loopback, and returns the token init made for its
+// first operator, op-remote.
+func newAPI(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -46,7 +46,7 @@ func newAPI(t *testing.T) *httptest.Server {
 	trust, _ := carddata.MarshalIssuerKey(ik)
 	trustFile := filepath.Join(t.TempDir(), "trust.pem")
 	os.WriteFile(trustFile, trust, 0o644)
-	cfg, err := admin.Init(context.Background(), admin.InitOptions{Dir: filepath.Join(t.TempDir(), "center"), CardTrustFile: trustFile}, time.Now())
+	cfg, err := admin.Init(context.Background(), admin.InitOptions{Dir: filepath.Join(t.TempDir(), "center"), CardTrustFile: trustFile, Operator: "op-remote"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,17 +55,22 @@ func newAPI(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeLocal() })
-	srv := httptest.NewServer(opsapi.Handler(opsapi.Config{Token: token, Store: svc.Store(), Admin: svc, Live: noLive{},
+	tok, err := os.ReadFile(cfg.Path(cfg.OpsTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &opauth.Authenticator{Store: svc.Store()}
+	srv := httptest.NewServer(opsapi.Handler(opsapi.Config{Auth: auth, Store: svc.Store(), Admin: svc, Accounts: svc, Live: noLive{},
 		Gatherer: prometheus.NewRegistry(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, strings.TrimSpace(string(tok))
 }
 
 // TestRoundTrip drives every operator action through the HTTP API and
 // checks the center's state and audit, and that API errors map back to the
 // store's sentinel errors.
 func TestRoundTrip(t *testing.T) {
-	srv := newAPI(t)
+	srv, token := newAPI(t)
 	c := &opsclient.Client{BaseURL: srv.URL, Token: token, Operator: "op-remote"}
 	ctx := context.Background()
 	op := admin.Actor{Operator: "op-remote"}
@@ -115,10 +120,53 @@ func TestRoundTrip(t *testing.T) {
 	if n, err := c.DeleteRecords(ctx, op, "011002"); err != nil || n == 0 {
 		t.Fatalf("delete: %d, %v", n, err)
 	}
-	// No operator: refused.
+	// The token names the operator: a client that does not say acts as
+	// the token's operator; one that names another is refused.
 	anon := &opsclient.Client{BaseURL: srv.URL, Token: token}
-	if err := anon.SetParticipation(ctx, admin.Actor{}, "012041", false); !errors.Is(err, admin.ErrNoOperator) {
-		t.Fatalf("action without an operator: %v", err)
+	if err := anon.SetParticipation(ctx, admin.Actor{}, "012041", false); err != nil {
+		t.Fatalf("action without X-Operator: %v", err)
+	}
+	other := &opsclient.Client{BaseURL: srv.URL, Token: token, Operator: "op-someone-else"}
+	if err := other.SetParticipation(ctx, admin.Actor{}, "012041", true); !errors.As(err, &ae) || ae.Code != "operator_mismatch" {
+		t.Fatalf("action naming another operator: %v", err)
+	}
+	// A viewer's token reads but changes nothing.
+	if _, err := c.AddOperator(ctx, op, admin.NewOperator{ID: "op-viewer", Role: store.RoleViewer, TokenOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	vt, err := c.IssueAPIToken(ctx, op, "op-viewer", "script", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := &opsclient.Client{BaseURL: srv.URL, Token: vt.Token}
+	if who, err := viewer.Whoami(ctx); err != nil || who.ID != "op-viewer" {
+		t.Fatalf("whoami = %+v, %v", who, err)
+	}
+	if _, err := viewer.ListKiosks(ctx); err != nil {
+		t.Fatalf("viewer reads: %v", err)
+	}
+	if _, err := viewer.RotateSHCKey(ctx, admin.Actor{}); !errors.Is(err, opauth.ErrNoPermission) {
+		t.Fatalf("viewer rotates a key: %v", err)
+	}
+	if _, err := viewer.IssueAPIToken(ctx, admin.Actor{}, "op-remote", "steal", 0); !errors.Is(err, opauth.ErrNoPermission) {
+		t.Fatalf("viewer issues a token for another operator: %v", err)
+	}
+	// A revoked token stops at once.
+	if err := c.RevokeAPIToken(ctx, op, vt.Record.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewer.ListKiosks(ctx); !errors.As(err, &ae) || ae.Status != 401 {
+		t.Fatalf("revoked token: %v", err)
+	}
+	// Every change above is audited with the token's operator.
+	evs, err := c.Audit(ctx, store.EventQuery{Type: store.EventParticipation})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Operator != "op-remote" || e.Source != "127.0.0.1" {
+			t.Errorf("participation change audited as %q from %q", e.Operator, e.Source)
+		}
 	}
 	// Wrong token.
 	bad := &opsclient.Client{BaseURL: srv.URL, Token: strings.Repeat("x", 32), Operator: "op"}

@@ -19,6 +19,10 @@ type KioskLive struct {
 	Reader         string    `json:"reader,omitempty"`
 	Printer        string    `json:"printer,omitempty"`
 	State          string    `json:"state,omitempty"`
+	AgentVersion   string    `json:"agentVersion,omitempty"`
+	LastError      string    `json:"lastError,omitempty"`
+	// StatusAt is when the kiosk last reported its health.
+	StatusAt time.Time `json:"statusAt,omitzero"`
 	// Flagged: the kiosk asked for many different residents within an
 	// hour (DistinctResidentsPerHour): look at it.
 	Flagged bool `json:"flagged,omitempty"`
@@ -73,6 +77,17 @@ func (l *liveStatus) status(id string, s protocol.Status, now time.Time) {
 	defer l.mu.Unlock()
 	k := l.get(id)
 	k.Reader, k.Printer, k.State, k.LastSeen = s.Reader, s.Printer, s.State, now
+	k.AgentVersion, k.LastError, k.StatusAt = s.AgentVersion, s.LastError, now
+}
+
+func (l *liveStatus) one(id string) (KioskLive, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k, ok := l.kiosks[id]
+	if !ok {
+		return KioskLive{}, false
+	}
+	return *k, true
 }
 
 func (l *liveStatus) flag(id string, on bool) {

@@ -433,6 +433,9 @@ func (s *Server) Connections() int {
 // Live returns the live status of every kiosk seen since start.
 func (s *Server) Live() []KioskLive { return s.live.list() }
 
+// KioskLive returns one kiosk's live status, if it was seen since start.
+func (s *Server) KioskLive(id string) (KioskLive, bool) { return s.live.one(id) }
+
 // InFlight returns how many issuances are running now.
 func (s *Server) InFlight() int { return int(s.inflightN.Load()) }
 

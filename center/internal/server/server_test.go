@@ -47,7 +47,7 @@ const testMyNumber = "123456789018"
 type fakeCards struct{}
 
 func (fakeCards) Verify(raw carddata.Raw) (*carddata.Data, error) {
-	return &carddata.Data{MyNumber: testMyNumber, FourItems: carddata.FourItems{Name: "試験　花子", BirthDate: "19850402", Sex: 2}}, nil
+	return &carddata.Data{MyNumber: testMyNumber, FourItems: carddata.FourItems{Name: "試験　花子", BirthDate: "19850402", Sex: '2'}}, nil
 }
 
 type fakeRecords struct {

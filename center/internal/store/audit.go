@@ -41,6 +41,10 @@ type AuditLog interface {
 	// day, municipality, event type and kind. Events without a
 	// municipality are not counted.
 	DailyCounts(ctx context.Context, firstDay, lastDay string) ([]DailyCount, error)
+	// SettlementCounts returns the printed (paid) issuances of the
+	// settlement days or months q selects, grouped by period, municipality,
+	// store chain, kind and copies per issuance (settlement.go).
+	SettlementCounts(ctx context.Context, q SettlementQuery) ([]SettlementCount, error)
 }
 
 // EventType names what happened. The center defines the values it writes;
@@ -79,6 +83,16 @@ const (
 	EventRecordsDeleted    EventType = "records_deleted"
 	EventKeyRotated        EventType = "key_rotated"
 	EventCertificateRevoke EventType = "certificate_revoked"
+	// Operator accounts and their sessions (the operations console).
+	// Object names the operator or token acted on.
+	EventOperatorLogin    EventType = "operator_login"
+	EventOperatorLogout   EventType = "operator_logout"
+	EventOperatorAdded    EventType = "operator_added"
+	EventOperatorChanged  EventType = "operator_changed"
+	EventAPITokenIssued   EventType = "api_token_issued"
+	EventAPITokenRevoked  EventType = "api_token_revoked"
+	EventAuditExported    EventType = "audit_exported"
+	EventSettlementExport EventType = "settlement_exported"
 )
 
 // Settles reports whether events of type t settle a request (the kiosk's
@@ -123,6 +137,9 @@ type Event struct {
 	// Source is where an operator action came from (an address, or
 	// "local" for a command run on the center's own files).
 	Source string `json:"source,omitempty"`
+	// Object names what an operator action acted on when no field above
+	// does: an operator ID, an API token ID, a signing key ID.
+	Object string `json:"object,omitempty"`
 	// PrevHash and Hash chain the event to its predecessor (set by the
 	// store; see ChainHash).
 	PrevHash string `json:"prevHash,omitempty"`
@@ -220,6 +237,8 @@ func (e *Event) Validate() error {
 		return invalid("event.hash", "must be 64 lowercase hex digits (set by the store)")
 	case e.Source != "" && !isIdent(e.Source, 64):
 		return invalid("event.source", "must be 1-64 characters of [A-Za-z0-9._:-] (an address or \"local\")")
+	case e.Object != "" && !isIdent(e.Object, 128):
+		return invalid("event.object", "must be 1-128 characters of [A-Za-z0-9._:-]")
 	}
 	if e.Municipality != "" {
 		if err := lgcode.Validate(e.Municipality); err != nil {
@@ -253,10 +272,39 @@ type EventQuery struct {
 	// uses it to settle an outcome reported after a restart, and to refuse
 	// a retried request it already issued before the restart.
 	RequestID string
+	// Municipality, CertificateID, Operator, Result and Type, when set,
+	// select only events with that value. All conditions combine (AND).
+	// There is deliberately no condition on anything personal: events
+	// hold nothing personal to search by.
+	Municipality  string
+	CertificateID string
+	Operator      string
+	Result        string
+	Type          EventType
+	// After, when set, starts after the event at that position in the
+	// query's order (exclusive): the next page of a paged search passes
+	// the position of the last event of the previous page.
+	After EventPosition
+	// Descending returns the newest events first (time then sequence,
+	// both descending); From, To and After keep their meaning.
+	Descending bool
 	// Limit caps the number of events returned (0 means DefaultEventLimit;
 	// at most MaxEventLimit).
 	Limit int
 }
+
+// EventPosition is an event's place in the log's order: its time and
+// sequence number. The zero position means "from the start".
+type EventPosition struct {
+	Time time.Time
+	Seq  uint64
+}
+
+// IsZero reports whether p is the zero position.
+func (p EventPosition) IsZero() bool { return p.Time.IsZero() && p.Seq == 0 }
+
+// Position returns e's position, for EventQuery.After.
+func (e *Event) Position() EventPosition { return EventPosition{Time: e.Time, Seq: e.Seq} }
 
 // Limits on EventQuery.Limit, so a careless query cannot load the whole log.
 const (

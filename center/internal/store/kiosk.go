@@ -22,6 +22,11 @@ type KioskStore interface {
 	KioskByCertificate(ctx context.Context, sha256Hex string) (Kiosk, error)
 	// ListKiosks returns all kiosks ordered by ID.
 	ListKiosks(ctx context.Context) ([]Kiosk, error)
+	// QueryKiosks returns one page of the kiosks matching q, ordered by
+	// ID, and how many match in all (kioskquery.go). It answers without
+	// reading every kiosk's record, so a console page stays fast with tens
+	// of thousands of kiosks.
+	QueryKiosks(ctx context.Context, q KioskQuery) (KioskPage, error)
 	// SetKioskStatus changes a kiosk's status. Suspended and revoked need a
 	// reason. A revoked kiosk stays revoked (ErrTransition): enroll the
 	// replacement under a new ID with a new certificate.

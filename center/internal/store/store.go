@@ -49,6 +49,7 @@ type Store interface {
 	AuditLog
 	RevocationStore
 	RequestRegister
+	OperatorStore
 	EnrollmentStore
 	// Close releases the underlying database. Further calls fail.
 	Close() error

@@ -16,6 +16,9 @@ func TestEventHasNoPersonalDataFields(t *testing.T) {
 		// Operator actions: the operator's ID and the address it came
 		// from, both restricted to identifier characters.
 		"Operator", "Source",
+		// The object of an operator action (an operator, token or key
+		// ID), restricted to identifier characters.
+		"Object",
 		// The hash chain: hex digests.
 		"PrevHash", "Hash",
 	}

@@ -66,8 +66,16 @@ kioskcert simulator is running.
   %s       the kiosk screen alone, as the kiosk's browser shows it
   %s       printed certificates (PDF)
 Demo residents and their PINs are listed on the panel (assets/demo/README.md).
+
+Operations console (demo only; its certificate is the demo center's own):
+  %s
+  operator ID  %s
+  password     %s
+  TOTP secret  %s   (add it to an authenticator app, or: oathtool --totp -b %s)
+  TOTP URI     %s
 Press Ctrl-C to stop.
-`, sim.url, sim.url, sim.spool)
+`, sim.url, sim.url, sim.spool, sim.center.ConsoleURL, sim.center.Admin.ID, sim.center.Admin.Password,
+		sim.center.Admin.TOTPSecret, sim.center.Admin.TOTPSecret, sim.center.Admin.TOTPURI)
 	if err := sim.wait(); err != nil {
 		fail(err)
 	}

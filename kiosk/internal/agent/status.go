@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
@@ -47,15 +50,41 @@ func (a *Agent) reportStatus(ctx context.Context) {
 func (a *Agent) Health(ctx context.Context) protocol.Status {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st := protocol.Status{Reader: "ok", Printer: "ok"}
+	st := protocol.Status{Reader: "ok", Printer: "ok", AgentVersion: Version()}
 	if _, err := a.Reader.CardPresent(ctx); err != nil {
 		st.Reader = "no-reader"
 	}
-	if name, ready := a.printerState(ctx); !ready {
+	if name, ready := a.printerState(ctx); !ready || name == paperLow {
 		st.Printer = name
 	}
+	a.errMu.Lock()
+	st.LastError = a.lastErr
+	a.errMu.Unlock()
 	return st
 }
+
+// paperLow is what the center is told of a printer that can print but
+// reports its paper running low (IPP media-low), so staff refill it before
+// a resident meets an empty tray.
+const paperLow = "paper-low"
+
+// Version is the agent's version as the center's console shows it: the
+// module version it was built as, else the VCS revision, else "devel".
+var Version = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+})
 
 // statusPrinter is a printer that can say whether it is ready.
 type statusPrinter interface {
@@ -78,6 +107,13 @@ func (a *Agent) printerState(ctx context.Context) (string, bool) {
 	ps, err := sp.Status(ctx)
 	if err != nil {
 		return printer.StateOffline.String(), false
+	}
+	if ps.Ready() {
+		for _, r := range ps.Reasons {
+			if strings.HasPrefix(r, "media-low") {
+				return paperLow, true
+			}
+		}
 	}
 	return ps.State.String(), ps.Ready()
 }

@@ -34,12 +34,29 @@ type Center struct {
 	KioskAddr  string
 	PublicAddr string
 	OpsAddr    string
+	// ConsoleURL is the operations console (https://…/), and Admin the
+	// demo administrator's login (demo only: the password is fixed and
+	// the TOTP secret is printed).
+	ConsoleURL string
+	Admin      ConsoleLogin
 	EnrollAddr string // the kiosk enrollment endpoint (HTTPS)
 	bin        string
 	cmd        *exec.Cmd
 	exited     chan error
 	logFile    *os.File
 }
+
+// ConsoleLogin is a console account's login.
+type ConsoleLogin struct {
+	ID, Password, TOTPSecret, TOTPURI string
+}
+
+// DemoAdmin and DemoAdminPassword are the demo center's console
+// administrator (never use such a password outside the demo).
+const (
+	DemoAdmin         = "demo-admin"
+	DemoAdminPassword = "demo-console-password"
+)
 
 // IssuerURL is the demo center's SMART Health Card issuer.
 const IssuerURL = "https://issuer.kioskcert.example"
@@ -58,7 +75,8 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	op := []string{"-config", c.Config, "-offline", "-operator", "demo"}
 	steps := [][]string{
 		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
-			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-enroll-listen", "127.0.0.1:0"},
+			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-enroll-listen", "127.0.0.1:0",
+			"-console-listen", "127.0.0.1:0", "-operator", "demo"},
 	}
 	ledgers := filepath.Join(dir, "ledgers")
 	if err := os.MkdirAll(ledgers, 0o700); err != nil {
@@ -94,6 +112,25 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+		}
+	}
+	// The demo's console administrator.
+	pwFile := filepath.Join(dir, "demo-admin.password")
+	if err := os.WriteFile(pwFile, []byte(DemoAdminPassword+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, bin, append(append([]string{"operator", "add"}, op...), "-admin", "-id", DemoAdmin, "-password-file", pwFile)...).CombinedOutput()
+	os.Remove(pwFile)
+	if err != nil {
+		return nil, fmt.Errorf("demo: issuance-center operator add: %w\n%s", err, out)
+	}
+	c.Admin = ConsoleLogin{ID: DemoAdmin, Password: DemoAdminPassword}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "TOTP secret: "); ok {
+			c.Admin.TOTPSecret = strings.TrimSpace(v)
+		}
+		if _, v, ok := strings.Cut(line, "): otpauth://"); ok {
+			c.Admin.TOTPURI = "otpauth://" + strings.TrimSpace(v)
 		}
 	}
 	return c, os.RemoveAll(ledgers)
@@ -172,6 +209,8 @@ func (c *Center) Start(ctx context.Context) error {
 				c.PublicAddr = v
 			case "ops":
 				c.OpsAddr = v
+			case "console":
+				c.ConsoleURL = v
 			case "enroll":
 				c.EnrollAddr = v
 			}

@@ -100,6 +100,9 @@ func appendEvent(tx *bolt.Tx, e *store.Event) error {
 			return err
 		}
 	}
+	if err := indexEvent(tx, e, key, nil); err != nil {
+		return err
+	}
 	if e.Municipality != "" {
 		daily := tx.Bucket(bucketAuditDaily)
 		dk := dailyKey(store.SettlementDay(e.Time), e)
@@ -127,69 +130,6 @@ func prepareEvents(events []store.Event) ([]store.Event, error) {
 		out[i] = e
 	}
 	return out, nil
-}
-
-// Events implements store.AuditLog.
-func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
-	limit := q.EffectiveLimit()
-	from := timeKey(0)
-	if !q.From.IsZero() {
-		from = timeKey(store.Time(q.From).UnixMicro())
-	}
-	var to []byte
-	if !q.To.IsZero() {
-		to = timeKey(store.Time(q.To).UnixMicro())
-	}
-	var out []store.Event
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		audit := tx.Bucket(bucketAudit)
-		var c *bolt.Cursor
-		var prefix []byte // of the index keys, before the audit key
-		indexed := true
-		switch {
-		case q.RequestID != "":
-			c, prefix = tx.Bucket(bucketAuditByReq).Cursor(), []byte(q.RequestID+"\x00")
-		case q.KioskID != "":
-			b := tx.Bucket(bucketAuditByKiosk).Bucket([]byte(q.KioskID))
-			if b == nil {
-				return nil
-			}
-			c = b.Cursor()
-		default:
-			c, indexed = audit.Cursor(), false
-		}
-		n := 0
-		for k, v := c.Seek(append(prefix, from...)); k != nil && len(out) < limit; k, v = c.Next() {
-			if !bytes.HasPrefix(k, prefix) {
-				break
-			}
-			k = k[len(prefix):]
-			if to != nil && bytes.Compare(k, to) >= 0 {
-				break
-			}
-			if n++; n%iterCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			if indexed {
-				v = audit.Get(k)
-				if v == nil {
-					return fmt.Errorf("boltstore: audit index names a missing event")
-				}
-			}
-			var e store.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("boltstore: decoding event: %w", err)
-			}
-			if q.KioskID != "" && e.KioskID != q.KioskID {
-				continue // selected by request ID; also filter by kiosk
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
 }
 
 // DailyCounts implements store.AuditLog.

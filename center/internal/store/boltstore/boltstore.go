@@ -15,6 +15,10 @@
 //	                          per request, as files before this version kept it, cost a
 //	                          page per request; Open migrates them)
 //	store.audit.daily         day ‖ 0 ‖ municipality ‖ 0 ‖ type ‖ 0 ‖ kind → events, copies (2 × 8 bytes BE)
+//	store.audit.by_municipality, .by_certificate, .by_operator, .by_result, .by_type
+//	                          value ‖ 0 ‖ audit key → empty (auditquery.go)
+//	store.audit.settle_daily, .settle_monthly
+//	                          period ‖ 0 ‖ municipality ‖ 0 ‖ chain ‖ 0 ‖ kind ‖ 0 ‖ copies → issuances (8 bytes BE)
 //	store.audit.by_seq        sequence (8 bytes BE) → audit key (the hash chain's order)
 //	store.audit.checkpoints   sequence (8 bytes BE) → Checkpoint (JSON)
 //	store.meta audit.head     sequence ‖ hash of the last event
@@ -23,6 +27,13 @@
 //	store.requests.replay     request ID → sealed replay
 //	store.requests.by_claim   claim time (µs, 8 bytes BE) ‖ request ID → empty
 //	store.requests.by_finish  finish time (µs, 8 bytes BE) ‖ request ID → empty (requests with a replay)
+//	store.kiosks.summary      kiosk ID → status ‖ 0 ‖ chain ‖ 0 ‖ prefecture ‖ 0 ‖ region (kioskquery.go)
+//	store.operators           operator ID → Operator (JSON)
+//	store.api_tokens          token ID → APIToken (JSON)
+//	store.api_tokens.by_hash  token SHA-256 (hex) → token ID
+//
+// Indexes added after a database was created (the console's) are built
+// from the existing entries when the store first opens it for writing.
 //	store.enrollment_codes    kiosk ID → EnrollmentCode (JSON; the code's SHA-256, never the code)
 //
 // The settlement counters are updated in the same transaction as the event
@@ -49,6 +60,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
@@ -79,6 +91,11 @@ var (
 	bucketEnrollCodes   = []byte("store.enrollment_codes")
 	allBuckets          = [][]byte{bucketMeta, bucketKiosks, bucketKioskCerts, bucketMunicipality, bucketSigningKeys, bucketAudit, bucketAuditByKiosk, bucketAuditDaily, bucketAuditByReq, bucketAuditBySeq, bucketCheckpoints, bucketRevocations, bucketRequests, bucketReqReplay, bucketReqByClaim, bucketReqByFinish, bucketEnrollCodes}
 	keyAuditHead        = []byte("audit.head") // sequence (8 bytes BE) ‖ hash of the last event
+	// consoleBuckets were added with the operations console; databases
+	// created before get them, and their indexes built, on first open.
+	consoleBuckets = [][]byte{bucketKioskSummary, bucketOperators, bucketAPITokens, bucketAPITokenHash,
+		bucketAuditByMuni, bucketAuditByCert, bucketAuditByOp, bucketAuditByResult, bucketAuditByType,
+		bucketSettleDaily, bucketSettleMonthly}
 	keySchema           = []byte("schema")
 	schemaVersion       = []byte("1")
 	errClosed           = errors.New("boltstore: store is closed")
@@ -119,7 +136,7 @@ func Open(path string, opts boltfile.Options) (*Store, error) {
 func New(db *bolt.DB) (*Store, error) {
 	if db.IsReadOnly() {
 		err := db.View(func(tx *bolt.Tx) error {
-			for _, name := range allBuckets {
+			for _, name := range append(slices.Clone(allBuckets), consoleBuckets...) {
 				if tx.Bucket(name) == nil {
 					return errMissingBuckets
 				}
@@ -139,12 +156,17 @@ func New(db *bolt.DB) (*Store, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		if meta.Get(keySchema) == nil {
-			return meta.Put(keySchema, schemaVersion)
+			if err := meta.Put(keySchema, schemaVersion); err != nil {
+				return err
+			}
 		}
 		if err := checkSchema(meta); err != nil {
 			return err
 		}
-		return migrateRequestIndex(tx)
+		if err := migrateRequestIndex(tx); err != nil {
+			return err
+		}
+		return addConsoleBuckets(tx)
 	})
 	if err != nil {
 		return nil, err

@@ -29,6 +29,9 @@ func (s *Store) EnrollKiosk(ctx context.Context, k store.Kiosk) error {
 		if err := certs.Put([]byte(k.CertSHA256), []byte(k.ID)); err != nil {
 			return err
 		}
+		if err := putKioskSummary(tx, &k); err != nil {
+			return err
+		}
 		return putJSON(kiosks, []byte(k.ID), &k)
 	})
 }
@@ -88,6 +91,9 @@ func (s *Store) SetKioskStatus(ctx context.Context, id string, status store.Kios
 			return fmt.Errorf("kiosk %s: %s → %s: %w", id, k.Status, status, err)
 		}
 		k.Status, k.StatusReason, k.StatusAt = status, reason, store.Time(at)
+		if err := putKioskSummary(tx, &k); err != nil {
+			return err
+		}
 		return putJSON(tx.Bucket(bucketKiosks), []byte(id), &k)
 	})
 }
