@@ -65,7 +65,7 @@ func TestPersonalDataInEveryField(t *testing.T) {
 		}
 	}
 	for _, sec := range secrets {
-		frame(sec, map[string]any{"nonce": "n"})                                  // as the message type
+		frame(sec, map[string]any{"nonce": "n"})                                      // as the message type
 		frames = append(frames, []byte(`{"v":1,"type":"ping","body":{"nonce":"`+sec)) // truncated JSON
 	}
 	// A reader checks every answer; frames go out under the frame-rate limit.

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
-	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/keyring"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
 

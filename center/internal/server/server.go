@@ -444,4 +444,3 @@ func (s *Server) isDraining() bool {
 	defer s.mu.Unlock()
 	return s.draining
 }
-

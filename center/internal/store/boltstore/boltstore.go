@@ -34,6 +34,7 @@
 //
 // Indexes added after a database was created (the console's) are built
 // from the existing entries when the store first opens it for writing.
+//
 //	store.enrollment_codes    kiosk ID → EnrollmentCode (JSON; the code's SHA-256, never the code)
 //
 // The settlement counters are updated in the same transaction as the event
