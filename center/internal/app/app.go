@@ -109,6 +109,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_center_audit_write_failures_total",
 		Help: "Audit and settlement events the store failed to record."})
 	c.registry.MustRegister(auditFailures)
+	if cs, ok := c.Backend.Store.(interface {
+		CommitStats() (commits, writes int64, seconds float64)
+	}); ok {
+		// The group commit's work: writes per commit show the grouping,
+		// seconds per commit the disk.
+		stat := func(i int) func() float64 {
+			return func() float64 {
+				c, w, s := cs.CommitStats()
+				return [3]float64{float64(c), float64(w), s}[i]
+			}
+		}
+		c.registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commits_total", Help: "Store transactions committed on the issuance path (group commit)."}, stat(0)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commit_writes_total", Help: "Writes carried by those transactions."}, stat(1)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commit_seconds_total", Help: "Time spent committing them (work and fsync)."}, stat(2)),
+		)
+	}
 	c.Store = auditCounting{Store: c.Backend.Store, failures: auditFailures}
 	if c.Keys, err = admin.OpenKeyring(cfg, c.Backend); err != nil {
 		return nil, err

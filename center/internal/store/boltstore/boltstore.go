@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -215,9 +216,16 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// DB returns the underlying database, for sharing it with the records
-// component.
-func (s *Store) DB() *bolt.DB { return s.db }
+// CommitStats reports the group commit's work since the store opened:
+// transactions, the writes they carried, and the seconds spent in them.
+// Writes per transaction show how much the grouping saves.
+func (s *Store) CommitStats() (commits, writes int64, seconds float64) {
+	if s.commit == nil {
+		return 0, 0, 0
+	}
+	return s.commit.commits.Load(), s.commit.writes.Load(), time.Duration(s.commit.commitNanos.Load()).Seconds()
+}
+
 
 func (s *Store) check(ctx context.Context) error {
 	if s.closed.Load() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -33,8 +34,9 @@ type committer struct {
 	closed  bool
 	stopped chan struct{}
 
-	// commits and writes count transactions and the writes in them.
-	commits, writes atomic.Int64
+	// commits and writes count transactions and the writes in them;
+	// commitNanos is the time spent committing (CPU and fsync).
+	commits, writes, commitNanos atomic.Int64
 }
 
 type pendingWrite struct {
@@ -100,6 +102,8 @@ func (c *committer) drain() {
 // commit runs batch in one transaction; on failure it retries without the
 // function that failed, which then runs alone to get its own answer.
 func (c *committer) commit(batch []*pendingWrite) {
+	start := time.Now()
+	defer func() { c.commitNanos.Add(int64(time.Since(start))) }()
 	for len(batch) > 0 {
 		failed := -1
 		err := c.db.Update(func(tx *bolt.Tx) error {
