@@ -44,9 +44,9 @@ func TestPersonalDataInEveryField(t *testing.T) {
 		for field, v := range tmpl {
 			for _, sec := range secrets {
 				body := clone(tmpl)
-				switch v.(type) {
+				switch v := v.(type) {
 				case map[string]any:
-					inner := clone(v.(map[string]any))
+					inner := clone(v)
 					for f := range inner {
 						inner[f] = sec
 						if field == "card" {

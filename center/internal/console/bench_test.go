@@ -87,8 +87,7 @@ func seedCenter(b *testing.B) (*admin.Service, func() error, time.Time) {
 	}
 	st := svc.Store()
 	if bs, ok := st.(*boltstore.Store); ok {
-		bs.DB().NoSync = true // seeding only; the pages read
-		bs.DB().MaxBatchDelay = time.Millisecond
+		bs.SetNoSync(true) // seeding only; the pages read
 	}
 	chains := []string{"SEVEN", "FAMIMA", "LAWSON", "MINISTOP", "SEICOMART"}
 	work := func(n int, f func(i int) error) {

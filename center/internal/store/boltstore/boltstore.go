@@ -216,6 +216,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// SetNoSync turns fsync after each commit off or on. Only for seeding
+// benchmarks and tests: with it off a crash can lose committed writes.
+func (s *Store) SetNoSync(off bool) { s.db.NoSync = off }
+
 // CommitStats reports the group commit's work since the store opened:
 // transactions, the writes they carried, and the seconds spent in them.
 // Writes per transaction show how much the grouping saves.
