@@ -12,7 +12,7 @@ KIOSK_CMDS := $(wildcard kiosk/cmd/*)
 CENTER_CMDS := $(wildcard center/cmd/*)
 CARD_CMDS := $(wildcard cardreader/cmd/*)
 
-.PHONY: all deps deps-demo build build-center build-center-pkcs11 build-kiosk build-windows vet-windows test test-pkcs11 lint vet staticcheck bench fuzz demo run clean
+.PHONY: bench-go all deps deps-demo build build-center build-center-pkcs11 build-kiosk build-windows vet-windows test test-pkcs11 lint vet staticcheck bench fuzz demo run clean
 
 all: build
 
@@ -81,7 +81,19 @@ staticcheck:
 
 lint: vet staticcheck
 
-bench:
+## bench: the national load run, short: 3,000 kiosks connected to the real
+## center process from two fleet processes, three offered rates of 15 s
+## each, one table (connections, issuances/s, latency percentiles, errors
+## by code, the center's CPU per issuance against the cryptographic floor,
+## memory per connection). The first run enrolls the kiosks (about half a
+## minute) under $(OUT)/bench. Full runs: docs/BENCHMARKS.md.
+BENCH_KIOSKS ?= 3000
+BENCH_RATES ?= 250,500,1000
+bench: build
+	bin/loadgen national -dir $(OUT)/bench/national -kiosks $(BENCH_KIOSKS) -fleets 2 -rates $(BENCH_RATES) -duration 15s
+
+## bench-go: every Go benchmark (hot paths, card, PDF, console pages, PKCS#11).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	CGO_ENABLED=1 $(GO) test -tags pkcs11 -run '^$$' -bench . -benchmem ./center/internal/keyring/pkcs11source/...
 
