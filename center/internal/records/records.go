@@ -74,7 +74,7 @@ var (
 	ErrInvalidRecord = errors.New("records: invalid record")
 	// ErrCorrupt: a stored value does not authenticate under its region's
 	// key and position (tampered, moved between regions or persons, or
-	// damaged).
+	// damaged), or does not decode.
 	ErrCorrupt = errors.New("records: stored record does not authenticate")
 	// ErrWrongMasterKey: the master key does not unwrap the region keys
 	// (the wrong key file, or a key from before a rotation).
@@ -84,6 +84,27 @@ var (
 	ErrMasterKeyFile = errors.New("records: unusable master key file")
 	// ErrInvalidOperator: the operator ID is missing or malformed.
 	ErrInvalidOperator = errors.New("records: invalid operator ID")
+
+	// ErrImportRunning: an import of this municipality is being staged in
+	// this process; a second import, or a flag change (which the import
+	// would overwrite), must wait until it ends.
+	ErrImportRunning = errors.New("records: an import of this municipality is running")
+	// ErrConflict: the region changed under an operation that expected it
+	// unchanged (another process imported, or changed a record,
+	// meanwhile). Nothing was changed; run the operation again.
+	ErrConflict = errors.New("records: the region changed meanwhile")
+	// ErrImportRejected: staged entries conflict with each other (the same
+	// person twice, a resident number used for two persons); see
+	// *ConflictError. Nothing became visible.
+	ErrImportRejected = errors.New("records: import rejected")
+	// ErrImportClosed: the import job was already committed or aborted.
+	ErrImportClosed = errors.New("records: import already committed or aborted")
+	// ErrFlagNotSet: ClearFlag named a flag the record does not carry.
+	ErrFlagNotSet = errors.New("records: flag not set")
+	// ErrStaging: the backend no longer knows the staging generation (it
+	// was abandoned for too long and collected, or the region was
+	// deleted meanwhile). Run the import again.
+	ErrStaging = errors.New("records: staged import no longer available")
 )
 
 // Record is one person's vaccination record in one municipality.
@@ -116,6 +137,9 @@ type Record struct {
 	PassportNumber string `json:"passportNumber,omitempty"`
 	// Doses lists the doses given in this municipality, ordered by number.
 	Doses []Dose `json:"doses"`
+	// Flags are the record's flags (counter only, deceased, moved out);
+	// the zero value has none.
+	Flags Flags `json:"flags,omitzero"`
 }
 
 // Dose is one vaccination.
@@ -181,7 +205,7 @@ func (r *Record) Validate() error {
 }
 
 // Problems lists everything wrong with the record: person fields, each
-// dose, and the doses as a sequence.
+// dose, the doses as a sequence, and the flags.
 func (r *Record) Problems() []Problem {
 	ps := PersonProblems(r)
 	if len(r.Doses) == 0 || len(r.Doses) > certificate.MaxDoses {
@@ -203,7 +227,7 @@ func (r *Record) Problems() []Problem {
 	if len(r.Doses) > 0 && isDate(r.BirthDate) && r.Doses[0].Date < r.BirthDate {
 		ps = append(ps, Problem{"dose.date", "is before the birth date"})
 	}
-	return ps
+	return append(ps, flagProblems(r)...)
 }
 
 // Earliest and latest dates the records accept. Japan's COVID-19
@@ -333,7 +357,12 @@ func textProblem(s string, max int) string {
 		return "has leading or trailing spaces"
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if r == utf8.RuneError {
+			// What a decoder leaves for bytes that are not text in the
+			// file's encoding.
+			return "contains bytes that are not a character (is the file's encoding right?)"
+		}
+		if unicode.IsControl(r) {
 			return "contains a control character"
 		}
 	}
