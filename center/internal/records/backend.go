@@ -64,9 +64,6 @@ type Backend interface {
 	// is there (ErrNoRecord if the overlay removes it), else in its active
 	// generation; ErrNoRecord if absent.
 	Get(ctx context.Context, code string, id, key []byte) ([]byte, error)
-	// GetMany is Get for several keys in one consistent read; an absent
-	// key gives a nil value.
-	GetMany(ctx context.Context, code string, id []byte, keys [][]byte) ([][]byte, error)
 	// Update replaces one visible record: the value Get returns must equal
 	// u.Old (else ErrConflict; ErrNoRecord if there is none). The new
 	// value goes into the active generation and, when the key is in the
@@ -87,7 +84,11 @@ type Backend interface {
 	// kind that share a key as Conflicts (at most f.MaxConflicts listed),
 	// and, when f.Build is set and there is no conflict, builds the
 	// generation from the RunRecords items (nil values kept as removals)
-	// so that Promote can publish it. The staged runs are freed either way.
+	// so that Promote can publish it. While building it joins the items,
+	// in key order, with f.Base (the generation the import replaces or
+	// layers over): it counts which keys are there, and gives f.Carry each
+	// value whose key is, with the base's value, storing what Carry
+	// returns. The staged runs are freed either way.
 	FinishStaging(ctx context.Context, gen Generation, f Finish) (StagingResult, error)
 	// Promote publishes a built generation (see Promotion) and logs it.
 	Promote(ctx context.Context, p Promotion) (Operation, error)
@@ -190,6 +191,12 @@ type Finish struct {
 	Progress func(done, total int64)
 	// Now refreshes the staging heartbeat while building.
 	Now func() time.Time
+	// Base is the generation the build is joined with (0: none).
+	Base Generation
+	// Carry, if set, is called while building for each staged value whose
+	// key Base holds, with the base's value; what it returns is stored
+	// instead (it may return value itself). An error stops the build.
+	Carry func(it Staged, base []byte) ([]byte, error)
 }
 
 // Conflict is two staged items of one run kind with the same key.
@@ -207,6 +214,10 @@ type StagingResult struct {
 	// Records counts the RunRecords items with a value, Removals those
 	// without.
 	Records, Removals int64
+	// Against Finish.Base, when building: Added and Replaced count the
+	// values whose key Base lacks and holds; Removed and Absent the
+	// removals whose key it holds and lacks.
+	Added, Replaced, Removed, Absent int64
 	Conflicts         []Conflict
 	// MoreConflicts counts conflicts beyond Finish.MaxConflicts.
 	MoreConflicts int

@@ -158,6 +158,41 @@ func (d *decoder) date(base int) string {
 	return dateFromDays(base + int(v))
 }
 
+// decodeFlags reads only the flags of an encoding.
+func decodeFlags(b []byte) (Flags, error) {
+	d := &decoder{b: b}
+	if v := d.byte(); v != encodingV1 {
+		return Flags{}, fmt.Errorf("unknown record encoding version %d", v)
+	}
+	var f Flags
+	err := d.flags(&f)
+	return f, err
+}
+
+func (d *decoder) flags(f *Flags) error {
+	bits := d.byte()
+	if bits&^(flagBitCounter|flagBitDeceased|flagBitMovedOut|byte(allFlags)<<flagOperatorSh) != 0 {
+		return errEncoding
+	}
+	if bits&flagBitCounter != 0 {
+		f.CounterOnly = CounterReason(d.byte())
+		if f.CounterOnly == NotCounterOnly || !f.CounterOnly.valid() {
+			return errEncoding
+		}
+	}
+	if bits&flagBitDeceased != 0 {
+		f.DeceasedOn = d.date(0)
+	}
+	if bits&flagBitMovedOut != 0 {
+		f.MovedOutOn = d.date(0)
+	}
+	f.ByOperator = FlagSet(bits>>flagOperatorSh) & allFlags
+	if f.ByOperator&^f.Set() != 0 {
+		return errEncoding
+	}
+	return d.err
+}
+
 // decodeRecord reads an encoding written by appendRecord (any version this
 // build knows) into a record of municipality code.
 func decodeRecord(b []byte, code string) (Record, error) {
@@ -166,25 +201,8 @@ func decodeRecord(b []byte, code string) (Record, error) {
 		return Record{}, fmt.Errorf("unknown record encoding version %d", v)
 	}
 	r := Record{Municipality: code}
-	bits := d.byte()
-	if bits&^(flagBitCounter|flagBitDeceased|flagBitMovedOut|byte(allFlags)<<flagOperatorSh) != 0 {
-		return Record{}, errEncoding
-	}
-	if bits&flagBitCounter != 0 {
-		r.Flags.CounterOnly = CounterReason(d.byte())
-		if r.Flags.CounterOnly == NotCounterOnly || !r.Flags.CounterOnly.valid() {
-			return Record{}, errEncoding
-		}
-	}
-	if bits&flagBitDeceased != 0 {
-		r.Flags.DeceasedOn = d.date(0)
-	}
-	if bits&flagBitMovedOut != 0 {
-		r.Flags.MovedOutOn = d.date(0)
-	}
-	r.Flags.ByOperator = FlagSet(bits>>flagOperatorSh) & allFlags
-	if r.Flags.ByOperator&^r.Flags.Set() != 0 {
-		return Record{}, errEncoding
+	if err := d.flags(&r.Flags); err != nil {
+		return Record{}, err
 	}
 	sex := d.byte()
 	switch sex {

@@ -39,3 +39,5 @@ func DateFromDays(d int) string { return dateFromDays(d) }
 func DaysSince1900(s string) int { return daysSince1900(s) }
 
 const ValueFormat = formatV1
+
+func IsDate(s string) bool { return isDate(s) }

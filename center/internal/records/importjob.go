@@ -2,6 +2,7 @@ package records
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,7 @@ func ParseImportMode(s string) (ImportMode, error) {
 const (
 	// DefaultRunBytes bounds the sealed records an import holds in memory
 	// before handing them, sorted, to the backend.
-	DefaultRunBytes = 32 << 20
+	DefaultRunBytes = 16 << 20
 	// DefaultProgressInterval is how often OnProgress is called at most.
 	DefaultProgressInterval = time.Second
 	// lookupBatch is how many persons an import looks up at once (their
@@ -310,7 +311,10 @@ func (j *ImportJob) begin(ctx context.Context) error {
 		return err
 	}
 	j.mac = j.keys.newMAC()
-	j.records.arena = make([]byte, 0, j.runBytes+4096)
+	// The buffers of the runs, allocated once: about 50,000 persons of
+	// three doses fill the default 16 MiB.
+	j.records = run{arena: make([]byte, 0, j.runBytes), items: make([]Staged, 0, j.runBytes/128)}
+	j.unique = run{arena: make([]byte, 0, j.runBytes/8), items: make([]Staged, 0, j.runBytes/128)}
 	return nil
 }
 
@@ -392,57 +396,29 @@ func (j *ImportJob) SetInput(rows, bytes, totalBytes int64) {
 	j.emit(false)
 }
 
-// flushPending looks the pending persons up, seals their records and adds
-// them to the runs.
+// flushPending seals the pending persons' records and adds them to the
+// runs. Whether each person is new, replaced or removed, and the flags an
+// operator set on the record replaced, are settled at Commit, when the
+// staged records meet the region's in key order (see carry).
 func (j *ImportJob) flushPending(ctx context.Context) error {
 	if len(j.pending) == 0 {
 		return nil
 	}
-	var olds [][]byte
-	if j.region != nil {
-		keys := make([][]byte, len(j.pending))
-		for i := range j.pending {
-			keys[i] = j.pending[i].key
-		}
-		var err error
-		if olds, err = j.v.b.GetMany(ctx, j.code, j.region.ID, keys); err != nil {
-			return err
-		}
-	}
 	doses, persons := 0, 0
 	for i := range j.pending {
 		p := &j.pending[i]
-		var old []byte
-		if olds != nil {
-			old = olds[i]
-		}
 		if p.remove {
-			if old == nil {
-				j.res.Absent++
-			} else {
-				j.res.Removed++
-			}
 			j.removals++
+			if err := j.room(ctx, len(p.key)); err != nil {
+				return err
+			}
 			j.records.add(p.key, nil, true, p.ref)
 			continue
 		}
-		if old != nil {
-			prev, err := j.keys.openRecord(p.key, old)
-			if err != nil {
-				return err
-			}
-			p.rec.Flags.keepOperatorFlags(prev.Flags)
-			if ps := p.rec.Problems(); len(ps) > 0 {
-				// The ledger's record is valid on its own (Add checked), so
-				// the operator's flag is what disagrees with it.
-				j.problem(EntryProblem{Kind: ProblemInvalid, Ref: p.ref, Problem: Problem{ps[0].Field, ps[0].Why + " (with the flag an operator set on this record; clear it or correct the ledger)"}})
-				continue
-			}
-			j.res.Replaced++
-		} else {
-			j.res.Added++
-		}
 		j.plain = appendRecord(j.plain[:0], &p.rec)
+		if err := j.room(ctx, len(p.key)+len(j.plain)+64); err != nil {
+			return err
+		}
 		start := len(j.records.arena)
 		j.records.arena = append(j.records.arena, p.key...)
 		var err error
@@ -472,10 +448,48 @@ func (j *ImportJob) flushPending(ctx context.Context) error {
 	j.progress.Doses += int64(doses)
 	j.mu.Unlock()
 	j.emit(false)
-	if len(j.records.arena) >= j.runBytes || len(j.records.items) >= j.runBytes/64 {
-		return j.flushRuns(ctx)
-	}
 	return nil
+}
+
+// carry is called by the build for each staged record that replaces one
+// on record: an import replaces the ledger's flags but keeps the flags an
+// operator set (Vault.SetFlag), so those are copied into the new record.
+// Only the flags of the old record are decoded; most records have none
+// set by an operator and are stored as staged.
+func (j *ImportJob) carry(it Staged, base []byte) ([]byte, error) {
+	old, err := j.keys.openFlags(it.Key, base)
+	if err != nil {
+		return nil, err
+	}
+	if old.ByOperator == 0 {
+		return it.Value, nil
+	}
+	rec, err := j.keys.openRecord(it.Key, it.Value)
+	if err != nil {
+		return nil, err
+	}
+	rec.Flags.keepOperatorFlags(old)
+	if ps := rec.Problems(); len(ps) > 0 {
+		// The ledger's record is valid on its own (Add checked it), so the
+		// operator's flag is what disagrees with it. The build goes on so
+		// that every such record is reported; nothing is published.
+		j.problem(EntryProblem{Kind: ProblemInvalid, Ref: it.Ref, Problem: Problem{ps[0].Field, ps[0].Why + " (with the flag an operator set on this record; clear it, or correct the ledger)"}})
+		return it.Value, nil
+	}
+	j.plain = appendRecord(j.plain[:0], &rec)
+	defer clear(j.plain)
+	return j.keys.sealRecord(it.Key, j.plain)
+}
+
+// room hands the runs to the backend if the next item (need bytes) would
+// not fit: the items point into the arenas, so letting an arena grow would
+// keep both copies alive, and the runs' memory would double.
+func (j *ImportJob) room(ctx context.Context, need int) error {
+	if len(j.records.arena)+need <= cap(j.records.arena) && len(j.unique.arena)+64 <= cap(j.unique.arena) &&
+		len(j.records.items) < cap(j.records.items) && len(j.unique.items) < cap(j.unique.items) {
+		return nil
+	}
+	return j.flushRuns(ctx)
 }
 
 // flushRuns sorts the collected runs and hands them to the backend.
@@ -488,7 +502,12 @@ func (j *ImportJob) flushRuns(ctx context.Context) error {
 		if len(r.run.items) == 0 {
 			continue
 		}
-		slices.SortStableFunc(r.run.items, func(a, b Staged) int { return bytes.Compare(a.Key, b.Key) })
+		slices.SortFunc(r.run.items, func(a, b Staged) int {
+			if c := bytes.Compare(a.Key, b.Key); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Ref, b.Ref)
+		})
 		if err := j.v.b.StageRun(ctx, j.gen, r.kind, r.run.items, now); err != nil {
 			return err
 		}
@@ -518,9 +537,9 @@ func (j *ImportJob) finish(ctx context.Context, build bool) (StagingResult, erro
 	if err := j.flushRuns(ctx); err != nil {
 		return StagingResult{}, err
 	}
-	j.records.arena, j.unique.arena = nil, nil // free the buffers while ordering
+	j.records, j.unique = run{}, run{} // free the buffers while ordering
 	j.setPhase(PhaseOrdering)
-	sr, err := j.v.b.FinishStaging(ctx, j.gen, Finish{
+	f := Finish{
 		Build:        build && len(j.problems) == 0,
 		MaxConflicts: j.maxErrors,
 		Now:          j.v.now,
@@ -530,7 +549,11 @@ func (j *ImportJob) finish(ctx context.Context, build bool) (StagingResult, erro
 			j.mu.Unlock()
 			j.emit(false)
 		},
-	})
+	}
+	if j.region != nil {
+		f.Base, f.Carry = j.region.Active, j.carry
+	}
+	sr, err := j.v.b.FinishStaging(ctx, j.gen, f)
 	if err != nil {
 		return sr, err
 	}
@@ -604,6 +627,10 @@ func (j *ImportJob) commit(ctx context.Context) (ImportResult, error) {
 		return ImportResult{}, err
 	}
 	res := j.res
+	res.Added, res.Replaced, res.Absent = int(sr.Added), int(sr.Replaced), int(sr.Absent)
+	if j.region == nil {
+		res.Added = int(sr.Records)
+	}
 	res.Persons = res.Added + res.Replaced
 	var visible int64
 	switch {
@@ -613,6 +640,7 @@ func (j *ImportJob) commit(ctx context.Context) (ImportResult, error) {
 	case j.mode == ModeFull:
 		visible = sr.Records
 	default:
+		res.Removed = int(sr.Removed)
 		visible = j.region.Records + int64(res.Added) - int64(res.Removed)
 	}
 	j.setPhase(PhasePublishing)

@@ -237,3 +237,21 @@ func (k *regionKeys) openRecord(recordKey, value []byte) (Record, error) {
 	}
 	return rec, nil
 }
+
+// openFlags decrypts a stored value and decodes its flags only: what an
+// import needs of each record it replaces.
+func (k *regionKeys) openFlags(recordKey, value []byte) (Flags, error) {
+	if len(value) < valueHeader || value[0] != formatV1 || binary.BigEndian.Uint32(value[1:5]) != k.version {
+		return Flags{}, fmt.Errorf("%w: municipality %s: unknown value format or key version", ErrCorrupt, k.code)
+	}
+	plain, err := open(k.data, value[valueHeader:], k.recordAD(nil, recordKey))
+	if err != nil {
+		return Flags{}, fmt.Errorf("%w: municipality %s: the value does not open under this region's key at this position (tampered or moved)", ErrCorrupt, k.code)
+	}
+	defer clear(plain)
+	f, err := decodeFlags(plain)
+	if err != nil {
+		return Flags{}, fmt.Errorf("%w: municipality %s: the record does not decode (%v)", ErrCorrupt, k.code, err)
+	}
+	return f, nil
+}

@@ -51,7 +51,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -444,13 +443,27 @@ func isDigitsRange(s string, min, max int) bool {
 	return true
 }
 
-// isDate reports whether s is a real calendar date written YYYY-MM-DD.
+// isDate reports whether s is a real calendar date written YYYY-MM-DD (in
+// the proleptic Gregorian calendar, as time.Parse reads it; written out
+// because imports check millions of dates).
 func isDate(s string) bool {
-	if len(s) != 10 {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
 		return false
 	}
-	_, err := time.Parse(time.DateOnly, s)
-	return err == nil
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	y, m, d := atoi(s[0:4]), atoi(s[5:7]), atoi(s[8:10])
+	if m < 1 || m > 12 || d < 1 {
+		return false
+	}
+	days := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
+	if m == 2 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		days = 29
+	}
+	return d <= days
 }
 
 func isDateBetween(s, first, last string) bool {

@@ -392,3 +392,37 @@ func (b *Backend) Rewrap(ctx context.Context, r records.Rewrapping) (records.Ope
 	}
 	return op, n, nil
 }
+
+// Usage is the space a region's records take in the file.
+type Usage struct {
+	// Records is the number of keys in the region's generations.
+	Records int64
+	// Bytes is the size of the B+tree pages the region's generations use
+	// (keys, values and the tree's own overhead, page slack included);
+	// InUse the part of them holding data.
+	Bytes, InUse int64
+}
+
+// Usage measures the pages of a region's active generation and overlay.
+// It walks every page: for benchmarks and operators, not for requests.
+func (b *Backend) Usage(ctx context.Context, code string) (Usage, error) {
+	var u Usage
+	err := b.view(ctx, func(tx *bolt.Tx) error {
+		st, err := state(tx, code)
+		if err != nil {
+			return err
+		}
+		for _, g := range []records.Generation{st.Active, st.Overlay} {
+			gb := tx.Bucket(bucketGens).Bucket(genKey(g))
+			if g == 0 || gb == nil {
+				continue
+			}
+			s := gb.Stats()
+			u.Records += int64(s.KeyN - s.BucketN + 1) // KeyN counts the shard buckets' own keys too
+			u.Bytes += int64(s.BranchAlloc + s.LeafAlloc)
+			u.InUse += int64(s.BranchInuse + s.LeafInuse + s.InlineBucketInuse)
+		}
+		return nil
+	})
+	return u, err
+}

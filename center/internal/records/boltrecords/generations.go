@@ -126,27 +126,6 @@ func (b *Backend) Get(ctx context.Context, code string, id, key []byte) ([]byte,
 	return out, err
 }
 
-// GetMany implements records.Backend.
-func (b *Backend) GetMany(ctx context.Context, code string, id []byte, keys [][]byte) ([][]byte, error) {
-	out := make([][]byte, len(keys))
-	err := b.view(ctx, func(tx *bolt.Tx) error {
-		st, err := stateFor(tx, code, id)
-		if err != nil {
-			return err
-		}
-		for i, k := range keys {
-			if v := visible(tx, &st, k); v != nil {
-				out[i] = bytes.Clone(v)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // Update implements records.Backend.
 func (b *Backend) Update(ctx context.Context, u records.RecordUpdate) (records.Operation, error) {
 	op := u.Log

@@ -370,6 +370,31 @@ func (b *Backend) FinishStaging(ctx context.Context, g records.Generation, f rec
 		if !build {
 			return nil
 		}
+		// The join with the base: the items come in key order, so the
+		// base's pages are read in order too.
+		base, inBase := lookup(tx, f.Base, it.Key)
+		switch {
+		case it.Value == nil && inBase && base != nil:
+			res.Removed++
+		case it.Value == nil:
+			res.Absent++
+		case base != nil:
+			res.Replaced++
+			if f.Carry != nil {
+				v, err := f.Carry(*it, base)
+				if err != nil {
+					return err
+				}
+				if len(v) == 0 {
+					return errors.New("boltrecords: Carry returned no value")
+				}
+				if len(v) != len(it.Value) || &v[0] != &it.Value[0] {
+					raw = tagged(v)
+				}
+			}
+		default:
+			res.Added++
+		}
 		if tx != lastTx || sb == nil || it.Key[0] != shardOf {
 			if tx != lastTx {
 				lastTx = tx

@@ -215,7 +215,7 @@ type sink interface {
 type parser struct {
 	opts   Options
 	code   string
-	col    [22]int // column → field index + 1 (0: absent), by position in allColumns (len(Columns)+1)
+	col    [numColumns]int // column → field index + 1 (0: absent), by position in allColumns
 	nField int
 	errs   *Error
 	sink   sink
@@ -235,10 +235,37 @@ func colIndex(name string) int {
 	return -1
 }
 
+// Indexes into allColumns (checked by TestColumnIndexes).
+const (
+	cMunicipality = iota
+	cMyNumber
+	cResidentNumber
+	cTicketNumber
+	cName
+	cNameKana
+	cRomanFamily
+	cRomanGiven
+	cBirthDate
+	cSex
+	cNationality
+	cPassportNumber
+	cCounterOnly
+	cDeceasedDate
+	cMovedOutDate
+	cDoseNumber
+	cDate
+	cProduct
+	cManufacturer
+	cLot
+	cVaccineType
+	cAction
+	numColumns
+)
+
 // Column indexes into parser.col, resolved once.
 var (
-	iAction   = colIndex(ColAction)
-	iMyNumber = colIndex(ColMyNumber)
+	iAction   = cAction
+	iMyNumber = cMyNumber
 	iPerson   = func() []int {
 		out := make([]int, len(personColumns))
 		for i, c := range personColumns {
@@ -271,8 +298,10 @@ func (p *parser) fail(row int, column, problem string) {
 
 func (p *parser) failed() bool { return len(p.errs.Problems)+p.errs.Omitted > 0 }
 
-func (p *parser) get(fields []string, name string) string {
-	if i := p.col[colIndex(name)]; i > 0 {
+// get returns the field of column c (an index into allColumns), "" if the
+// file has no such column.
+func (p *parser) get(fields []string, c int) string {
+	if i := p.col[c]; i > 0 {
 		return fields[i-1]
 	}
 	return ""
@@ -412,7 +441,7 @@ func (p *parser) action(row int, fields []string) (remove, ok bool) {
 	if p.col[iAction] == 0 {
 		return false, true
 	}
-	switch p.get(fields, ColAction) {
+	switch p.get(fields, cAction) {
 	case ActionSet:
 		return false, true
 	case ActionRemove:
@@ -430,7 +459,7 @@ func (p *parser) startPerson(row int, fields []string) {
 	} else if err != nil {
 		p.problem(row, ColMyNumber, "must be 12 digits")
 	}
-	if p.get(fields, ColMunicipality) != p.code {
+	if p.get(fields, cMunicipality) != p.code {
 		p.problem(row, ColMunicipality, "is not the code of the municipality being imported")
 	}
 	remove, ok := p.action(row, fields)
@@ -453,23 +482,23 @@ func (p *parser) startPerson(row int, fields []string) {
 		}
 	}
 	rec := records.Record{
-		Municipality:   p.get(fields, ColMunicipality),
-		ResidentNumber: p.get(fields, ColResidentNumber),
-		TicketNumber:   p.get(fields, ColTicketNumber),
-		Name:           p.get(fields, ColName),
-		NameKana:       p.get(fields, ColNameKana),
-		RomanFamily:    p.get(fields, ColRomanFamily),
-		RomanGiven:     p.get(fields, ColRomanGiven),
-		BirthDate:      p.get(fields, ColBirthDate),
-		Sex:            p.get(fields, ColSex),
-		Nationality:    p.get(fields, ColNationality),
-		PassportNumber: p.get(fields, ColPassportNumber),
+		Municipality:   p.get(fields, cMunicipality),
+		ResidentNumber: p.get(fields, cResidentNumber),
+		TicketNumber:   p.get(fields, cTicketNumber),
+		Name:           p.get(fields, cName),
+		NameKana:       p.get(fields, cNameKana),
+		RomanFamily:    p.get(fields, cRomanFamily),
+		RomanGiven:     p.get(fields, cRomanGiven),
+		BirthDate:      p.get(fields, cBirthDate),
+		Sex:            p.get(fields, cSex),
+		Nationality:    p.get(fields, cNationality),
+		PassportNumber: p.get(fields, cPassportNumber),
 	}
-	reason, err := records.ParseCounterReason(p.get(fields, ColCounterOnly))
+	reason, err := records.ParseCounterReason(p.get(fields, cCounterOnly))
 	if err != nil {
 		p.problem(row, ColCounterOnly, "must be empty or one of support_measure, alias_on_record, travel_document, staff_review")
 	}
-	rec.Flags = records.Flags{CounterOnly: reason, DeceasedOn: p.get(fields, ColDeceasedDate), MovedOutOn: p.get(fields, ColMovedOutDate)}
+	rec.Flags = records.Flags{CounterOnly: reason, DeceasedOn: p.get(fields, cDeceasedDate), MovedOutOn: p.get(fields, cMovedOutDate)}
 	seen := map[string]bool{}
 	for _, pr := range records.PersonProblems(&rec) {
 		if c := fieldColumn[pr.Field]; !seen[c] {
@@ -496,7 +525,7 @@ func (p *parser) nextRow(row int, fields []string) {
 		p.problem(row, ColMyNumber, fmt.Sprintf("repeats the person of row %d; a person is removed with one row, and is either set or removed", g.first))
 		return
 	}
-	if p.get(fields, ColMunicipality) != p.code {
+	if p.get(fields, cMunicipality) != p.code {
 		p.problem(row, ColMunicipality, "is not the code of the municipality being imported")
 	}
 	for i, idx := range iPerson {
@@ -509,7 +538,7 @@ func (p *parser) nextRow(row int, fields []string) {
 
 func (p *parser) readDose(row int, fields []string) {
 	g := &p.g
-	raw := p.get(fields, ColDoseNumber)
+	raw := p.get(fields, cDoseNumber)
 	number, err := strconv.Atoi(raw)
 	bad := false
 	if err != nil || !isDigits(raw) {
@@ -518,11 +547,11 @@ func (p *parser) readDose(row int, fields []string) {
 	}
 	dose := records.Dose{
 		Number:       number,
-		Date:         p.get(fields, ColDate),
-		Product:      p.get(fields, ColProduct),
-		Manufacturer: p.get(fields, ColManufacturer),
-		Lot:          p.get(fields, ColLot),
-		VaccineType:  p.get(fields, ColVaccineType),
+		Date:         p.get(fields, cDate),
+		Product:      p.get(fields, cProduct),
+		Manufacturer: p.get(fields, cManufacturer),
+		Lot:          p.get(fields, cLot),
+		VaccineType:  p.get(fields, cVaccineType),
 	}
 	var last string
 	for _, pr := range records.DoseProblems(&dose) {

@@ -521,3 +521,19 @@ func TestWriteRequiresMunicipality(t *testing.T) {
 }
 
 var longDigits = regexp.MustCompile(`[0-9]{8,}`)
+
+func TestColumnIndexes(t *testing.T) {
+	want := map[int]string{cMunicipality: ColMunicipality, cMyNumber: ColMyNumber, cResidentNumber: ColResidentNumber,
+		cTicketNumber: ColTicketNumber, cName: ColName, cNameKana: ColNameKana, cRomanFamily: ColRomanFamily, cRomanGiven: ColRomanGiven,
+		cBirthDate: ColBirthDate, cSex: ColSex, cNationality: ColNationality, cPassportNumber: ColPassportNumber,
+		cCounterOnly: ColCounterOnly, cDeceasedDate: ColDeceasedDate, cMovedOutDate: ColMovedOutDate, cDoseNumber: ColDoseNumber,
+		cDate: ColDate, cProduct: ColProduct, cManufacturer: ColManufacturer, cLot: ColLot, cVaccineType: ColVaccineType, cAction: ColAction}
+	if len(allColumns) != numColumns || len(want) != numColumns {
+		t.Fatalf("%d columns, %d indexes", len(allColumns), numColumns)
+	}
+	for i, name := range want {
+		if allColumns[i] != name {
+			t.Errorf("index %d is %s, want %s", i, allColumns[i], name)
+		}
+	}
+}

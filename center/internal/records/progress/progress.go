@@ -151,6 +151,8 @@ type Renderer struct {
 	mu       sync.Mutex
 	label    string
 	lastLine time.Time
+	lastText string
+	finished bool
 	pb       *progressbar.ProgressBar
 }
 
@@ -191,8 +193,12 @@ func (r *Renderer) Update(s Status) {
 	if s.Label == r.label && !s.Finished && now.Sub(r.lastLine) < r.every {
 		return
 	}
-	r.label, r.lastLine = s.Label, now
-	fmt.Fprintln(r.w, s.Line())
+	line := s.Line()
+	if s.Finished && r.finished && line == r.lastText {
+		return // a poll after the end repeats the final status
+	}
+	r.label, r.lastLine, r.lastText, r.finished = s.Label, now, line, s.Finished
+	fmt.Fprintln(r.w, line)
 }
 
 func (r *Renderer) drawBar(s Status) {

@@ -45,6 +45,7 @@ func Run(t *testing.T, newBackend Factory) {
 		{"StageRunOrder", testStageRunOrder},
 		{"Conflicts", testConflicts},
 		{"CheckOnly", testCheckOnly},
+		{"JoinWithBase", testJoinWithBase},
 		{"ReplaceRegion", testReplaceRegion},
 		{"OverlayAndMerge", testOverlayAndMerge},
 		{"PromoteExpectations", testPromoteExpectations},
@@ -72,6 +73,9 @@ const (
 )
 
 var base = time.Date(2024, 4, 1, 9, 30, 0, 123456000, time.UTC)
+
+// base0Time is base, for tests whose variables shadow it.
+var base0Time = base
 
 func key(seed string) []byte {
 	// Fixed, distinct 32-byte keys spread over the key space like HMACs.
@@ -189,8 +193,6 @@ func testNoRegion(t *testing.T, b records.Backend) {
 	mustIs(t, "Region", err, records.ErrNoRegion)
 	_, err = b.Get(ctx, codeA, []byte("id"), key("x"))
 	mustIs(t, "Get", err, records.ErrNoRegion)
-	_, err = b.GetMany(ctx, codeA, []byte("id"), [][]byte{key("x")})
-	mustIs(t, "GetMany", err, records.ErrNoRegion)
 	_, err = b.Update(ctx, records.RecordUpdate{Code: codeA, ID: []byte("id"), Key: key("x"), Old: val("x"), New: val("y"), Log: op(records.OpFlagSet, codeA)})
 	mustIs(t, "Update", err, records.ErrNoRegion)
 	_, err = b.DeleteRegion(ctx, codeA, []byte("id"), op(records.OpDelete, codeA))
@@ -238,12 +240,6 @@ func testStageAndCreate(t *testing.T, b records.Backend) {
 	}
 	_, err = get(t, b, st, key("absent"))
 	mustIs(t, "Get absent", err, records.ErrNoRecord)
-	keys := [][]byte{all[3].Key, key("absent"), all[20].Key}
-	vs, err := b.GetMany(ctx, codeA, st.ID, keys)
-	must(t, "GetMany", err)
-	if len(vs) != 3 || !bytes.Equal(vs[0], all[3].Value) || vs[1] != nil || !bytes.Equal(vs[2], all[20].Value) {
-		t.Errorf("GetMany = %q", vs)
-	}
 	_, err = b.Get(ctx, codeA, []byte("another-id"), all[0].Key)
 	mustIs(t, "Get with another id", err, records.ErrNoRegion)
 	v, err := b.LastKeyVersion(ctx, codeA)
@@ -444,11 +440,6 @@ func testOverlayAndMerge(t *testing.T, b records.Backend) {
 		v, err = get(t, b, st, base0[39].Key)
 		if err != nil || !bytes.Equal(v, base0[39].Value) {
 			t.Errorf("%s: untouched record %q, %v", when, v, err)
-		}
-		vs, err := b.GetMany(ctx, st.Code, st.ID, [][]byte{base0[0].Key, base0[1].Key, key("m-new")})
-		must(t, "GetMany", err)
-		if string(vs[0]) != string(val("m-0 changed")) || vs[1] != nil || vs[2] == nil {
-			t.Errorf("%s: GetMany %q", when, vs)
 		}
 	}
 	check("overlaid", st2)
@@ -718,8 +709,6 @@ func testCallerOwnsSlices(t *testing.T, b records.Backend) {
 	st := create(t, b, codeA, all)
 	v, _ := get(t, b, st, all[0].Key)
 	clear(v)
-	vs, _ := b.GetMany(ctx, codeA, st.ID, [][]byte{all[0].Key})
-	clear(vs[0])
 	st.ID[0] ^= 0xff
 	st.KeyEntry[0] ^= 0xff
 	st2, _ := b.Region(ctx, codeA)
@@ -742,7 +731,6 @@ func testCancelledContext(t *testing.T, b records.Backend) {
 		"Regions":        func() error { _, err := b.Regions(ctx); return err },
 		"LastKeyVersion": func() error { _, err := b.LastKeyVersion(ctx, codeA); return err },
 		"Get":            func() error { _, err := b.Get(ctx, codeA, st.ID, k); return err },
-		"GetMany":        func() error { _, err := b.GetMany(ctx, codeA, st.ID, [][]byte{k}); return err },
 		"Update": func() error {
 			_, err := b.Update(ctx, records.RecordUpdate{Code: codeA, ID: st.ID, Key: k, Old: val("cc-0"), New: val("x"), Log: op(records.OpFlagSet, codeA)})
 			return err
@@ -956,5 +944,63 @@ func testConcurrentStaging(t *testing.T, b records.Backend) {
 	wg.Wait()
 	if wins != 1 {
 		t.Errorf("%d promotions created the region, want 1", wins)
+	}
+}
+
+// A build joined with a base generation counts against it and lets Carry
+// rewrite the values whose key the base holds.
+func testJoinWithBase(t *testing.T, b records.Backend) {
+	ctx := context.Background()
+	base := items("j", 30)
+	st := create(t, b, codeA, base)
+	staged := []records.Staged{
+		{Key: base[0].Key, Value: val("j-0 new"), Ref: 1},  // replaced, carried
+		{Key: base[1].Key, Value: val("j-1 new"), Ref: 2},  // replaced, kept as staged
+		{Key: key("j-fresh"), Value: val("j-fresh"), Ref: 3}, // added
+		{Key: base[2].Key, Value: nil, Ref: 4},              // removed
+		{Key: key("j-never"), Value: nil, Ref: 5},            // absent
+	}
+	g, err := b.BeginStaging(ctx, codeA, base0Time)
+	must(t, "BeginStaging", err)
+	must(t, "StageRun", b.StageRun(ctx, g, records.RunRecords, sorted(staged[:2]), base0Time))
+	must(t, "StageRun", b.StageRun(ctx, g, records.RunRecords, sorted(staged[2:]), base0Time))
+	var carried []uint64
+	res, err := b.FinishStaging(ctx, g, records.Finish{Build: true, Base: st.Active, Carry: func(it records.Staged, old []byte) ([]byte, error) {
+		carried = append(carried, it.Ref)
+		want := base[it.Ref-1].Value
+		if !bytes.Equal(old, want) {
+			t.Errorf("Carry of ref %d got base value %q, want %q", it.Ref, old, want)
+		}
+		if it.Ref == 1 {
+			return append(bytes.Clone(it.Value), " +carried"...), nil
+		}
+		return it.Value, nil
+	}})
+	must(t, "FinishStaging", err)
+	slices.Sort(carried)
+	if !slices.Equal(carried, []uint64{1, 2}) {
+		t.Errorf("Carry called for refs %v, want [1 2]", carried)
+	}
+	if res.Records != 3 || res.Removals != 2 || res.Added != 1 || res.Replaced != 2 || res.Removed != 1 || res.Absent != 1 {
+		t.Errorf("result %+v", res)
+	}
+	_, err = b.Promote(ctx, records.Promotion{Code: codeA, Gen: g, Overlay: true, ExpectID: st.ID, ExpectSerial: st.Serial, Records: 29, Log: op(records.OpImport, codeA)})
+	must(t, "Promote", err)
+	for k, want := range map[string]string{"j-0": "j-0 new +carried", "j-1": "j-1 new", "j-fresh": "j-fresh", "j-3": "j-3"} {
+		v, err := b.Get(ctx, codeA, st.ID, key(k))
+		if err != nil || string(v) != string(val(want)) {
+			t.Errorf("%s: %q, %v; want %q", k, v, err, want)
+		}
+	}
+	// A Carry error stops the build: nothing to promote.
+	g, _ = b.BeginStaging(ctx, codeA, base0Time)
+	must(t, "StageRun", b.StageRun(ctx, g, records.RunRecords, sorted(base[5:8]), base0Time))
+	boom := errors.New("carry failed")
+	st2, _ := b.Region(ctx, codeA)
+	_, err = b.FinishStaging(ctx, g, records.Finish{Build: true, Base: st2.Active, Carry: func(records.Staged, []byte) ([]byte, error) { return nil, boom }})
+	mustIs(t, "FinishStaging with a failing Carry", err, boom)
+	_, err = b.Promote(ctx, records.Promotion{Code: codeA, Gen: g, ExpectID: st2.ID, ExpectSerial: st2.Serial, Records: 3, Log: op(records.OpImport, codeA)})
+	if err == nil {
+		t.Error("a generation whose build failed was promoted")
 	}
 }
