@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -35,11 +36,13 @@ func run() error {
 	changes := fs.Bool("changes", true, "city: also apply a changes file after the import")
 	reimport := fs.Bool("reimport", false, "city: also import the full ledger again over the records")
 	nosync := fs.Bool("nosync", false, "skip fsync (the center syncs)")
+	keepPriority := fs.Bool("keep-priority", false, "import at normal priority instead of the lowered one the center uses")
 	rate := fs.Int("rate", 1000, "lookups: lookups per second")
 	workers := fs.Int("workers", 4, "lookups: goroutines issuing lookups")
 	baseline := fs.Duration("baseline", 20*time.Second, "lookups: how long to measure without an import")
 	quiet := fs.Bool("quiet", false, "no progress display")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	if len(os.Args) < 2 {
 		return fmt.Errorf("usage: recordsbench city|lookups [flags]")
 	}
@@ -58,9 +61,18 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memprofile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	switch mode {
 	case "city":
-		opts := recordsbench.CityOptions{Dir: *dir, Persons: *persons, Seed: *seed, Regenerate: *regenerate, Changes: *changes, Reimport: *reimport, NoSync: *nosync}
+		opts := recordsbench.CityOptions{Dir: *dir, Persons: *persons, Seed: *seed, Regenerate: *regenerate, Changes: *changes, Reimport: *reimport, NoSync: *nosync, KeepPriority: *keepPriority}
 		if !*quiet {
 			opts.Progress = os.Stderr
 		}
@@ -79,7 +91,7 @@ func run() error {
 			rep.Stored.Records, float64(rep.Stored.Bytes)/(1<<20), float64(rep.Stored.InUse)/(1<<20), rep.BytesPerPerson(), float64(rep.Stored.Bytes)/float64(rep.Rows))
 		fmt.Printf("verified %d lookups against the generated persons\n", rep.LookupsVerified)
 	case "lookups":
-		rep, err := recordsbench.Lookups(ctx, recordsbench.LookupOptions{Dir: *dir, Persons: *persons, Seed: *seed, Rate: *rate, Workers: *workers, Baseline: *baseline, NoSync: *nosync})
+		rep, err := recordsbench.Lookups(ctx, recordsbench.LookupOptions{Dir: *dir, Persons: *persons, Seed: *seed, Rate: *rate, Workers: *workers, Baseline: *baseline, NoSync: *nosync, KeepPriority: *keepPriority})
 		if err != nil {
 			return err
 		}

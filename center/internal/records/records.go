@@ -6,41 +6,59 @@
 //
 //	master, err := records.LoadMasterKey("/etc/kioskcert/records.key") // 32 bytes, mode 0600 or 0400
 //	db, err := boltfile.Open("/var/lib/kioskcert/records.db", boltfile.Options{})
-//	vault, err := records.Open(db, master, records.Options{})
-//	res, err := vault.Import(ctx, "012041", "operator-id", entries) // all or nothing
-//	rec, err := vault.Lookup(ctx, "012041", myNumber)              // ErrNoRecord, ErrBadMyNumber
+//	backend, err := boltrecords.New(db)                                 // or another Backend
+//	vault, err := records.Open(ctx, backend, master, records.Options{})
+//	rec, err := vault.Lookup(ctx, "012041", myNumber)                    // ErrNoRecord, ErrBadMyNumber
+//	res, err := ledgercsv.Import(ctx, vault, file, "012041", "operator-id",
+//		ledgercsv.Options{Mode: records.ModeFull})                        // all or nothing
+//	op, err := vault.SetFlag(ctx, "012041", myNumber, "operator-id",
+//		records.FlagChange{Kind: records.FlagCounterOnly, Reason: records.CounterStaffReview})
 //	region, err := vault.Region(ctx, "012041")
-//	op, err := region.Delete(ctx, "operator-id")                   // crypto-shredding
+//	op, err = region.Delete(ctx, "operator-id")                           // crypto-shredding
 //
-// CSV import of a municipality's ledger export is in the ledgercsv
-// subpackage; docs/RECORDS.md defines the file and this design.
+// An import is a job (BeginImport, Add or Remove per person, Commit or
+// Abort) with a Progress snapshot to poll; ledgercsv drives it from a
+// municipality's ledger file and Vault.Import from a slice. docs/RECORDS.md
+// defines the file and this design.
 //
 // # Separation and encryption
 //
-// Each municipality has its own region: a bbolt bucket of its own, a random
-// 256-bit data key (AES-256-GCM) and a random 256-bit lookup key (HMAC-
-// SHA256). A record's key in the bucket is HMAC-SHA256(lookup key, My
-// Number): My Number itself is never stored, and the same person has
-// unrelated keys in two municipalities. A record's value is sealed with the
-// region's data key; the associated data binds it to the municipality code,
-// the record key and the region's key version, so a ciphertext copied into
-// another region, or under another person's key, fails to open (ErrCorrupt).
-// The region keys are stored wrapped (AES-256-GCM) by the master key, which
-// is read from a file and never stored in the database.
+// Each municipality has its own region: a random 256-bit data key
+// (AES-256-GCM) and a random 256-bit lookup key (HMAC-SHA256). A record's
+// key is HMAC-SHA256(lookup key, My Number): My Number itself is never
+// stored, and the same person has unrelated keys in two municipalities. A
+// record's value is its compact encoding (encoding.go) sealed with the
+// region's data key; the associated data binds it to the municipality
+// code, the record key and the region's key version and identity, so a
+// ciphertext copied into another region, under another person's key, or
+// into a re-created region fails to open (ErrCorrupt). The region keys are
+// stored wrapped (AES-256-GCM) by the master key, which is read from a
+// file and never stored in the database.
 //
 // A region is read and deleted only through a Region handle, which holds
 // that region's unwrapped keys and nothing else. Deleting a region deletes
-// its records and its keys (crypto-shredding: leftover ciphertext in free
-// database pages cannot be opened without them) and writes a deletion entry
-// to the operations log (municipality, time, record count, operator).
+// its keys (crypto-shredding: leftover ciphertext cannot be opened without
+// them) and its records, and writes a deletion entry to the operations log
+// (municipality, time, record count, operator).
+//
+// # Storage
+//
+// The Vault sees its database through Backend, which stores opaque keys
+// and values in generations: an import stages a new generation in sorted
+// runs, in bounded memory and small transactions beside live lookups, and
+// publishes it in one small transaction (a full ledger replaces the
+// region's records, a changes file is layered over them and merged). A
+// failed or aborted import leaves the records as they were. boltrecords is
+// the bbolt backend; recordstest is the suite every backend passes.
 //
 // # What is stored
 //
 // The items of Asahikawa's record file (annex 2) that a certificate needs:
 // resident number, municipality code, vaccination ticket number, name, kana,
 // romanized name, birth date, sex, nationality, passport number and the
-// doses. My Number is input only. Certificate IDs and issue dates are not
-// stored: the center keeps no certificate data (brief §2).
+// doses; and the record's flags (counter only with its reason, deceased,
+// moved out). My Number is input only. Certificate IDs and issue dates are
+// not stored: the center keeps no certificate data (brief §2).
 //
 // Record and Entry print as redacted text with fmt and log/slog, so a stray
 // log call does not leak personal data; errors never carry field values.

@@ -197,6 +197,10 @@ func (b *Backend) Merge(ctx context.Context, code string, id []byte) (records.Ge
 			}
 			overlay = st.Overlay
 			ob := tx.Bucket(bucketGens).Bucket(genKey(overlay))
+			// The overlay's keys land at random places in the active
+			// generation: every one dirties a page, so batches are kept
+			// a tenth of a build's to bound the transaction's memory.
+			limit := max(1, b.batch/10)
 			n := 0
 			if ob != nil {
 				c := ob.Cursor()
@@ -206,7 +210,7 @@ func (b *Backend) Merge(ctx context.Context, code string, id []byte) (records.Ge
 				} else {
 					sk, _ = c.Seek(after[:1])
 				}
-				for ; sk != nil && n < b.batch; sk, _ = c.Next() {
+				for ; sk != nil && n < limit; sk, _ = c.Next() {
 					sb := ob.Bucket(sk)
 					if sb == nil {
 						continue
@@ -221,7 +225,7 @@ func (b *Backend) Merge(ctx context.Context, code string, id []byte) (records.Ge
 					} else {
 						k, v = sc.First()
 					}
-					for ; k != nil && n < b.batch; k, v = sc.Next() {
+					for ; k != nil && n < limit; k, v = sc.Next() {
 						target, err := shard(tx, st.Active, k)
 						if err != nil {
 							return err
@@ -239,7 +243,7 @@ func (b *Backend) Merge(ctx context.Context, code string, id []byte) (records.Ge
 					}
 				}
 			}
-			if n < b.batch {
+			if n < limit {
 				// Everything is in the active generation: retire the
 				// overlay in the same transaction.
 				st.Overlay = 0

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -67,8 +68,10 @@ func (b *Backend) StageRun(ctx context.Context, g records.Generation, kind recor
 	var name []byte
 	var seq uint32
 	pos := 0
-	block := make([]byte, 0, blockSize+1024)
 	for pos < len(items) {
+		// bbolt keeps each value until its transaction commits: the
+		// blocks come from a pool and go back once it has.
+		var used []*[]byte
 		err := b.update(ctx, func(tx *bolt.Tx) error {
 			st, _, _, ok := getGenState(tx, g)
 			rb := tx.Bucket(bucketRuns).Bucket(genKey(g))
@@ -98,13 +101,15 @@ func (b *Backend) StageRun(ctx context.Context, g records.Generation, kind recor
 			}
 			written := 0
 			for pos < len(items) && written < runTxBytes {
-				block = block[:0]
+				bp := blockPool.Get().(*[]byte)
+				used = append(used, bp)
+				block := (*bp)[:0]
 				for pos < len(items) && len(block) < blockSize {
 					block = appendItem(block, &items[pos])
 					pos++
 				}
-				// bbolt keeps the slice until commit: give it its own.
-				if err := run.Put(blockKey(seq), bytes.Clone(block)); err != nil {
+				*bp = block
+				if err := run.Put(blockKey(seq), block); err != nil {
 					return err
 				}
 				seq++
@@ -112,12 +117,21 @@ func (b *Backend) StageRun(ctx context.Context, g records.Generation, kind recor
 			}
 			return nil
 		})
+		for _, bp := range used {
+			blockPool.Put(bp)
+		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// blockPool holds block buffers between StageRun transactions.
+var blockPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, blockSize+4096)
+	return &b
+}}
 
 // touch refreshes a staging generation's heartbeat, keeping its code.
 func touch(tx *bolt.Tx, g records.Generation, now time.Time) error {

@@ -72,6 +72,11 @@ func Start(ctx context.Context, v *records.Vault, r io.Reader, municipality, ope
 	im := &Importer{job: job, done: make(chan struct{})}
 	go func() {
 		defer close(im.done)
+		// Imports run beside issuance: their thread yields to the others
+		// when the CPU is contended (see backgroundThread).
+		if !opts.KeepPriority {
+			backgroundThread()
+		}
 		im.res, im.err = run(ctx, job, r, municipality, opts)
 	}()
 	return im, nil

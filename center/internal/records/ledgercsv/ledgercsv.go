@@ -191,6 +191,10 @@ type Options struct {
 	// OnProgress is passed to the records import (see
 	// records.ImportOptions).
 	OnProgress func(records.Progress)
+	// KeepPriority runs Start's import at the process's priority instead
+	// of lowering its thread's (benchmarks measuring throughput on a
+	// machine others load use it; the center should not).
+	KeepPriority bool
 }
 
 func (o *Options) defaults() {

@@ -128,6 +128,8 @@ type CityOptions struct {
 	Changes, Reimport bool
 	// NoSync skips fsync (not what the center does).
 	NoSync bool
+	// KeepPriority imports at normal priority (see ledgercsv.Options).
+	KeepPriority bool
 	// Progress receives the progress display (nil: none).
 	Progress io.Writer
 }
@@ -190,7 +192,7 @@ func City(ctx context.Context, opts CityOptions) (CityReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	f, err := runImport(ctx, v, ledger, records.ModeFull, "full import into an empty region", int64(rows), opts.Progress)
+	f, err := runImport(ctx, v, ledger, records.ModeFull, "full import into an empty region", int64(rows), opts.KeepPriority, opts.Progress)
 	if err != nil {
 		return rep, err
 	}
@@ -210,14 +212,14 @@ func City(ctx context.Context, opts CityOptions) (CityReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		f, err := runImport(ctx, v, path, records.ModeChanges, "changes file (1% changed, 0.5% added, 0.1% removed)", int64(n), opts.Progress)
+		f, err := runImport(ctx, v, path, records.ModeChanges, "changes file (1% changed, 0.5% added, 0.1% removed)", int64(n), opts.KeepPriority, opts.Progress)
 		if err != nil {
 			return rep, err
 		}
 		rep.Imports = append(rep.Imports, f)
 	}
 	if opts.Reimport {
-		f, err := runImport(ctx, v, ledger, records.ModeFull, "full import over the existing records", int64(rows), opts.Progress)
+		f, err := runImport(ctx, v, ledger, records.ModeFull, "full import over the existing records", int64(rows), opts.KeepPriority, opts.Progress)
 		if err != nil {
 			return rep, err
 		}
@@ -281,7 +283,7 @@ func countRows(r io.Reader) (int, error) {
 	}
 }
 
-func runImport(ctx context.Context, v *records.Vault, path string, mode records.ImportMode, what string, rows int64, progressOut io.Writer) (ImportFigures, error) {
+func runImport(ctx context.Context, v *records.Vault, path string, mode records.ImportMode, what string, rows int64, keepPriority bool, progressOut io.Writer) (ImportFigures, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return ImportFigures{}, err
@@ -293,7 +295,7 @@ func runImport(ctx context.Context, v *records.Vault, path string, mode records.
 	}
 	s := startSampler()
 	start := time.Now()
-	im, err := ledgercsv.Start(ctx, v, f, Code, "bench-operator", ledgercsv.Options{Mode: mode, Size: fi.Size()})
+	im, err := ledgercsv.Start(ctx, v, f, Code, "bench-operator", ledgercsv.Options{Mode: mode, Size: fi.Size(), KeepPriority: keepPriority})
 	if err != nil {
 		s.stop()
 		return ImportFigures{}, err
@@ -385,6 +387,8 @@ type LookupOptions struct {
 	// Baseline is how long lookups run without an import.
 	Baseline time.Duration
 	NoSync   bool
+	// KeepPriority runs the measured import at normal priority.
+	KeepPriority bool
 }
 
 // Latencies summarises lookup latencies.
@@ -440,7 +444,7 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if _, err := runImport(ctx, v, ledger, records.ModeFull, "setup", int64(rows), nil); err != nil {
+	if _, err := runImport(ctx, v, ledger, records.ModeFull, "setup", int64(rows), true, nil); err != nil {
 		return rep, err
 	}
 	myNumbers := make([]string, 4096)
@@ -497,7 +501,7 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	var impErr error
 	go func() {
 		defer close(during)
-		imp, impErr = runImport(ctx, v, ledger, records.ModeFull, "full import over the region being looked up", int64(rows), nil)
+		imp, impErr = runImport(ctx, v, ledger, records.ModeFull, "full import over the region being looked up", int64(rows), opts.KeepPriority, nil)
 	}()
 	rep.DuringImport = measure(during)
 	rep.Import = imp
