@@ -430,7 +430,7 @@ func TestParseKnownProductOption(t *testing.T) {
 
 func newVault(t *testing.T, path string) (*records.Vault, func()) {
 	t.Helper()
-	db, err := boltfile.Open(path, boltfile.Options{})
+	db, err := boltfile.Open(path, boltfile.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -384,7 +384,8 @@ type LookupOptions struct {
 	// issued on a fixed schedule (latency counts from the scheduled time,
 	// so a stall is not hidden by the lookups it delays).
 	Rate, Workers int
-	// Baseline is how long lookups run without an import.
+	// Baseline is how long lookups run without an import: half before
+	// the import, half after.
 	Baseline time.Duration
 	NoSync   bool
 	// KeepPriority runs the measured import at normal priority.
@@ -420,9 +421,9 @@ type LookupReport struct {
 }
 
 // Lookups imports a ledger of opts.Persons persons, then measures lookups
-// of random persons of that region for opts.Baseline, then again while the
-// same ledger is imported over the region (a full re-import: every record
-// replaced), until the import ends.
+// of persons of that region for opts.Baseline/2, then while the same
+// ledger is imported over the region (a full re-import: every record
+// replaced) until the import ends, then for opts.Baseline/2 again.
 func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	rep := LookupReport{Persons: opts.Persons}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
@@ -451,10 +452,13 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	for i := range myNumbers {
 		myNumbers[i] = Person(Code, int(uint64(i)*2654435761%uint64(opts.Persons)), opts.Seed).MyNumber
 	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
 	measure := func(until <-chan struct{}) Latencies {
-		var mu sync.Mutex
-		var lat []time.Duration
-		errs := 0
+		mu.Lock()
+		lat, errs = nil, 0
+		mu.Unlock()
 		var wg sync.WaitGroup
 		interval := time.Duration(opts.Workers) * time.Second / time.Duration(opts.Rate)
 		for w := range opts.Workers {
@@ -490,11 +494,23 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 		}
 		<-until
 		wg.Wait()
-		return summarise(lat, errs)
+		return summarise(slices.Clone(lat), errs)
 	}
-	idle := make(chan struct{})
-	time.AfterFunc(opts.Baseline, func() { close(idle) })
-	rep.Idle = measure(idle)
+	// The machine's other load changes over minutes: measure without an
+	// import both before and after the import, and compare with both
+	// together.
+	var idleLat []time.Duration
+	idleErrs := 0
+	idle := func() {
+		done := make(chan struct{})
+		time.AfterFunc(opts.Baseline/2, func() { close(done) })
+		l := measure(done)
+		mu.Lock()
+		idleLat = append(idleLat, lat...)
+		mu.Unlock()
+		idleErrs += l.Errors
+	}
+	idle()
 
 	during := make(chan struct{})
 	var imp ImportFigures
@@ -505,5 +521,10 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	}()
 	rep.DuringImport = measure(during)
 	rep.Import = imp
-	return rep, impErr
+	if impErr != nil {
+		return rep, impErr
+	}
+	idle()
+	rep.Idle = summarise(idleLat, idleErrs)
+	return rep, nil
 }

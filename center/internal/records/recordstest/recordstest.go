@@ -786,11 +786,11 @@ func testConcurrentLookupsDuringImports(t *testing.T, b records.Backend) {
 				k := (i*7 + w) % n
 				v, err := b.Get(ctx, codeA, st.ID, key(fmt.Sprintf("c-%d", k)))
 				if err != nil {
-					errs <- fmt.Errorf("Get during imports: %w", err)
+					errs <- fmt.Errorf("lookup during imports: %w", err)
 					return
 				}
 				if !bytes.HasPrefix(v, val(fmt.Sprintf("c-%d round ", k))) {
-					errs <- fmt.Errorf("Get returned another key's value")
+					errs <- errors.New("a lookup returned another key's value")
 					return
 				}
 			}
