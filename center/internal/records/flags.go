@@ -2,6 +2,7 @@ package records
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -144,6 +145,16 @@ type Flags struct {
 	// an operator set); Vault.ClearFlag removes them.
 	ByOperator FlagSet `json:"byOperator,omitempty"`
 }
+
+// String redacts the flags: which a person carries, and why, is as
+// sensitive as the rest of the record (a support measure above all).
+func (f Flags) String() string { return "records.Flags{redacted}" }
+
+// GoString redacts the flags for %#v.
+func (f Flags) GoString() string { return f.String() }
+
+// LogValue redacts the flags for log/slog.
+func (f Flags) LogValue() slog.Value { return slog.StringValue(f.String()) }
 
 // Has reports whether flag k is set.
 func (f Flags) Has(k FlagKind) bool {

@@ -942,8 +942,9 @@ func TestRecordsRedacted(t *testing.T) {
 	e := demoEntries(t, asahikawa)[0]
 	e.Record.Flags = records.Flags{CounterOnly: records.CounterSupportMeasure, DeceasedOn: "2024-01-02"}
 	var logBuf bytes.Buffer
-	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", "record", e.Record, "entry", e)
+	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("x", "record", e.Record, "entry", e, "flags", e.Record.Flags)
 	outputs := []string{
+		fmt.Sprintf("%v", e.Record.Flags), fmt.Sprintf("%+v", e.Record.Flags), fmt.Sprintf("%#v", e.Record.Flags),
 		fmt.Sprintf("%v", e.Record), fmt.Sprintf("%+v", e.Record), fmt.Sprintf("%#v", e.Record),
 		fmt.Sprintf("%v", e), fmt.Sprintf("%+v", e), fmt.Sprintf("%#v", e),
 		fmt.Sprint([]records.Entry{e}), logBuf.String(),
