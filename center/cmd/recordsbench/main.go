@@ -83,8 +83,8 @@ func run() error {
 		fmt.Printf("ledger: %d persons, %d rows, %.1f MiB (generated in %s)\n", rep.Persons, rep.Rows, float64(rep.FileBytes)/(1<<20), rep.Generated.Round(time.Second))
 		for _, f := range rep.Imports {
 			r := f.Result
-			fmt.Printf("%s: %s, %.0f rows/s; %d persons (%d added, %d replaced, %d removed, %d absent), %d doses; %s\n",
-				f.What, f.Elapsed.Round(100*time.Millisecond), f.RowsPerSecond(), r.Persons, r.Added, r.Replaced, r.Removed, r.Absent, r.Doses, f.Memory)
+			fmt.Printf("%s: %s, %.0f rows/s; CPU %s, %.0f rows per CPU second; %d persons (%d added, %d replaced, %d removed, %d absent), %d doses; %s\n",
+				f.What, f.Elapsed.Round(100*time.Millisecond), f.RowsPerSecond(), f.CPU.Round(100*time.Millisecond), f.RowsPerCPUSecond(), r.Persons, r.Added, r.Replaced, r.Removed, r.Absent, r.Doses, f.Memory)
 		}
 		fmt.Printf("records file after the first import: %.1f MiB (%.0f bytes per person)\n", float64(rep.RecordsFile)/(1<<20), float64(rep.RecordsFile)/float64(rep.Persons))
 		fmt.Printf("active generation: %d records in %.1f MiB of pages (%.1f MiB in use): %.0f bytes per person, %.0f per dose\n",
@@ -98,7 +98,7 @@ func run() error {
 		fmt.Printf("region of %d persons, %d lookups/s over %d goroutines\n", rep.Persons, *rate, *workers)
 		fmt.Printf("without an import: %s\n", rep.Idle)
 		fmt.Printf("during the import: %s\n", rep.DuringImport)
-		fmt.Printf("import: %s, %.0f rows/s, %s\n", rep.Import.Elapsed.Round(100*time.Millisecond), rep.Import.RowsPerSecond(), rep.Import.Memory)
+		fmt.Printf("import: %s, %.0f rows/s, CPU %s, %s\n", rep.Import.Elapsed.Round(100*time.Millisecond), rep.Import.RowsPerSecond(), rep.Import.CPU.Round(100*time.Millisecond), rep.Import.Memory)
 		if rep.Idle.P99 > 0 {
 			fmt.Printf("p99 during / without: %.2f\n", float64(rep.DuringImport.P99)/float64(rep.Idle.P99))
 		}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -140,7 +141,22 @@ type ImportFigures struct {
 	Result  records.ImportResult
 	Rows    int64
 	Elapsed time.Duration
-	Memory  Memory
+	// CPU is the process's user and system CPU time during the import
+	// (getrusage): what the import costs whatever else loads the machine.
+	CPU    time.Duration
+	Memory Memory
+}
+
+// RowsPerCPUSecond is the rate the import would reach with one CPU of its
+// own: rows per second of CPU time it used.
+func (f ImportFigures) RowsPerCPUSecond() float64 { return float64(f.Rows) / f.CPU.Seconds() }
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // RowsPerSecond is the import's rate in ledger rows (doses) per second.
@@ -294,7 +310,7 @@ func runImport(ctx context.Context, v *records.Vault, path string, mode records.
 		return ImportFigures{}, err
 	}
 	s := startSampler()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	im, err := ledgercsv.Start(ctx, v, f, Code, "bench-operator", ledgercsv.Options{Mode: mode, Size: fi.Size(), KeepPriority: keepPriority})
 	if err != nil {
 		s.stop()
@@ -305,13 +321,13 @@ func runImport(ctx context.Context, v *records.Vault, path string, mode records.
 		stop = progress.Follow(progress.New(progressOut, progress.Options{}), func() progress.Status { return im.Progress().Status() }, 500*time.Millisecond)
 	}
 	res, err := im.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu
 	stop()
 	mem := s.stop()
 	if err != nil {
 		return ImportFigures{}, err
 	}
-	return ImportFigures{What: what, Result: res, Rows: rows, Elapsed: elapsed, Memory: mem}, nil
+	return ImportFigures{What: what, Result: res, Rows: rows, Elapsed: elapsed, CPU: cpu, Memory: mem}, nil
 }
 
 // verify looks up n persons spread over the ledger and checks each record
