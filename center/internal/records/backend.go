@@ -112,8 +112,8 @@ type Backend interface {
 	Drop(ctx context.Context, gen Generation) error
 
 	// Rewrap re-wraps every region's keys and replaces the metadata in
-	// one transaction (see Rewrapping); it returns the log entry and the
-	// number of regions.
+	// one transaction (see Rewrapping); it returns the log entry (its
+	// Records set to the number of regions) and that number.
 	Rewrap(ctx context.Context, r Rewrapping) (Operation, int, error)
 	// Log returns the operations log, oldest first.
 	Log(ctx context.Context) ([]Operation, error)

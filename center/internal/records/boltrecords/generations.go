@@ -108,13 +108,23 @@ func tagged(v []byte) []byte {
 	return append([]byte{tagValue}, v...)
 }
 
-// Get implements records.Backend.
+// Get implements records.Backend. It reads the region's generations and
+// identity in place (a lookup per issuance: no copies).
 func (b *Backend) Get(ctx context.Context, code string, id, key []byte) ([]byte, error) {
 	var out []byte
 	err := b.view(ctx, func(tx *bolt.Tx) error {
-		st, err := stateFor(tx, code, id)
-		if err != nil {
+		raw := tx.Bucket(bucketRegions).Get([]byte(code))
+		if len(raw) < stateHeader || raw[0] != 1 || len(raw) < stateHeader+int(raw[stateHeader-1]) {
+			// Absent, or damaged: stateFor says which.
+			_, err := stateFor(tx, code, id)
 			return err
+		}
+		if !bytes.Equal(raw[stateHeader:stateHeader+int(raw[stateHeader-1])], id) {
+			return fmt.Errorf("%w: the region of municipality %s was deleted (or re-created) after this handle was opened", records.ErrNoRegion, code)
+		}
+		st := records.RegionState{
+			Active:  records.Generation(binary.BigEndian.Uint64(raw[5:13])),
+			Overlay: records.Generation(binary.BigEndian.Uint64(raw[13:21])),
 		}
 		v := visible(tx, &st, key)
 		if v == nil {
