@@ -225,11 +225,22 @@ func (r *Record) Validate() error {
 // dose, the doses as a sequence, and the flags.
 func (r *Record) Problems() []Problem {
 	ps := PersonProblems(r)
+	for i := range r.Doses {
+		ps = append(ps, DoseProblems(&r.Doses[i])...)
+	}
+	return append(ps, r.SequenceProblems()...)
+}
+
+// SequenceProblems checks what needs the record as a whole, once its
+// person fields and each dose have been checked on their own
+// (PersonProblems, DoseProblems): the number of doses, their numbers and
+// dates against each other and the birth date, and the flags.
+func (r *Record) SequenceProblems() []Problem {
+	var ps []Problem
 	if len(r.Doses) == 0 || len(r.Doses) > certificate.MaxDoses {
 		ps = append(ps, Problem{"doses", fmt.Sprintf("must list 1-%d doses", certificate.MaxDoses)})
 	}
 	for i := range r.Doses {
-		ps = append(ps, DoseProblems(&r.Doses[i])...)
 		if i == 0 {
 			continue
 		}

@@ -624,10 +624,10 @@ func (p *parser) endGroup() error {
 	}
 	rec := g.record
 	rec.Doses = doses
-	// The record as a whole must pass the validation the records apply;
-	// anything left (flag dates against doses) is reported at the
-	// person's first row.
-	if ps := rec.Problems(); len(ps) > 0 {
+	// The person's fields and each dose passed on their rows; what is
+	// left (flag dates against doses) is reported at the person's first
+	// row.
+	if ps := rec.SequenceProblems(); len(ps) > 0 {
 		for _, pr := range ps {
 			p.fail(g.first, fieldColumn[pr.Field], pr.Why)
 		}
