@@ -147,21 +147,29 @@ type runReader struct {
 	name  []byte
 	run   *bolt.Bucket // in the current transaction
 	seq   uint32       // the block being read
+	bp    *[]byte      // the block's buffer, from blockPool
 	block []byte       // a copy, valid across transactions
 	off   int
 	item  records.Staged
 	raw   []byte // tag ‖ value, as stored in a generation
 	valid bool
 	err   error
+	// retired collects the buffers of blocks read to the end in the
+	// current transaction: items in them may be held by the transaction
+	// until it ends, so they go back to the pool only then.
+	retired *[]*[]byte
 }
 
-// load reads block seq; false when the run has no more blocks.
+// load reads block seq into a pooled buffer; false when the run has no
+// more blocks.
 func (r *runReader) load(seq uint32) bool {
 	v := r.run.Get(blockKey(seq))
 	if v == nil {
 		return false
 	}
-	r.seq, r.block, r.off = seq, bytes.Clone(v), 0
+	bp := blockPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], v...)
+	r.seq, r.bp, r.block, r.off = seq, bp, *bp, 0
 	return true
 }
 
@@ -169,6 +177,10 @@ func (r *runReader) load(seq uint32) bool {
 // deletes a block once it is read (a write transaction only).
 func (r *runReader) next(consume bool) {
 	for r.off >= len(r.block) {
+		if r.bp != nil {
+			*r.retired = append(*r.retired, r.bp)
+			r.bp = nil
+		}
 		if r.block != nil && consume {
 			if err := r.run.Delete(blockKey(r.seq)); err != nil {
 				r.err, r.valid = err, false
@@ -239,6 +251,17 @@ type merger struct {
 	rs      []*runReader
 	h       readers
 	started bool
+	retired []*[]byte // see runReader.retired
+}
+
+// release returns the blocks read to the end to the pool; call it once
+// the transaction that read them has ended.
+func (m *merger) release() {
+	for _, bp := range m.retired {
+		blockPool.Put(bp)
+	}
+	clear(m.retired)
+	m.retired = m.retired[:0]
 }
 
 // begin binds the readers to tx; the first time, it reads each run's first
@@ -472,8 +495,18 @@ func (b *Backend) merge(ctx context.Context, g records.Generation, runs []runInf
 	}
 	m := &merger{}
 	for _, r := range runs {
-		m.rs = append(m.rs, &runReader{name: r.name})
+		m.rs = append(m.rs, &runReader{name: r.name, retired: &m.retired})
 	}
+	defer func() {
+		// The readers' current blocks, at the end or on an error.
+		for _, r := range m.rs {
+			if r.bp != nil {
+				blockPool.Put(r.bp)
+				r.bp = nil
+			}
+		}
+		m.release()
+	}()
 	var groupFirst records.Staged
 	var groupKey, groupValue []byte
 	haveGroup := false
@@ -523,6 +556,7 @@ func (b *Backend) merge(ctx context.Context, g records.Generation, runs []runInf
 		} else {
 			err = b.view(ctx, body)
 		}
+		m.release()
 		if err != nil {
 			return err
 		}
