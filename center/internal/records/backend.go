@@ -218,7 +218,7 @@ type StagingResult struct {
 	// values whose key Base lacks and holds; Removed and Absent the
 	// removals whose key it holds and lacks.
 	Added, Replaced, Removed, Absent int64
-	Conflicts         []Conflict
+	Conflicts                        []Conflict
 	// MoreConflicts counts conflicts beyond Finish.MaxConflicts.
 	MoreConflicts int
 }

@@ -123,7 +123,9 @@ func (r CounterReason) valid() bool { return r <= CounterStaffReview }
 type FlagSet uint8
 
 // Has reports whether k is in the set.
-func (s FlagSet) Has(k FlagKind) bool { return k >= FlagCounterOnly && k <= FlagMovedOut && s&(1<<(k-1)) != 0 }
+func (s FlagSet) Has(k FlagKind) bool {
+	return k >= FlagCounterOnly && k <= FlagMovedOut && s&(1<<(k-1)) != 0
+}
 
 func (s FlagSet) with(k FlagKind) FlagSet    { return s | 1<<(k-1) }
 func (s FlagSet) without(k FlagKind) FlagSet { return s &^ (1 << (k - 1)) }

@@ -410,9 +410,9 @@ type LookupOptions struct {
 
 // Latencies summarises lookup latencies.
 type Latencies struct {
-	N                       int
+	N                        int
 	P50, P90, P99, P999, Max time.Duration
-	Errors                  int
+	Errors                   int
 }
 
 func summarise(d []time.Duration, errs int) Latencies {
@@ -431,9 +431,9 @@ func (l Latencies) String() string {
 // LookupReport compares lookups without and during a full import of the
 // same region.
 type LookupReport struct {
-	Persons          int
+	Persons            int
 	Idle, DuringImport Latencies
-	Import           ImportFigures
+	Import             ImportFigures
 }
 
 // Lookups imports a ledger of opts.Persons persons, then measures lookups

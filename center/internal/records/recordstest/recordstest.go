@@ -954,10 +954,10 @@ func testJoinWithBase(t *testing.T, b records.Backend) {
 	base := items("j", 30)
 	st := create(t, b, codeA, base)
 	staged := []records.Staged{
-		{Key: base[0].Key, Value: val("j-0 new"), Ref: 1},  // replaced, carried
-		{Key: base[1].Key, Value: val("j-1 new"), Ref: 2},  // replaced, kept as staged
+		{Key: base[0].Key, Value: val("j-0 new"), Ref: 1},    // replaced, carried
+		{Key: base[1].Key, Value: val("j-1 new"), Ref: 2},    // replaced, kept as staged
 		{Key: key("j-fresh"), Value: val("j-fresh"), Ref: 3}, // added
-		{Key: base[2].Key, Value: nil, Ref: 4},              // removed
+		{Key: base[2].Key, Value: nil, Ref: 4},               // removed
 		{Key: key("j-never"), Value: nil, Ref: 5},            // absent
 	}
 	g, err := b.BeginStaging(ctx, codeA, base0Time)
