@@ -15,6 +15,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/records/boltrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
@@ -70,7 +71,11 @@ func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
 		return nil, err
 	}
 	b.closers = append(b.closers, db)
-	vault, err := records.Open(db, master, records.Options{})
+	recordsBackend, err := boltrecords.New(db)
+	if err != nil {
+		return nil, err
+	}
+	vault, err := records.Open(ctx, recordsBackend, master, records.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +103,7 @@ func (r vaultRecords) Lookup(ctx context.Context, municipality, myNumber string)
 
 func (r vaultRecords) ImportCSV(ctx context.Context, municipality, operator string, in io.Reader) (records.ImportResult, error) {
 	return ledgercsv.Import(ctx, r.v, in, municipality, operator, ledgercsv.Options{
+		Mode:         records.ModeFull,
 		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/records/boltrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
@@ -64,7 +65,11 @@ func benchService(b *testing.B, sync bool) (*Service, *fixture) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	vault, err := records.Open(db, master, records.Options{})
+	backend, err := boltrecords.New(db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vault, err := records.Open(ctx, backend, master, records.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,7 +78,7 @@ func benchService(b *testing.B, sync bool) (*Service, *fixture) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := vault.Import(ctx, code, "bench-operator", entries); err != nil {
+		if _, err := vault.Import(ctx, code, entries, records.ImportOptions{Operator: "bench-operator", Mode: records.ModeFull}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"time"
 )
 
@@ -19,6 +21,11 @@ const (
 	adRecord      = "kioskcert/records/record/v1"
 	adMasterCheck = "kioskcert/records/master-check/v1"
 	formatV1      = 1
+
+	// Labels of the keyed hashes other than the record key, so none can
+	// equal a record key (a My Number is 12 digits, no label) or another.
+	labelResident = "kioskcert/records/resident/v1\x00"
+	labelLogRef   = "kioskcert/records/log-ref/v1\x00"
 )
 
 // regionKeys are one region's unwrapped keys and identity.
@@ -142,7 +149,7 @@ func (k *regionKeys) identity() []byte {
 	return b
 }
 
-// recordKey is the bucket key of a person's record: HMAC-SHA256 under the
+// recordKey is the key of a person's record: HMAC-SHA256 under the
 // region's lookup key. My Number itself is never stored.
 func (k *regionKeys) recordKey(myNumber string) []byte {
 	mac := hmac.New(sha256.New, k.lookup)
@@ -150,40 +157,101 @@ func (k *regionKeys) recordKey(myNumber string) []byte {
 	return mac.Sum(nil)
 }
 
-func (k *regionKeys) recordAD(recordKey []byte) []byte {
-	ad := make([]byte, 0, len(adRecord)+len(k.code)+2+len(recordKey)+4+16)
-	ad = append(ad, adRecord...)
-	ad = append(ad, 0)
-	ad = append(ad, k.code...)
-	ad = append(ad, 0)
-	ad = append(ad, recordKey...)
-	ad = binary.BigEndian.AppendUint32(ad, k.version)
-	return append(ad, k.id[:]...)
+// newMAC returns an HMAC under the lookup key for a caller that hashes
+// many values on one goroutine (an import), saving the set-up per value.
+func (k *regionKeys) newMAC() hash.Hash { return hmac.New(sha256.New, k.lookup) }
+
+// residentKey is the key under which an import checks that a resident
+// number (宛名番号) belongs to one person only: keyed like the record key,
+// so the staging area holds no resident number in clear, and truncated to
+// 128 bits (a chance collision among millions is below 10^-24).
+func residentKey(mac hash.Hash, dst []byte, residentNumber string) []byte {
+	mac.Reset()
+	mac.Write([]byte(labelResident))
+	mac.Write([]byte(residentNumber))
+	return mac.Sum(dst)[:len(dst)+16]
 }
 
-// sealRecord encrypts a record's encoding: format(1) ‖ version(4) ‖ nonce ‖ ciphertext.
+// logRef is the operations log's pseudonymous reference to a record: 64
+// bits of a keyed hash, enough to tell persons apart in a region, useless
+// without the region's lookup key.
+func (k *regionKeys) logRef(myNumber string) string {
+	mac := hmac.New(sha256.New, k.lookup)
+	mac.Write([]byte(labelLogRef))
+	mac.Write([]byte(myNumber))
+	return hex.EncodeToString(mac.Sum(nil)[:8])
+}
+
+func (k *regionKeys) recordAD(dst, recordKey []byte) []byte {
+	dst = append(dst, adRecord...)
+	dst = append(dst, 0)
+	dst = append(dst, k.code...)
+	dst = append(dst, 0)
+	dst = append(dst, recordKey...)
+	dst = binary.BigEndian.AppendUint32(dst, k.version)
+	return append(dst, k.id[:]...)
+}
+
+// valueHeader is format(1) ‖ key version(4) before the nonce.
+const valueHeader = 5
+
+// sealRecord encrypts a record's encoding: format(1) ‖ version(4) ‖ nonce ‖
+// ciphertext. AD = label ‖ code ‖ record key ‖ key version ‖ region ID.
 func (k *regionKeys) sealRecord(recordKey, plaintext []byte) ([]byte, error) {
-	sealed, err := seal(k.data, plaintext, k.recordAD(recordKey))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 5, 5+len(sealed))
-	out[0] = formatV1
-	binary.BigEndian.PutUint32(out[1:5], k.version)
-	return append(out, sealed...), nil
+	out, _, err := k.appendSealed(nil, recordKey, plaintext, nil)
+	return out, err
 }
 
-// openRecord decrypts a stored value found under recordKey.
-func (k *regionKeys) openRecord(recordKey, value []byte) ([]byte, error) {
-	if len(value) < 5 || value[0] != formatV1 {
-		return nil, fmt.Errorf("%w: municipality %s: unknown value format", ErrCorrupt, k.code)
+var zeroNonce [12]byte
+
+// appendSealed is sealRecord appending to dst; ad is scratch space for the
+// associated data, returned for reuse (an import seals millions).
+func (k *regionKeys) appendSealed(dst, recordKey, plaintext, ad []byte) ([]byte, []byte, error) {
+	ad = k.recordAD(ad[:0], recordKey)
+	dst = append(dst, formatV1, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(dst[len(dst)-4:], k.version)
+	dst = append(dst, zeroNonce[:k.data.NonceSize()]...)
+	nonce := dst[len(dst)-k.data.NonceSize():]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, ad, fmt.Errorf("records: nonce: %w", err)
+	}
+	return k.data.Seal(dst, nonce, plaintext, ad), ad, nil
+}
+
+// openRecord decrypts and decodes a stored value found under recordKey.
+func (k *regionKeys) openRecord(recordKey, value []byte) (Record, error) {
+	if len(value) < valueHeader || value[0] != formatV1 {
+		return Record{}, fmt.Errorf("%w: municipality %s: unknown value format", ErrCorrupt, k.code)
 	}
 	if v := binary.BigEndian.Uint32(value[1:5]); v != k.version {
-		return nil, fmt.Errorf("%w: municipality %s: value sealed under key version %d, region is at %d", ErrCorrupt, k.code, v, k.version)
+		return Record{}, fmt.Errorf("%w: municipality %s: value sealed under key version %d, region is at %d", ErrCorrupt, k.code, v, k.version)
 	}
-	plain, err := open(k.data, value[5:], k.recordAD(recordKey))
+	plain, err := open(k.data, value[valueHeader:], k.recordAD(nil, recordKey))
 	if err != nil {
-		return nil, fmt.Errorf("%w: municipality %s: the value does not open under this region's key at this position (tampered or moved)", ErrCorrupt, k.code)
+		return Record{}, fmt.Errorf("%w: municipality %s: the value does not open under this region's key at this position (tampered or moved)", ErrCorrupt, k.code)
 	}
-	return plain, nil
+	defer clear(plain)
+	rec, err := decodeRecord(plain, k.code)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: municipality %s: the record does not decode (%v)", ErrCorrupt, k.code, err)
+	}
+	return rec, nil
+}
+
+// openFlags decrypts a stored value and decodes its flags only: what an
+// import needs of each record it replaces.
+func (k *regionKeys) openFlags(recordKey, value []byte) (Flags, error) {
+	if len(value) < valueHeader || value[0] != formatV1 || binary.BigEndian.Uint32(value[1:5]) != k.version {
+		return Flags{}, fmt.Errorf("%w: municipality %s: unknown value format or key version", ErrCorrupt, k.code)
+	}
+	plain, err := open(k.data, value[valueHeader:], k.recordAD(nil, recordKey))
+	if err != nil {
+		return Flags{}, fmt.Errorf("%w: municipality %s: the value does not open under this region's key at this position (tampered or moved)", ErrCorrupt, k.code)
+	}
+	defer clear(plain)
+	f, err := decodeFlags(plain)
+	if err != nil {
+		return Flags{}, fmt.Errorf("%w: municipality %s: the record does not decode (%v)", ErrCorrupt, k.code, err)
+	}
+	return f, nil
 }

@@ -6,41 +6,59 @@
 //
 //	master, err := records.LoadMasterKey("/etc/kioskcert/records.key") // 32 bytes, mode 0600 or 0400
 //	db, err := boltfile.Open("/var/lib/kioskcert/records.db", boltfile.Options{})
-//	vault, err := records.Open(db, master, records.Options{})
-//	res, err := vault.Import(ctx, "012041", "operator-id", entries) // all or nothing
-//	rec, err := vault.Lookup(ctx, "012041", myNumber)              // ErrNoRecord, ErrBadMyNumber
+//	backend, err := boltrecords.New(db)                                 // or another Backend
+//	vault, err := records.Open(ctx, backend, master, records.Options{})
+//	rec, err := vault.Lookup(ctx, "012041", myNumber)                    // ErrNoRecord, ErrBadMyNumber
+//	res, err := ledgercsv.Import(ctx, vault, file, "012041", "operator-id",
+//		ledgercsv.Options{Mode: records.ModeFull})                        // all or nothing
+//	op, err := vault.SetFlag(ctx, "012041", myNumber, "operator-id",
+//		records.FlagChange{Kind: records.FlagCounterOnly, Reason: records.CounterStaffReview})
 //	region, err := vault.Region(ctx, "012041")
-//	op, err := region.Delete(ctx, "operator-id")                   // crypto-shredding
+//	op, err = region.Delete(ctx, "operator-id")                           // crypto-shredding
 //
-// CSV import of a municipality's ledger export is in the ledgercsv
-// subpackage; docs/RECORDS.md defines the file and this design.
+// An import is a job (BeginImport, Add or Remove per person, Commit or
+// Abort) with a Progress snapshot to poll; ledgercsv drives it from a
+// municipality's ledger file and Vault.Import from a slice. docs/RECORDS.md
+// defines the file and this design.
 //
 // # Separation and encryption
 //
-// Each municipality has its own region: a bbolt bucket of its own, a random
-// 256-bit data key (AES-256-GCM) and a random 256-bit lookup key (HMAC-
-// SHA256). A record's key in the bucket is HMAC-SHA256(lookup key, My
-// Number): My Number itself is never stored, and the same person has
-// unrelated keys in two municipalities. A record's value is sealed with the
-// region's data key; the associated data binds it to the municipality code,
-// the record key and the region's key version, so a ciphertext copied into
-// another region, or under another person's key, fails to open (ErrCorrupt).
-// The region keys are stored wrapped (AES-256-GCM) by the master key, which
-// is read from a file and never stored in the database.
+// Each municipality has its own region: a random 256-bit data key
+// (AES-256-GCM) and a random 256-bit lookup key (HMAC-SHA256). A record's
+// key is HMAC-SHA256(lookup key, My Number): My Number itself is never
+// stored, and the same person has unrelated keys in two municipalities. A
+// record's value is its compact encoding (encoding.go) sealed with the
+// region's data key; the associated data binds it to the municipality
+// code, the record key and the region's key version and identity, so a
+// ciphertext copied into another region, under another person's key, or
+// into a re-created region fails to open (ErrCorrupt). The region keys are
+// stored wrapped (AES-256-GCM) by the master key, which is read from a
+// file and never stored in the database.
 //
 // A region is read and deleted only through a Region handle, which holds
 // that region's unwrapped keys and nothing else. Deleting a region deletes
-// its records and its keys (crypto-shredding: leftover ciphertext in free
-// database pages cannot be opened without them) and writes a deletion entry
-// to the operations log (municipality, time, record count, operator).
+// its keys (crypto-shredding: leftover ciphertext cannot be opened without
+// them) and its records, and writes a deletion entry to the operations log
+// (municipality, time, record count, operator).
+//
+// # Storage
+//
+// The Vault sees its database through Backend, which stores opaque keys
+// and values in generations: an import stages a new generation in sorted
+// runs, in bounded memory and small transactions beside live lookups, and
+// publishes it in one small transaction (a full ledger replaces the
+// region's records, a changes file is layered over them and merged). A
+// failed or aborted import leaves the records as they were. boltrecords is
+// the bbolt backend; recordstest is the suite every backend passes.
 //
 // # What is stored
 //
 // The items of Asahikawa's record file (annex 2) that a certificate needs:
 // resident number, municipality code, vaccination ticket number, name, kana,
 // romanized name, birth date, sex, nationality, passport number and the
-// doses. My Number is input only. Certificate IDs and issue dates are not
-// stored: the center keeps no certificate data (brief §2).
+// doses; and the record's flags (counter only with its reason, deceased,
+// moved out). My Number is input only. Certificate IDs and issue dates are
+// not stored: the center keeps no certificate data (brief §2).
 //
 // Record and Entry print as redacted text with fmt and log/slog, so a stray
 // log call does not leak personal data; errors never carry field values.
@@ -51,7 +69,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -74,7 +91,7 @@ var (
 	ErrInvalidRecord = errors.New("records: invalid record")
 	// ErrCorrupt: a stored value does not authenticate under its region's
 	// key and position (tampered, moved between regions or persons, or
-	// damaged).
+	// damaged), or does not decode.
 	ErrCorrupt = errors.New("records: stored record does not authenticate")
 	// ErrWrongMasterKey: the master key does not unwrap the region keys
 	// (the wrong key file, or a key from before a rotation).
@@ -84,6 +101,27 @@ var (
 	ErrMasterKeyFile = errors.New("records: unusable master key file")
 	// ErrInvalidOperator: the operator ID is missing or malformed.
 	ErrInvalidOperator = errors.New("records: invalid operator ID")
+
+	// ErrImportRunning: an import of this municipality is being staged in
+	// this process; a second import, or a flag change (which the import
+	// would overwrite), must wait until it ends.
+	ErrImportRunning = errors.New("records: an import of this municipality is running")
+	// ErrConflict: the region changed under an operation that expected it
+	// unchanged (another process imported, or changed a record,
+	// meanwhile). Nothing was changed; run the operation again.
+	ErrConflict = errors.New("records: the region changed meanwhile")
+	// ErrImportRejected: staged entries conflict with each other (the same
+	// person twice, a resident number used for two persons); see
+	// *ConflictError. Nothing became visible.
+	ErrImportRejected = errors.New("records: import rejected")
+	// ErrImportClosed: the import job was already committed or aborted.
+	ErrImportClosed = errors.New("records: import already committed or aborted")
+	// ErrFlagNotSet: ClearFlag named a flag the record does not carry.
+	ErrFlagNotSet = errors.New("records: flag not set")
+	// ErrStaging: the backend no longer knows the staging generation (it
+	// was abandoned for too long and collected, or the region was
+	// deleted meanwhile). Run the import again.
+	ErrStaging = errors.New("records: staged import no longer available")
 )
 
 // Record is one person's vaccination record in one municipality.
@@ -116,6 +154,9 @@ type Record struct {
 	PassportNumber string `json:"passportNumber,omitempty"`
 	// Doses lists the doses given in this municipality, ordered by number.
 	Doses []Dose `json:"doses"`
+	// Flags are the record's flags (counter only, deceased, moved out);
+	// the zero value has none.
+	Flags Flags `json:"flags,omitzero"`
 }
 
 // Dose is one vaccination.
@@ -181,14 +222,25 @@ func (r *Record) Validate() error {
 }
 
 // Problems lists everything wrong with the record: person fields, each
-// dose, and the doses as a sequence.
+// dose, the doses as a sequence, and the flags.
 func (r *Record) Problems() []Problem {
 	ps := PersonProblems(r)
+	for i := range r.Doses {
+		ps = append(ps, DoseProblems(&r.Doses[i])...)
+	}
+	return append(ps, r.SequenceProblems()...)
+}
+
+// SequenceProblems checks what needs the record as a whole, once its
+// person fields and each dose have been checked on their own
+// (PersonProblems, DoseProblems): the number of doses, their numbers and
+// dates against each other and the birth date, and the flags.
+func (r *Record) SequenceProblems() []Problem {
+	var ps []Problem
 	if len(r.Doses) == 0 || len(r.Doses) > certificate.MaxDoses {
 		ps = append(ps, Problem{"doses", fmt.Sprintf("must list 1-%d doses", certificate.MaxDoses)})
 	}
 	for i := range r.Doses {
-		ps = append(ps, DoseProblems(&r.Doses[i])...)
 		if i == 0 {
 			continue
 		}
@@ -203,7 +255,7 @@ func (r *Record) Problems() []Problem {
 	if len(r.Doses) > 0 && isDate(r.BirthDate) && r.Doses[0].Date < r.BirthDate {
 		ps = append(ps, Problem{"dose.date", "is before the birth date"})
 	}
-	return ps
+	return append(ps, flagProblems(r)...)
 }
 
 // Earliest and latest dates the records accept. Japan's COVID-19
@@ -333,7 +385,12 @@ func textProblem(s string, max int) string {
 		return "has leading or trailing spaces"
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if r == utf8.RuneError {
+			// What a decoder leaves for bytes that are not text in the
+			// file's encoding.
+			return "contains bytes that are not a character (is the file's encoding right?)"
+		}
+		if unicode.IsControl(r) {
 			return "contains a control character"
 		}
 	}
@@ -415,13 +472,27 @@ func isDigitsRange(s string, min, max int) bool {
 	return true
 }
 
-// isDate reports whether s is a real calendar date written YYYY-MM-DD.
+// isDate reports whether s is a real calendar date written YYYY-MM-DD (in
+// the proleptic Gregorian calendar, as time.Parse reads it; written out
+// because imports check millions of dates).
 func isDate(s string) bool {
-	if len(s) != 10 {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
 		return false
 	}
-	_, err := time.Parse(time.DateOnly, s)
-	return err == nil
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	y, m, d := atoi(s[0:4]), atoi(s[5:7]), atoi(s[8:10])
+	if m < 1 || m > 12 || d < 1 {
+		return false
+	}
+	days := [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
+	if m == 2 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		days = 29
+	}
+	return d <= days
 }
 
 func isDateBetween(s, first, last string) bool {

@@ -3,129 +3,107 @@ package records
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/kioskcert/kioskcert/pkg/lgcode"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
 )
 
-// Buckets, all prefixed "records." so the records can share a bbolt file
-// with the center's store ("store.") or have one of their own.
-var (
-	bucketMeta     = []byte("records.meta")     // format, master key check value and ID
-	bucketKeys     = []byte("records.keys")     // municipality code → wrapped region keys
-	bucketVersions = []byte("records.versions") // municipality code → last key version used
-	bucketRegions  = []byte("records.regions")  // one nested bucket per municipality code
-	bucketLog      = []byte("records.log")      // sequence → Operation (JSON)
-	allBuckets     = [][]byte{bucketMeta, bucketKeys, bucketVersions, bucketRegions, bucketLog}
+// FormatVersion is the records format this build writes and reads: the
+// key entries, sealed values and record encoding described in
+// docs/RECORDS.md, on generations (format 1 kept one bucket per region
+// and JSON records; its files must be re-imported).
+const FormatVersion = 2
 
-	metaFormat      = []byte("format")
-	metaMasterCheck = []byte("master-check")
-	metaMasterID    = []byte("master-id")
-	masterCheckText = []byte("kioskcert records master key check")
-)
+// masterCheckText is sealed under the master key into Meta.MasterCheck.
+var masterCheckText = []byte("kioskcert records master key check")
 
 // timePrecision is the precision of stored times (as in the store).
 const timePrecision = time.Microsecond
+
+// DefaultStaleStaging is how long a staging generation may go without a
+// heartbeat before it counts as abandoned (its import's process died) and
+// is dropped.
+const DefaultStaleStaging = 15 * time.Minute
 
 // Options tunes Open.
 type Options struct {
 	// Now is the clock for creation, import and deletion times; nil means
 	// time.Now.
 	Now func() time.Time
+	// Log receives warnings about cleanup that failed after an operation
+	// took effect (it is retried later); nil discards them. Nothing
+	// personal is ever logged.
+	Log *slog.Logger
+	// StaleStaging overrides DefaultStaleStaging.
+	StaleStaging time.Duration
 }
 
-// Vault is the records component on one bbolt database. It is safe for
+// Vault is the records component on one backend. It is safe for
 // concurrent use.
 type Vault struct {
-	db     *bolt.DB
+	b      Backend
 	master *MasterKey
 	now    func() time.Time
+	log    *slog.Logger
+	stale  time.Duration
 
-	mu      sync.Mutex
-	regions map[string]*Region // open handles, so lookups do not unwrap keys each time
+	mu        sync.Mutex
+	regions   map[string]*Region // open handles, so lookups do not unwrap keys each time
+	importing map[string]bool    // municipalities with an import being staged here
 }
 
-// Open prepares the records buckets in db (which may be shared with the
-// store) and checks that master is the key the database was set up with,
-// failing with ErrWrongMasterKey before any record is touched. The first
-// Open of a database records the master key's check value.
-func Open(db *bolt.DB, master *MasterKey, opts Options) (*Vault, error) {
+// Open prepares the records in backend b and checks that master is the
+// key the database was set up with, failing with ErrWrongMasterKey before
+// any record is touched. The first Open of a database records the master
+// key's check value.
+func Open(ctx context.Context, b Backend, master *MasterKey, opts Options) (*Vault, error) {
 	if master == nil {
 		return nil, fmt.Errorf("%w: no master key", ErrMasterKeyFile)
 	}
-	v := &Vault{db: db, master: master, now: opts.Now, regions: map[string]*Region{}}
+	if b == nil {
+		return nil, errors.New("records: no backend")
+	}
+	v := &Vault{b: b, master: master, now: opts.Now, log: opts.Log, stale: opts.StaleStaging,
+		regions: map[string]*Region{}, importing: map[string]bool{}}
 	if v.now == nil {
 		v.now = time.Now
 	}
-	if db.IsReadOnly() {
-		err := db.View(func(tx *bolt.Tx) error {
-			for _, name := range allBuckets {
-				if tx.Bucket(name) == nil {
-					return fmt.Errorf("records: database has no records buckets (opened read-only before any import)")
-				}
-			}
-			return checkMaster(tx.Bucket(bucketMeta), master)
-		})
-		if err != nil {
-			return nil, err
-		}
-		return v, nil
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("records: creating bucket %s: %w", name, err)
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if f := meta.Get(metaFormat); f == nil {
-			if err := meta.Put(metaFormat, []byte{formatV1}); err != nil {
-				return err
-			}
-		} else if !bytes.Equal(f, []byte{formatV1}) {
-			return fmt.Errorf("records: unknown database format; this build reads format 1")
-		}
-		if meta.Get(metaMasterCheck) == nil {
-			if tx.Bucket(bucketKeys).Stats().KeyN > 0 {
-				return fmt.Errorf("records: database has region keys but no master key check value; refusing to guess")
-			}
-			return putMasterCheck(meta, master)
-		}
-		return checkMaster(meta, master)
-	})
+	if v.stale <= 0 {
+		v.stale = DefaultStaleStaging
+	}
+	check, err := seal(master.aead, masterCheckText, []byte(adMasterCheck))
 	if err != nil {
+		return nil, err
+	}
+	m, err := b.Init(ctx, Meta{Format: FormatVersion, MasterCheck: check, MasterID: master.ID()})
+	if err != nil {
+		return nil, err
+	}
+	if m.Format != FormatVersion {
+		return nil, fmt.Errorf("records: the database holds records format %d; this build reads format %d (re-import the ledgers into a new records file)", m.Format, FormatVersion)
+	}
+	if err := checkMaster(m, master); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-func putMasterCheck(meta *bolt.Bucket, master *MasterKey) error {
-	check, err := seal(master.aead, masterCheckText, []byte(adMasterCheck))
-	if err != nil {
-		return err
-	}
-	if err := meta.Put(metaMasterCheck, check); err != nil {
-		return err
-	}
-	return meta.Put(metaMasterID, []byte(master.ID()))
-}
-
-func checkMaster(meta *bolt.Bucket, master *MasterKey) error {
-	check := meta.Get(metaMasterCheck)
-	if check == nil {
+func checkMaster(m Meta, master *MasterKey) error {
+	if m.MasterCheck == nil {
 		return fmt.Errorf("records: database has no master key check value")
 	}
-	plain, err := open(master.aead, check, []byte(adMasterCheck))
+	plain, err := open(master.aead, m.MasterCheck, []byte(adMasterCheck))
 	if err != nil || !bytes.Equal(plain, masterCheckText) {
 		return fmt.Errorf("%w: master key %s is not the key these records are wrapped under (they expect key %s); check the master key file path, or use the key from before the last rotation",
-			ErrWrongMasterKey, master.ID(), meta.Get(metaMasterID))
+			ErrWrongMasterKey, master.ID(), m.MasterID)
 	}
 	return nil
 }
@@ -144,33 +122,36 @@ func (v *Vault) Region(ctx context.Context, code string) (*Region, error) {
 	if r != nil && !r.deleted.Load() {
 		return r, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var entry []byte
-	err := v.db.View(func(tx *bolt.Tx) error {
-		e := tx.Bucket(bucketKeys).Get([]byte(code))
-		if e == nil {
-			return fmt.Errorf("%w: municipality %s", ErrNoRegion, code)
-		}
-		entry = bytes.Clone(e)
-		return nil
-	})
+	st, err := v.b.Region(ctx, code)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := unwrapKeyEntry(v.master, code, entry)
+	r, err = v.handle(st)
 	if err != nil {
 		return nil, err
 	}
-	r = newRegion(v, keys)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if cached := v.regions[code]; cached != nil && !cached.deleted.Load() {
+	if cached := v.regions[code]; cached != nil && !cached.deleted.Load() && bytes.Equal(cached.id, r.id) {
 		return cached, nil
 	}
 	v.regions[code] = r
 	return r, nil
+}
+
+// handle unwraps a region's keys into a handle.
+func (v *Vault) handle(st RegionState) (*Region, error) {
+	keys, err := unwrapKeyEntry(v.master, st.Code, st.KeyEntry)
+	if err != nil {
+		return nil, err
+	}
+	// The backend keeps the identity beside the wrapped keys; they must
+	// agree, or a handle could check one region and decrypt with another's
+	// keys.
+	if !bytes.Equal(keys.identity(), st.ID) || keys.version != st.KeyVersion {
+		return nil, fmt.Errorf("%w: municipality %s: the region's identity does not match its keys", ErrCorrupt, st.Code)
+	}
+	return newRegion(v, keys), nil
 }
 
 func (v *Vault) evict(r *Region) {
@@ -189,154 +170,27 @@ func (v *Vault) Lookup(ctx context.Context, code, myNumber string) (Record, erro
 	if err := mynumber.Validate(myNumber); err != nil {
 		return Record{}, fmt.Errorf("%w: %w", ErrBadMyNumber, err)
 	}
-	r, err := v.Region(ctx, code)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		r, err := v.Region(ctx, code)
+		if err != nil {
+			if isNoRegion(err) {
+				return Record{}, fmt.Errorf("%w: %w", ErrNoRecord, err)
+			}
+			return Record{}, err
+		}
+		rec, err := r.Lookup(ctx, myNumber)
+		if isNoRegion(err) && attempt == 0 {
+			// The cached handle's region was deleted, perhaps re-created,
+			// by another process: open the current one once.
+			r.deleted.Store(true)
+			v.evict(r)
+			continue
+		}
 		if isNoRegion(err) {
 			return Record{}, fmt.Errorf("%w: %w", ErrNoRecord, err)
 		}
-		return Record{}, err
+		return rec, err
 	}
-	rec, err := r.Lookup(ctx, myNumber)
-	if isNoRegion(err) {
-		return Record{}, fmt.Errorf("%w: %w", ErrNoRecord, err)
-	}
-	return rec, err
-}
-
-// ImportResult says what an import did; it carries counts only.
-type ImportResult struct {
-	Municipality string
-	// Persons is the number of records written: Added new ones plus
-	// Replaced existing ones.
-	Persons, Added, Replaced int
-	// Doses is the number of doses across the written records.
-	Doses int
-	// RegionCreated is true when this import created the region.
-	RegionCreated bool
-	KeyVersion    uint32
-}
-
-// Import writes the entries into a municipality's region in one
-// transaction: either every entry is written or none is. Each entry's
-// record replaces whatever record the person had in this municipality
-// (persons not in entries are left alone). The region is created, with new
-// random keys, on first import. Every entry is validated first: a bad My
-// Number, an invalid record, a record naming another municipality or a
-// repeated My Number fails the whole import, naming the entry by position.
-func (v *Vault) Import(ctx context.Context, code, operator string, entries []Entry) (ImportResult, error) {
-	res := ImportResult{Municipality: code}
-	if err := lgcode.Validate(code); err != nil {
-		return res, fmt.Errorf("records: municipality code: %w", err)
-	}
-	if err := checkOperator(operator); err != nil {
-		return res, err
-	}
-	if len(entries) == 0 {
-		return res, fmt.Errorf("%w: nothing to import", ErrInvalidRecord)
-	}
-	type prepared struct {
-		myNumber string
-		plain    []byte
-	}
-	batch := make([]prepared, len(entries))
-	defer func() {
-		for _, p := range batch {
-			clear(p.plain)
-		}
-	}()
-	seen := make(map[string]int, len(entries))
-	for i, e := range entries {
-		if err := mynumber.Validate(e.MyNumber); err != nil {
-			return res, fmt.Errorf("%w: entry %d: %w", ErrBadMyNumber, i+1, err)
-		}
-		if first, dup := seen[e.MyNumber]; dup {
-			return res, fmt.Errorf("%w: entry %d: the same My Number as entry %d", ErrInvalidRecord, i+1, first)
-		}
-		seen[e.MyNumber] = i + 1
-		rec := e.Record
-		if rec.Municipality == "" {
-			rec.Municipality = code
-		}
-		if rec.Municipality != code {
-			return res, fmt.Errorf("%w: entry %d: municipality differs from the region imported into", ErrInvalidRecord, i+1)
-		}
-		if err := rec.Validate(); err != nil {
-			return res, fmt.Errorf("entry %d: %w", i+1, err)
-		}
-		plain, err := json.Marshal(&rec)
-		if err != nil {
-			return res, fmt.Errorf("records: encoding entry %d: %w", i+1, err)
-		}
-		batch[i] = prepared{e.MyNumber, plain}
-		res.Doses += len(rec.Doses)
-	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	now := v.now()
-	err := v.db.Update(func(tx *bolt.Tx) error {
-		keys, created, err := v.openOrCreateTx(tx, code, now)
-		if err != nil {
-			return err
-		}
-		res.RegionCreated, res.KeyVersion = created, keys.version
-		b, err := tx.Bucket(bucketRegions).CreateBucketIfNotExists([]byte(code))
-		if err != nil {
-			return err
-		}
-		for i, p := range batch {
-			if i%1024 == 1023 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			rk := keys.recordKey(p.myNumber)
-			if b.Get(rk) != nil {
-				res.Replaced++
-			} else {
-				res.Added++
-			}
-			sealed, err := keys.sealRecord(rk, p.plain)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(rk, sealed); err != nil {
-				return err
-			}
-		}
-		res.Persons = res.Added + res.Replaced
-		return appendLog(tx, &Operation{Kind: OpImport, Municipality: code, At: now, Records: res.Persons, Doses: res.Doses, Operator: operator, KeyVersion: keys.version})
-	})
-	if err != nil {
-		return ImportResult{Municipality: code}, err
-	}
-	return res, nil
-}
-
-// openOrCreateTx returns the region's keys, creating the region with fresh
-// keys (at the next key version) when it does not exist.
-func (v *Vault) openOrCreateTx(tx *bolt.Tx, code string, now time.Time) (*regionKeys, bool, error) {
-	keysB := tx.Bucket(bucketKeys)
-	if e := keysB.Get([]byte(code)); e != nil {
-		k, err := unwrapKeyEntry(v.master, code, bytes.Clone(e))
-		return k, false, err
-	}
-	versions := tx.Bucket(bucketVersions)
-	var version uint32 = 1
-	if last := versions.Get([]byte(code)); len(last) == 4 {
-		version = binary.BigEndian.Uint32(last) + 1
-	}
-	k, entry, err := newRegionKeys(v.master, code, version, now)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := keysB.Put([]byte(code), entry); err != nil {
-		return nil, false, err
-	}
-	if err := versions.Put([]byte(code), binary.BigEndian.AppendUint32(nil, version)); err != nil {
-		return nil, false, err
-	}
-	return k, true, nil
 }
 
 // RegionCount is what the operator commands show about a region: counts and
@@ -346,34 +200,90 @@ type RegionCount struct {
 	Records      int
 	KeyVersion   uint32
 	Created      time.Time
+	// MergePending is true while a committed changes file is being folded
+	// into the region's records (lookups already see it).
+	MergePending bool
 }
 
 // Counts lists every region with its number of records, ordered by code.
-// It reads key metadata and counts keys; nothing is decrypted.
+// It reads region metadata only; nothing is decrypted.
 func (v *Vault) Counts(ctx context.Context) ([]RegionCount, error) {
-	if err := ctx.Err(); err != nil {
+	states, err := v.b.Regions(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var out []RegionCount
-	err := v.db.View(func(tx *bolt.Tx) error {
-		regions := tx.Bucket(bucketRegions)
-		return tx.Bucket(bucketKeys).ForEach(func(code, entry []byte) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			version, _, created, _, err := parseKeyEntry(entry)
-			if err != nil {
-				return fmt.Errorf("records: key entry of municipality %s: %w", code, err)
-			}
-			c := RegionCount{Municipality: string(code), KeyVersion: version, Created: created}
-			if b := regions.Bucket(code); b != nil {
-				c.Records = b.Stats().KeyN
-			}
-			out = append(out, c)
-			return nil
-		})
-	})
-	return out, err
+	out := make([]RegionCount, 0, len(states))
+	for _, st := range states {
+		_, _, created, _, err := parseKeyEntry(st.KeyEntry)
+		if err != nil {
+			return nil, fmt.Errorf("records: key entry of municipality %s: %w", st.Code, err)
+		}
+		out = append(out, RegionCount{Municipality: st.Code, Records: int(st.Records), KeyVersion: st.KeyVersion, Created: created, MergePending: st.Overlay != 0})
+	}
+	return out, nil
+}
+
+// Log returns the operations log, oldest first: imports, flag changes,
+// deletions (the record of deletion the brief requires) and master key
+// rotations.
+func (v *Vault) Log(ctx context.Context) ([]Operation, error) {
+	return v.b.Log(ctx)
+}
+
+// Maintain finishes what interrupted operations left: it merges committed
+// changes files whose merge stopped (a crash) and drops retired
+// generations and abandoned staging. Lookups are correct without it; it
+// frees space. Imports run it first; a center may also call it at start.
+func (v *Vault) Maintain(ctx context.Context) error {
+	states, err := v.b.Regions(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, st := range states {
+		if st.Overlay == 0 {
+			continue
+		}
+		v.mu.Lock()
+		busy := v.importing[st.Code]
+		v.mu.Unlock()
+		if busy {
+			continue // the import merges its own overlay
+		}
+		if _, err := v.b.Merge(ctx, st.Code, st.ID); err != nil && !isNoRegion(err) {
+			errs = append(errs, fmt.Errorf("records: merging the changes of municipality %s: %w", st.Code, err))
+		}
+	}
+	if err := v.collect(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// collect drops retired generations and abandoned staging.
+func (v *Vault) collect(ctx context.Context) error {
+	gens, err := v.b.Garbage(ctx, v.now().Add(-v.stale))
+	if err != nil {
+		return fmt.Errorf("records: listing unused generations: %w", err)
+	}
+	for _, g := range gens {
+		if err := v.b.Drop(ctx, g); err != nil {
+			return fmt.Errorf("records: dropping generation %d: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// cleanup runs collect after an operation took effect: a failure is
+// logged, not returned, because the operation itself succeeded and the
+// next import or Maintain retries.
+func (v *Vault) cleanup(ctx context.Context, what, code string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	if err := v.collect(ctx); err != nil {
+		v.log.Warn("records: freeing the space of replaced records failed; it is retried at the next import or Maintain",
+			"after", what, "municipality", code, "err", err)
+	}
 }
 
 // OperationKind names an entry of the operations log.
@@ -381,9 +291,11 @@ type OperationKind string
 
 // Operation kinds.
 const (
-	OpImport OperationKind = "import" // records written into a region
-	OpDelete OperationKind = "delete" // a region and its keys destroyed
-	OpRewrap OperationKind = "rewrap" // region keys re-wrapped under a new master key
+	OpImport    OperationKind = "import"     // records written into a region
+	OpDelete    OperationKind = "delete"     // a region and its keys destroyed
+	OpRewrap    OperationKind = "rewrap"     // region keys re-wrapped under a new master key
+	OpFlagSet   OperationKind = "flag-set"   // an operator set a flag on one record
+	OpFlagClear OperationKind = "flag-clear" // an operator cleared a flag on one record
 )
 
 // Operation is one entry of the operations log: who changed which region,
@@ -394,7 +306,7 @@ type Operation struct {
 	Municipality string        `json:"municipality,omitempty"` // empty for rewrap
 	At           time.Time     `json:"at"`
 	// Records: import — records written; delete — records destroyed;
-	// rewrap — regions re-wrapped.
+	// rewrap — regions re-wrapped; flag-set/-clear — 1.
 	Records int `json:"records"`
 	// Doses: import — doses in the records written.
 	Doses      int    `json:"doses,omitempty"`
@@ -402,44 +314,23 @@ type Operation struct {
 	KeyVersion uint32 `json:"keyVersion,omitempty"`
 	// MasterKeyID: rewrap — the new master key's ID.
 	MasterKeyID string `json:"masterKeyId,omitempty"`
+	// Mode, Added, Replaced and Removed: import — the mode, and how many
+	// records were new, replaced, and removed (a full import removes the
+	// persons no longer in the ledger).
+	Mode     ImportMode `json:"mode,omitempty"`
+	Added    int        `json:"added,omitempty"`
+	Replaced int        `json:"replaced,omitempty"`
+	Removed  int        `json:"removed,omitempty"`
+	// Flag and RecordRef: flag-set/-clear — the flag, and a pseudonymous
+	// reference to the record (16 hex digits of an HMAC of the My Number
+	// under the region's lookup key: the municipality can check which
+	// person it was, nobody without the region's keys can; it is
+	// meaningless once the region is deleted).
+	Flag      FlagKind `json:"flag,omitempty"`
+	RecordRef string   `json:"recordRef,omitempty"`
 }
 
-// appendLog writes op to the operations log, setting its sequence number
-// and normalising its time.
-func appendLog(tx *bolt.Tx, op *Operation) error {
-	b := tx.Bucket(bucketLog)
-	seq, err := b.NextSequence()
-	if err != nil {
-		return err
-	}
-	op.Seq = seq
-	op.At = op.At.UTC().Truncate(timePrecision)
-	raw, err := json.Marshal(op)
-	if err != nil {
-		return err
-	}
-	return b.Put(binary.BigEndian.AppendUint64(nil, seq), raw)
-}
-
-// Log returns the operations log, oldest first: imports, deletions (the
-// record of deletion the brief requires) and master key rotations.
-func (v *Vault) Log(ctx context.Context) ([]Operation, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out []Operation
-	err := v.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLog).ForEach(func(_, raw []byte) error {
-			var op Operation
-			if err := json.Unmarshal(raw, &op); err != nil {
-				return fmt.Errorf("records: decoding operations log: %w", err)
-			}
-			out = append(out, op)
-			return nil
-		})
-	})
-	return out, err
-}
+func (op *Operation) normalise() { op.At = op.At.UTC().Truncate(timePrecision) }
 
 // checkOperator requires an individual operator ID (brief §2: access by
 // individual user ID): 1-64 characters of [A-Za-z0-9._@-].

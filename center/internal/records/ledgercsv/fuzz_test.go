@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/pkg/mynumber"
 )
 
 // FuzzParse feeds arbitrary files to Parse. Whatever the input: no panic; a
@@ -24,22 +27,29 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(header + "\"012041\",\"314159265352\",\"1\",\"\",\"a,b\",,,,1985-04-02,2,,,1,2021-06-14,comirnaty,m,L,t\n"))
 	f.Add([]byte(header + "012041,3141\"59265352\n"))
 	f.Add(demoCSV(f, sapporo))
+	f.Add(toCP932(f, good))
+	f.Add([]byte("action," + header + "remove,012041,314159265352" + strings.Repeat(",", len(Columns)-2) + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		entries, err := Parse(bytes.NewReader(data), asahikawa, Options{MaxRows: 1000})
+		// A changes file: whatever comes back obeys the same rules.
+		sets, removes, err := parse(bytes.NewReader(data), asahikawa, Options{MaxRows: 1000, Mode: records.ModeChanges})
 		if err != nil {
-			var perr *Error
-			if !errors.As(err, &perr) || len(perr.Problems) == 0 {
-				t.Fatalf("rejection is not an *Error with problems: %v", err)
-			}
-			msg := err.Error()
-			for i := 0; i < len(msg); i++ {
-				if msg[i] >= 0x80 {
-					t.Fatalf("error message is not ASCII: %q", msg)
+			checkRejection(t, err)
+		} else {
+			for _, e := range sets {
+				if err := e.Record.Validate(); err != nil {
+					t.Fatalf("accepted an invalid record: %v", err)
 				}
 			}
-			if longDigits.MatchString(msg) {
-				t.Fatalf("error message quotes a long digit run: %q", msg)
+			for _, mn := range removes {
+				if mynumber.Validate(mn) != nil {
+					t.Fatal("accepted a removal of an invalid My Number")
+				}
 			}
+		}
+
+		entries, err := Parse(bytes.NewReader(data), asahikawa, Options{MaxRows: 1000})
+		if err != nil {
+			checkRejection(t, err)
 			return
 		}
 		if len(entries) == 0 {
@@ -62,4 +72,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Write → Parse changed the entries")
 		}
 	})
+}
+
+// checkRejection: a rejection is an *Error with problems, ASCII, quoting
+// no long digit run (no My Number).
+func checkRejection(t *testing.T, err error) {
+	t.Helper()
+	var perr *Error
+	if !errors.As(err, &perr) || len(perr.Problems) == 0 {
+		t.Fatalf("rejection is not an *Error with problems: %v", err)
+	}
+	msg := err.Error()
+	for i := 0; i < len(msg); i++ {
+		if msg[i] >= 0x80 {
+			t.Fatalf("error message is not ASCII: %q", msg)
+		}
+	}
+	if longDigits.MatchString(msg) {
+		t.Fatalf("error message quotes a long digit run: %q", msg)
+	}
 }
