@@ -12,8 +12,8 @@
 package municipalities
 
 import (
-	_ "embed"
 	"bytes"
+	_ "embed"
 	"encoding/csv"
 	"errors"
 	"fmt"
