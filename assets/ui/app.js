@@ -721,22 +721,30 @@ function previewScreen(s) {
   // Every dose on one screen (up to ten, the most a certificate holds):
   // one line each, no scroll box, so nothing is hidden from the resident
   // who pays on the strength of this screen.
-  const region = el('section', { class: 'preview', role: 'region', 'aria-label': text('preview.region'), 'data-id': 'preview' }, facts);
+  // Two columns: the facts (and the notes) on the left, the doses on the
+  // right, so that ten doses fit beside everything else.
+  const side = el('div', { class: 'preview-side' }, facts);
+  const region = el('section', { class: 'preview', role: 'region', 'aria-label': text('preview.region'), 'data-id': 'preview' }, side);
   if (c && c.doses?.length) {
     const head = el('tr', {}, ['preview.doseN', 'preview.date', 'preview.product', 'preview.maker', 'preview.lot'].map((k) =>
       el('th', { scope: 'col' }, k === 'preview.doseN' ? '#' : nodes(k))));
     const rows = c.doses.map((d) => el('tr', { 'data-dose': String(d.number) },
-      el('th', { scope: 'row' }, nodes('preview.doseN', { n: d.number })),
+      // Plain (no furigana) so that ten rows fit; the column head has it.
+      el('th', { scope: 'row' }, text('preview.doseN', { n: d.number })),
       el('td', {}, d.date),
       el('td', { class: 'product' }, d.productName),
       el('td', {}, lang === 'ja' ? d.manufacturerJa : (d.manufacturerEn || d.manufacturerJa)),
       el('td', {}, d.lot)));
-    region.append(el('table', { class: 'doses' }, el('caption', { class: 'visually-hidden' }, nodes('preview.doses')), el('thead', {}, head), el('tbody', {}, rows)));
+    region.append(el('div', { class: 'preview-doses' },
+      el('table', { class: 'doses' }, el('caption', { class: 'visually-hidden' }, nodes('preview.doses')), el('thead', {}, head), el('tbody', {}, rows))));
   }
-  if (certs.length > 1) region.append(el('p', { class: 'note calm also', 'data-id': 'also-domestic' }, nodes('preview.alsoDomestic')));
+  if (certs.length > 1) {
+    const also = el('p', { class: 'note calm also', 'data-id': 'also-domestic' }, nodes('preview.alsoDomestic'));
+    if (region.children.length > 1) region.lastChild.append(also); else side.append(also);
+  }
   // Confirm and cancel sit in the bottom bar, so the content gets the
   // whole screen.
-  return [heading('preview.heading'), para('preview.wrong', 'hint'), region];
+  return [el('div', { class: 'preview-head' }, heading('preview.heading'), para('preview.wrong', 'hint wrong')), region];
 }
 
 // ---- Voice -------------------------------------------------------------------

@@ -326,7 +326,7 @@ func (r *rig) text() string {
 	var s string
 	r.eval(`(() => {
 	  const c = document.body.cloneNode(true);
-	  c.querySelectorAll('rt, .visually-hidden, [hidden], audio').forEach((e) => e.remove());
+	  c.querySelectorAll('rt, rp, .visually-hidden, [hidden], audio').forEach((e) => e.remove());
 	  return c.textContent;
 	})()`, &s)
 	return s

@@ -2,7 +2,6 @@ package browsertest
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +18,34 @@ func (r *rig) toMunicipality(id string) {
 	r.waitState("remove-card")
 	r.sim.Remove()
 	r.waitState("municipality")
+}
+
+// chooseMunicipality touches the prefecture, the index tab and the
+// municipality, as a resident does.
+func (r *rig) chooseMunicipality(code string) {
+	r.t.Helper()
+	var onList bool
+	r.eval(`document.querySelector('[data-id="other-pref"]') !== null`, &onList)
+	if !onList {
+		r.tap("pref-" + code[:2])
+	}
+	var tab string
+	r.eval(fmt.Sprintf(`(() => {
+	  const want = 'muni-%s';
+	  const tabs = [...document.querySelectorAll('[role=tab]:not([disabled])')];
+	  const shown = tabs.find((t) => t.getAttribute('aria-selected') === 'true');
+	  for (const t of tabs) {
+	    t.click();
+	    if (document.querySelector('#muni-panel [data-id="' + want + '"]')) { const id = t.dataset.id; shown?.click(); return id; }
+	  }
+	  shown?.click();
+	  return '';
+	})()`, code), &tab)
+	if tab == "" {
+		r.t.Fatalf("municipality %s is not on any tab of its prefecture", code)
+	}
+	r.tap(tab)
+	r.tap("muni-" + code)
 }
 
 // TestMunicipalityNational offers all 1,741 municipalities of the national
@@ -151,6 +178,3 @@ const layoutJS = `(() => {
   if (tiles < 1741) problems.push('only ' + tiles + ' tiles seen, want 1741');
   return problems.slice(0, 40);
 })()`
-
-var _ = fmt.Sprint
-var _ = strings.Contains

@@ -238,11 +238,20 @@ func (c *Center) Hello() (protocol.Hello, bool) {
 	if !noCheck {
 		h.Features = []string{protocol.FeatureCheck}
 	}
+	list, err := national()
+	if err != nil {
+		panic("flowtest: the shipped national list: " + err.Error())
+	}
 	demoPart := map[string]bool{}
 	for _, m := range c.data.Municipalities {
 		demoPart[m.Code] = m.Participating
 		if mode == demoOnly {
+			// With its reading and kind from the national list, as the
+			// center sends them once the list is imported.
 			pm := protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn}
+			if i := slices.IndexFunc(list, func(x protocol.Municipality) bool { return x.Code == m.Code }); i >= 0 {
+				pm.Kana, pm.Kind = list[i].Kana, list[i].Kind
+			}
 			if m.Participating {
 				h.Municipalities = append(h.Municipalities, pm)
 			} else {
@@ -251,10 +260,6 @@ func (c *Center) Hello() (protocol.Hello, bool) {
 		}
 	}
 	if mode != demoOnly {
-		list, err := national()
-		if err != nil {
-			panic("flowtest: the shipped national list: " + err.Error())
-		}
 		for _, m := range list {
 			if mode == nationalAllParticipating || demoPart[m.Code] {
 				h.Municipalities = append(h.Municipalities, m)
