@@ -203,12 +203,19 @@ func (m Municipality) validate() error {
 	if m.Kana != "" && !ValidKana(m.Kana) {
 		return fmt.Errorf("municipality %s: kana must be full-width katakana", m.Code)
 	}
-	switch m.Kind {
-	case "", KindCity, KindDesignatedCity, KindTown, KindVillage, KindSpecialWard:
-	default:
+	if m.Kind != "" && !ValidMunicipalityKind(m.Kind) {
 		return fmt.Errorf("municipality %s: unknown kind %q", m.Code, m.Kind)
 	}
 	return nil
+}
+
+// ValidMunicipalityKind reports whether k is one of the Kind… values.
+func ValidMunicipalityKind(k string) bool {
+	switch k {
+	case KindCity, KindDesignatedCity, KindTown, KindVillage, KindSpecialWard:
+		return true
+	}
+	return false
 }
 
 // ValidKana reports whether s is a reading in full-width katakana
