@@ -30,6 +30,13 @@ type Store interface {
 	UpsertMunicipality(ctx context.Context, m store.Municipality) error
 }
 
+// BatchStore is a Store that can write many municipalities in one
+// transaction (boltstore); Import uses it when the store has it, so the
+// list lands whole or not at all.
+type BatchStore interface {
+	UpsertMunicipalities(ctx context.Context, ms []store.Municipality) error
+}
+
 // Result says what an import changed.
 type Result struct {
 	Added     int // new municipalities (not participating)
@@ -106,6 +113,12 @@ func Import(ctx context.Context, st Store, r io.Reader) (Result, error) {
 		if err := writes[i].Validate(); err != nil {
 			return Result{}, fmt.Errorf("municipalitylist: %s: %w", writes[i].Code, err)
 		}
+	}
+	if b, ok := st.(BatchStore); ok {
+		if err := b.UpsertMunicipalities(ctx, writes); err != nil {
+			return Result{}, fmt.Errorf("municipalitylist: write the list (nothing was written): %w", err)
+		}
+		return res, nil
 	}
 	for _, m := range writes {
 		if err := st.UpsertMunicipality(ctx, m); err != nil {

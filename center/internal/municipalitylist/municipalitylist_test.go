@@ -16,9 +16,9 @@ import (
 
 func openStore(t *testing.T) *boltstore.Store {
 	t.Helper()
-	// Without fsync: the operator's import syncs each municipality and
-	// takes about 7 s for the whole list on this machine.
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{NoSync: true})
+	// With fsync, as an operator's import runs: the list is written in one
+	// transaction (boltstore.UpsertMunicipalities).
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +87,27 @@ func TestImportShipped(t *testing.T) {
 	res, err = Import(ctx, st, bytes.NewReader(municipalities.ShippedCSV()))
 	if err != nil || res.Added != 0 || res.Updated != 0 || res.Unchanged != 1741 {
 		t.Errorf("second import: %+v, %v; want all 1,741 unchanged", res, err)
+	}
+}
+
+// oneByOne hides the store's batch write: the import then writes each
+// municipality on its own.
+type oneByOne struct{ Store }
+
+// TestImportOneByOne: a store without batch writes gets the same result.
+func TestImportOneByOne(t *testing.T) {
+	ctx := context.Background()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := Import(ctx, oneByOne{st}, bytes.NewReader(municipalities.ShippedCSV()))
+	if err != nil || res.Added != 1741 {
+		t.Fatalf("Import = %+v, %v; want 1,741 added", res, err)
+	}
+	if all, _ := st.ListMunicipalities(ctx); len(all) != 1741 {
+		t.Errorf("%d municipalities stored", len(all))
 	}
 }
 
