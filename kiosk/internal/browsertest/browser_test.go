@@ -32,7 +32,7 @@ import (
 var (
 	browser context.Context // the running Chromium; tabs derive from it
 	shotDir string
-	axeJS   string // axe-core's source (.ci/fetch-axe)
+	axeJS   string   // axe-core's source (.ci/fetch-axe)
 	axeSeen sync.Map // screens axe-core checked: state/lang → true
 )
 
@@ -393,7 +393,21 @@ func (r *rig) screen(state, name string, checkFocus bool) {
 	r.shot(name)
 	r.checkA11y(state, checkFocus)
 	r.checkType(state)
+	var fit struct {
+		Scrolls bool   `json:"scrolls"`
+		Text    string `json:"text"`
+	}
+	r.eval(`(() => { const s = document.getElementById('screen'); return { scrolls: s.scrollHeight > s.clientHeight + 1, text: s.textContent }; })()`, &fit)
+	if fit.Scrolls {
+		r.t.Errorf("%s screen: the content does not fit the screen (it scrolls)", state)
+	}
+	if m := strayValue.FindString(fit.Text); m != "" {
+		r.t.Errorf("%s screen shows %q", state, m)
+	}
 }
+
+// strayValue finds JavaScript values printed by mistake.
+var strayValue = regexp.MustCompile(`\b(null|undefined|NaN|\[object Object\])\b`)
 
 // checkType checks the Japanese typography of the screen: furigana never
 // spreads its word apart (the word is as wide as it is set without

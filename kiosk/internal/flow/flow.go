@@ -131,9 +131,9 @@ type Snapshot struct {
 	RefusedKinds map[certificate.Kind]*Message `json:"refusedKinds,omitempty"`
 	// Notice says why the resident is back on this screen (no_record on
 	// the municipality screen, passport_required on the kind screen).
-	Notice *Message `json:"notice,omitempty"`
-	MaxCopies      int                     `json:"maxCopies,omitempty"`
-	FeePerCopyYen  int                     `json:"feePerCopyYen,omitempty"`
+	Notice        *Message `json:"notice,omitempty"`
+	MaxCopies     int      `json:"maxCopies,omitempty"`
+	FeePerCopyYen int      `json:"feePerCopyYen,omitempty"`
 
 	Municipality string           `json:"municipality,omitempty"`
 	Kind         certificate.Kind `json:"kind,omitempty"`
