@@ -223,7 +223,7 @@ function render() {
   renderTools();
 
   const build = screens[state] || screens.offline;
-  $('screen').replaceChildren(...build(s || {}));
+  $('screen').replaceChildren(...build(s || {}).filter((n) => n !== null && n !== undefined && n !== false));
   renderNav(s);
   tick();
   setBusy(busy);

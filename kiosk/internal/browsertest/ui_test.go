@@ -355,14 +355,42 @@ func TestPrintFailureAndDecline(t *testing.T) {
 
 // TestSimulatorPanel drives the kiosk from the simulator's control panel:
 // the screen in its frame follows the card placed and taken.
+//
+// At 1366 × 768 (a common laptop) every control of the panel is in view
+// without scrolling, and the panel's "Kiosk state" follows the screen as
+// it changes (the screen's event stream, not a poll).
 func TestSimulatorPanel(t *testing.T) {
 	r := newRig(t, "sim", rigOptions{})
+	if err := chromedp.Do(r.tab, chromedp.EmulateViewport(1366, 768)); err != nil {
+		t.Fatal(err)
+	}
 	r.open("/sim/")
 	frameState := `document.getElementById('screen').contentDocument?.body?.dataset.state`
 	r.waitFor("the kiosk screen in the panel", frameState+` === 'idle'`)
 	r.waitFor("the card list", `document.querySelector('button[data-card="hanako"]') !== null`)
+	r.waitFor("the payment and printer controls", `!document.getElementById('payment').hidden && !document.getElementById('printer').hidden`)
+	var hidden []string
+	r.eval(`(() => {
+	  const panel = document.querySelector('.panel');
+	  const out = [...panel.querySelectorAll('button, select, input, a[href]')].filter((e) => {
+	    const b = e.getBoundingClientRect();
+	    return b.bottom > innerHeight || b.right > innerWidth || b.top < 0;
+	  }).map((e) => e.id || e.dataset.card || e.textContent.trim());
+	  if (panel.scrollHeight > panel.clientHeight + 1) out.push('(the panel scrolls)');
+	  return out;
+	})()`, &hidden)
+	if len(hidden) > 0 {
+		t.Errorf("at 1366×768 these panel controls are out of view: %v", hidden)
+	}
+	r.shot("panel-1366x768")
 	r.run("place hanako's card", chromedp.Tap(chromedp.CSS(`button[data-card="hanako"]`)))
 	r.waitFor("the PIN screen in the panel", frameState+` === 'pin'`)
+	// The panel's state follows at once (the poll alone lags up to 400 ms).
+	start := time.Now()
+	r.waitFor("the panel's kiosk state", `document.getElementById('state').textContent === 'pin'`)
+	if lag := time.Since(start); lag > 300*time.Millisecond {
+		t.Errorf("the panel showed the PIN screen's state %v after the screen", lag)
+	}
 	r.waitFor("the panel's reader status", `document.getElementById('inserted').textContent === 'hanako'`)
 	r.shot("panel-pin")
 	r.checkA11y("simulator panel", false)
