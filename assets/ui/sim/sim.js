@@ -106,6 +106,7 @@ function follow() {
     let state = '';
     try { state = JSON.parse(e.data).state; } catch { return; }
     live = true;
+    $('state').dataset.source = 'stream';
     if ($('state').textContent !== state) $('state').textContent = state;
     refresh();
   });
