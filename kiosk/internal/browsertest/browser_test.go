@@ -256,7 +256,8 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 800, chromedp.EmulateTouch)); err != nil {
 		t.Fatalf("open a tab: %v", err)
 	}
-	tab, cancelTab := context.WithTimeout(tab, 90*time.Second)
+	// Generous: under make test the whole suite shares two cores.
+	tab, cancelTab := context.WithTimeout(tab, 5*time.Minute)
 	t.Cleanup(cancelTab)
 	r.tab = tab
 	return r

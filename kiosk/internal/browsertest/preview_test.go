@@ -68,7 +68,13 @@ func TestPreviewEveryDose(t *testing.T) {
 			}
 		}
 		r.tap("lang-ja")
-		r.tap("cancel-preview")
+		// Leave by a declined payment, acknowledged at once (cancelling
+		// shows its message for 2 s).
+		r.tap("confirm")
+		r.waitState("payment")
+		r.pay(false)
+		r.waitState("error")
+		r.tap("ack")
 		r.waitState("idle")
 	}
 }
