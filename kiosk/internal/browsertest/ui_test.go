@@ -277,7 +277,7 @@ func TestWrongPINAndLastTry(t *testing.T) {
 // TestTimeoutToIdle leaves a choice screen alone: the countdown warns, the
 // session ends, says why, and the screen returns to the start.
 func TestTimeoutToIdle(t *testing.T) {
-	r := newRig(t, "timeout", rigOptions{timeouts: flow.Timeouts{Input: 5 * time.Second}})
+	r := newRig(t, "timeout", rigOptions{timeouts: flow.Timeouts{Input: 8 * time.Second}})
 	hanako := resident(t, "hanako")
 	r.open("/")
 	r.insert("hanako")
