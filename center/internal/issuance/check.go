@@ -2,21 +2,11 @@ package issuance
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
-	"github.com/kioskcert/kioskcert/center/internal/records"
-	"github.com/kioskcert/kioskcert/center/internal/store"
-	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
-	"github.com/kioskcert/kioskcert/pkg/mynumber"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
-
-// EventChecked is the audit event of a Check: a kiosk asked whether a
-// municipality holds a card's record (Result: "ok" or the refusal code).
-// Settlement does not count it.
-const EventChecked store.EventType = "checked"
 
 // CheckRequest is one kiosk's Check, after the kiosk was authenticated.
 type CheckRequest struct {
@@ -27,91 +17,56 @@ type CheckRequest struct {
 // Check answers, before the resident chooses kind and copies, whether
 // Issue would find this card's record in this municipality, and which kinds
 // it could issue (overseas only with passport data on record). It runs
-// Issue's steps 2–8 (kiosk, municipality, card data, My Number, record,
-// holder, passport) and signs nothing; the audit log gets one "checked"
-// event with the result, and nothing about the request outlives Check.
-//
-// A later Issue runs every step again: a Check grants nothing.
-func (s *Service) Check(ctx context.Context, req CheckRequest) (*protocol.Checked, *protocol.Error) {
-	start := s.cfg.Now()
-	ev := store.Event{Type: EventChecked, KioskID: req.KioskID, RequestID: req.RequestID, Municipality: req.Municipality}
-	kinds, perr, cause := s.check(ctx, req, &ev)
-	if perr != nil {
-		ev.Result = string(perr.Code)
-		if cause != nil {
-			s.cfg.Log.Error("check failed", "request", req.RequestID, "kiosk", req.KioskID, "code", perr.Code, "err", cause)
-		}
+// Issue's steps 2–8 with the same functions (kiosk, municipality, card
+// data, My Number, record, holder; passport for the kinds), claims no
+// request ID and signs nothing: nothing about it outlives the call but a
+// log line with the kiosk, request ID, municipality and result code. A
+// later Issue runs every step again, so a Check grants nothing. Refusals
+// carry their code (refusal.CodeOf).
+func (s *Service) Check(ctx context.Context, req CheckRequest) (*protocol.Checked, error) {
+	kinds, err := s.check(ctx, req)
+	code := protocol.Code("ok")
+	if err != nil {
+		code, _ = refusal.CodeOf(err)
+	}
+	// A record lookup is an operation on personal data: it is logged,
+	// with identifiers and the result only.
+	if code == protocol.CodeInternal || code == protocol.CodeUnavailable {
+		s.cfg.Log.Error("check failed", "request", req.RequestID, "kiosk", req.KioskID, "municipality", req.Municipality, "code", code, "err", err)
 	} else {
-		ev.Result = "ok"
+		s.cfg.Log.Info("checked", "request", req.RequestID, "kiosk", req.KioskID, "municipality", req.Municipality, "result", code)
 	}
-	if err := s.audit(ctx, ev, start); err != nil {
-		// A record lookup we cannot account for is not answered.
-		s.cfg.Log.Error("audit check", "request", req.RequestID, "err", err)
-		return nil, protocol.NewError(req.RequestID, protocol.CodeInternal, "")
-	}
-	if perr != nil {
-		return nil, perr
+	if err != nil {
+		return nil, err
 	}
 	return &protocol.Checked{RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card), Kinds: kinds}, nil
 }
 
-func (s *Service) check(ctx context.Context, req CheckRequest, ev *store.Event) ([]string, *protocol.Error, error) {
-	refuse := func(code protocol.Code) ([]string, *protocol.Error, error) {
-		return nil, protocol.NewError(req.RequestID, code, ""), nil
+func (s *Service) check(ctx context.Context, req CheckRequest) ([]string, error) {
+	if _, err := s.checkKiosk(ctx, req.KioskID); err != nil {
+		return nil, err
 	}
-	internal := func(err error) ([]string, *protocol.Error, error) {
-		if ctx.Err() != nil {
-			return nil, protocol.NewError(req.RequestID, protocol.CodeUnavailable, "deadline passed"), err
-		}
-		return nil, protocol.NewError(req.RequestID, protocol.CodeInternal, ""), err
+	// The offer check of a domestic request for one copy: what every
+	// resident with a record can have.
+	probe := Request{KioskID: req.KioskID, Issue: protocol.Issue{RequestID: req.RequestID, Municipality: req.Municipality,
+		Kind: certificate.Domestic, Copies: 1, Card: req.Card}}
+	if _, err := s.checkOffer(ctx, probe); err != nil {
+		return nil, err
 	}
-	// The same checks, in the same order, as Issue's steps 2–8.
-	k, err := s.cfg.Kiosks.Kiosk(ctx, req.KioskID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return refuse(protocol.CodeKioskNotAllowed)
-	case err != nil:
-		return internal(fmt.Errorf("look up kiosk: %w", err))
-	case k.Status != store.KioskActive:
-		return refuse(protocol.CodeKioskNotAllowed)
+	card, err := s.verifyCard(req.Card)
+	if err != nil {
+		return nil, err
 	}
-	ev.StoreCode = k.StoreCode
-	m, err := s.cfg.Municipalities.Municipality(ctx, req.Municipality)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return refuse(protocol.CodeUnknownMunicipality)
-	case err != nil:
-		return internal(fmt.Errorf("look up municipality: %w", err))
-	case !m.Participating:
-		return refuse(protocol.CodeNotParticipating)
+	rec, err := s.lookupRecord(ctx, req.Municipality, card)
+	if err != nil {
+		return nil, err
 	}
-	card, err := s.cfg.Cards.Verify(req.Card)
-	switch {
-	case errors.Is(err, mynumber.ErrCheckDigit) || errors.Is(err, mynumber.ErrFormat):
-		return refuse(protocol.CodeMyNumberInvalid)
-	case errors.Is(err, carddata.ErrUnknownIssuer):
-		return refuse(protocol.CodeCardIssuerUnknown)
-	case err != nil:
-		return refuse(protocol.CodeCardInvalid)
-	}
-	if err := mynumber.Validate(card.MyNumber); err != nil {
-		return refuse(protocol.CodeMyNumberInvalid)
-	}
-	rec, err := s.cfg.Records.Lookup(ctx, req.Municipality, card.MyNumber)
-	switch {
-	case errors.Is(err, records.ErrNoRecord), errors.Is(err, records.ErrNoRegion):
-		return refuse(protocol.CodeNoRecord)
-	case errors.Is(err, records.ErrBadMyNumber):
-		return refuse(protocol.CodeMyNumberInvalid)
-	case err != nil:
-		return internal(fmt.Errorf("look up record: %w", err))
-	}
-	if !SameHolder(card.FourItems, rec) {
-		return refuse(protocol.CodeHolderMismatch)
+	if err := checkHolder(card, rec, certificate.Domestic); err != nil {
+		return nil, err
 	}
 	kinds := []string{string(certificate.Domestic)}
-	if s.cfg.VDS != nil && rec.PassportNumber != "" && rec.RomanFamily != "" && rec.Nationality != "" {
+	if s.cfg.VDS != nil && checkHolder(card, rec, certificate.Overseas) == nil {
 		kinds = append(kinds, string(certificate.Overseas))
 	}
-	return kinds, nil, nil
+	return kinds, nil
 }
