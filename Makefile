@@ -118,10 +118,12 @@ endif
 ## run: the simulator (bin/kioskcert-sim): a demo center, a virtual card reader
 ## and the kiosk agent with its touch screen. Open the URL it prints (the panel
 ## at /sim/ places the demo cards and pays); Ctrl-C stops. Leaves out/sim/.
+## SIMFLAGS=-terminal lets bin/example-integrator take the payment and print.
 LISTEN ?= 127.0.0.1:8800
+SIMFLAGS ?=
 run: deps-demo
 	$(MAKE) build build-center-pkcs11
-	bin/kioskcert-sim -out $(OUT)/sim -listen $(LISTEN)
+	bin/kioskcert-sim -out $(OUT)/sim -listen $(LISTEN) $(SIMFLAGS)
 
 clean:
 	rm -rf $(OUT) $(BIN)

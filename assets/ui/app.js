@@ -14,6 +14,8 @@
 const EVENTS = '/api/v1/screen/events';
 const INPUT = '/api/v1/screen/input';
 const LANGUAGES = '/ui/i18n/languages.json';
+const PREFECTURES = '/ui/prefectures.json';
+const PAGE = 24;         // municipalities one index tab shows at most (4 rows of 6)
 const WARN_MS = 15000; // speak and show the time-out warning this long before
 const BUSY_MS = 5000;  // give up waiting for the agent's answer to an input
 
@@ -29,6 +31,12 @@ let busyTimer = 0;
 const pin = [];          // PIN digits typed so far
 let pinSent = false;     // the PIN was sent; wait for the card's answer
 let lastHeading = '';
+let prefectures = [];    // [{code, ja, kana, en, region}] (prefectures.json)
+// The municipality screen's own navigation: the prefecture and index tab
+// shown. It is the page's alone (the agent sees only the final choice) and
+// is reset on every new municipality screen.
+const pick = { seq: -1, pref: '', tab: '', notice: '' };
+let index = null;        // the municipalities of the snapshot on show, grouped (see indexOf)
 
 const $ = (id) => document.getElementById(id);
 const audio = $('voice');
@@ -60,7 +68,7 @@ function nodes(key, params = {}) {
   for (const m of src.matchAll(TOKEN)) {
     if (m.index > last) out.push(document.createTextNode(src.slice(last, m.index)));
     if (m[1] !== undefined) {
-      out.push(el('ruby', {}, m[1], el('rt', {}, m[2])));
+      out.push(el('ruby', {}, m[1], el('rp', {}, '('), el('rt', {}, m[2]), el('rp', {}, ')')));
     } else {
       const v = params[m[3]];
       if (Array.isArray(v)) out.push(...v);
@@ -180,6 +188,7 @@ function onSnapshot(s) {
     // and nothing typed or shown for the last one is kept.
     if (!prev || prev.state !== 'idle') lang = langs[0]?.code || lang;
     clearPIN();
+    index = null;
   }
   if (prev && s && prev.seq !== s.seq) setBusy(false);
   if (s && s.state === 'pin' && (!prev || prev.seq !== s.seq)) { clearPIN(); pinSent = false; }
@@ -201,6 +210,7 @@ function level(s) {
 // ---- Rendering ---------------------------------------------------------------
 
 function render() {
+  const t0 = performance.now();
   const s = snap;
   const state = s ? s.state : 'offline';
   const key = s ? `${s.state}/${s.seq}/${lang}` : 'offline';
@@ -213,7 +223,7 @@ function render() {
   renderTools();
 
   const build = screens[state] || screens.offline;
-  $('screen').replaceChildren(...build(s || {}));
+  $('screen').replaceChildren(...build(s || {}).filter((n) => n !== null && n !== undefined && n !== false));
   renderNav(s);
   tick();
   setBusy(busy);
@@ -230,6 +240,8 @@ function render() {
   const h = $('heading')?.textContent || '';
   if (!newScreen && h !== lastHeading) $('announce').textContent = h;
   lastHeading = h;
+  // How long this draw took (the browser tests read it; no session data).
+  document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }
 
 function renderTools() {
@@ -317,19 +329,25 @@ const screens = {
     para('remove-card.hint', 'hint'),
   ],
 
-  municipality: (s) => [
-    heading('municipality.heading'),
-    para('municipality.hint', 'hint'),
-    el('div', { class: 'choices' }, (s.municipalities || []).map((m) =>
-      button(`muni-${m.code}`, el('span', {}, lang === 'ja' ? m.nameJa : (m.nameEn || m.nameJa)),
-        () => send({ type: 'municipality', municipality: m.code }), 'choice'))),
-  ],
+  municipality: municipalityScreen,
+
+  checking: () => [heading('checking.heading'), progress(), para('checking.hint', 'hint')],
 
   kind: (s) => [
     heading('kind.heading'),
-    el('div', { class: 'choices wide' }, (s.kinds || []).map((k) =>
-      button(`kind-${k}`, [el('span', {}, nodes(`kind.${k}`)), el('span', { class: 'sub' }, nodes(`kind.${k}.hint`))],
-        () => send({ type: 'kind', kind: k }), 'choice'))),
+    s.notice ? notice(s.notice) : null,
+    el('div', { class: 'choices wide' }, (s.kinds || []).map((k) => {
+      const refused = s.refusedKinds?.[k];
+      const label = [el('span', {}, nodes(`kind.${k}`)), el('span', { class: 'sub' }, nodes(`kind.${k}.hint`))];
+      if (refused) {
+        // Shown, not hidden, with the reason: the resident learns why.
+        label.push(el('span', { class: 'why' }, nodes('kind.refused'), '：', errorTitle(refused)));
+        return el('button', { type: 'button', class: 'choice off', 'data-id': `kind-${k}`, 'aria-disabled': 'true',
+          onclick: () => showNotice(refused) }, label);
+      }
+      return button(`kind-${k}`, label, () => send({ type: 'kind', kind: k }), 'choice');
+    })),
+    el('div', { id: 'local-notice', role: 'status', 'aria-live': 'polite' }),
   ],
 
   copies: (s) => {
@@ -343,8 +361,8 @@ const screens = {
     }
     return [
       heading('copies.heading'),
-      para('copies.perCopy', 'hint', { fee: yen(s.feePerCopyYen) }),
-      el('div', { class: 'choices' }, opts),
+      para('copies.perCopy', 'lead', { fee: yen(s.feePerCopyYen) }),
+      el('div', { class: 'choices copies' }, opts),
     ];
   },
 
@@ -362,7 +380,7 @@ const screens = {
 
   'print-failed': (s) => [
     heading('print-failed.heading'),
-    s.error ? el('p', { class: 'lead' }, errorText(s.error)) : null,
+    s.error ? el('p', { class: 'lead' }, errorTitle(s.error)) : null,
     para('print-failed.noCharge', 'note calm'),
     el('div', { class: 'actions' },
       s.canRetry ? button('retry', nodes('print-failed.retry'), () => send({ type: 'retry' }), 'btn primary') : null,
@@ -380,11 +398,11 @@ const screens = {
     const code = s.error?.code || '';
     const title = has(`error.title.${code}`) ? `error.title.${code}` : 'error.heading';
     const out = [heading(title)];
-    // The agent's message says what happened and what to do; it is left
-    // out only where it would repeat the title word for word.
-    const body = s.error ? errorText(s.error) : '';
-    if (body && body.replace(/[。.]$/, '') !== text(title)) out.push(el('p', { class: 'lead' }, body));
-    if (has(`error.next.${code}`)) out.push(para(`error.next.${code}`, 'note calm'));
+    // The detail says what to do, with furigana; it never repeats the
+    // title. Without one, the agent's message stands in (unless it would
+    // only repeat the title).
+    const detail = errorDetail(s.error, title);
+    if (detail) out.push(el('p', { class: 'lead' }, detail));
     if (s.takeCard) {
       out.push(el('p', { class: 'big-callout' }, nodes(s.reminder ? 'error.takeCardAgain' : 'error.takeCard')));
     }
@@ -395,6 +413,36 @@ const screens = {
   },
 };
 
+// errorTitle is a refusal's short title (furigana included).
+function errorTitle(e) {
+  return has(`error.title.${e.code}`) ? nodes(`error.title.${e.code}`) : [document.createTextNode(errorText(e))];
+}
+
+// errorDetail is what to do about e, as nodes, or null.
+function errorDetail(e, titleKey) {
+  if (!e) return null;
+  if (has(`error.detail.${e.code}`)) {
+    return msg(`error.detail.${e.code}`) ? nodes(`error.detail.${e.code}`) : null;
+  }
+  const body = errorText(e);
+  if (!body || body.replace(/[。.]$/, '') === text(titleKey)) return null;
+  return [document.createTextNode(body)];
+}
+
+// notice is the box that says why the resident is back on a choice screen.
+function notice(e, prefix) {
+  const detail = errorDetail(e, `error.title.${e.code}`);
+  return el('div', { class: 'note warn notice', role: 'alert', 'data-id': 'notice', 'data-code': e.code },
+    el('p', { class: 'notice-title' }, prefix || null, errorTitle(e)),
+    detail ? el('p', { class: 'notice-detail' }, detail) : null);
+}
+
+// showNotice explains, on this screen, why a greyed choice cannot be made.
+function showNotice(e, prefix) {
+  const box = $('local-notice');
+  if (box) box.replaceChildren(notice(e, prefix));
+}
+
 // errorText is the agent's message in the language shown; a language the
 // agent does not speak supplies its own text (error.message.<code>), else
 // English.
@@ -402,6 +450,180 @@ function errorText(e) {
   if (typeof e[lang] === 'string' && e[lang]) return e[lang];
   if (has(`error.message.${e.code}`)) return text(`error.message.${e.code}`);
   return e.en || e.ja || '';
+}
+
+// ---- Municipality: prefecture, then kana index, then municipality ----------
+//
+// Three touches reach any municipality: the prefecture (all 47 on one
+// screen, grouped by region), the 50-sound index tab (あ か さ …), the
+// municipality. A tab never holds more than PAGE municipalities: a crowded
+// row (Hokkaido's あ row has 40) is split by its first sounds (あいう, えお),
+// so nothing is ever scrolled out of sight. Tokyo's 23 special wards have
+// their own tab. Designated cities carry a line for their wards' residents.
+// Municipalities that do not take part are shown greyed with the reason.
+
+const ROWS = ['アイウエオ', 'カキクケコ', 'サシスセソ', 'タチツテト', 'ナニヌネノ', 'ハヒフヘホ', 'マミムメモ', 'ヤユヨ', 'ラリルレロ', 'ワヰヱヲン'];
+const ROMAJI = { ア: 'A', イ: 'I', ウ: 'U', エ: 'E', オ: 'O', カ: 'Ka', キ: 'Ki', ク: 'Ku', ケ: 'Ke', コ: 'Ko', サ: 'Sa', シ: 'Shi', ス: 'Su', セ: 'Se', ソ: 'So',
+  タ: 'Ta', チ: 'Chi', ツ: 'Tsu', テ: 'Te', ト: 'To', ナ: 'Na', ニ: 'Ni', ヌ: 'Nu', ネ: 'Ne', ノ: 'No', ハ: 'Ha', ヒ: 'Hi', フ: 'Fu', ヘ: 'He', ホ: 'Ho',
+  マ: 'Ma', ミ: 'Mi', ム: 'Mu', メ: 'Me', モ: 'Mo', ヤ: 'Ya', ユ: 'Yu', ヨ: 'Yo', ラ: 'Ra', リ: 'Ri', ル: 'Ru', レ: 'Re', ロ: 'Ro', ワ: 'Wa', ヰ: 'I', ヱ: 'E', ヲ: 'O', ン: 'N' };
+const collator = new Intl.Collator('ja');
+
+// initial is the plain sound a reading starts with (ガ → カ, ァ → ア, ヴ → ウ).
+function initial(kana) {
+  let c = (kana || '').normalize('NFD').charAt(0);
+  const small = 'ァィゥェォャュョッヮ', big = 'アイウエオヤユヨツワ';
+  if (small.includes(c)) c = big[small.indexOf(c)];
+  return c;
+}
+
+function hiragana(kana) {
+  return (kana || '').replace(/[ァ-ヶ]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0x60));
+}
+
+// indexOf groups the snapshot's municipalities by prefecture, sorted by
+// reading, and splits each prefecture into index tabs. It is computed once
+// per snapshot: the national list is 1,741 entries.
+function indexOf(s) {
+  if (index && index.snap === s) return index;
+  const byPref = new Map();
+  const add = (m, on) => {
+    const p = m.code.slice(0, 2);
+    if (!byPref.has(p)) byPref.set(p, []);
+    byPref.get(p).push({ m, on });
+  };
+  for (const m of s.municipalities || []) add(m, true);
+  for (const m of s.notParticipating || []) add(m, false);
+  const prefs = new Map();
+  for (const [p, list] of byPref) {
+    list.sort((a, b) => collator.compare(a.m.kana || '\uffff', b.m.kana || '\uffff') || a.m.code.localeCompare(b.m.code));
+    prefs.set(p, { list, tabs: tabsOf(list) });
+  }
+  index = { snap: s, prefs };
+  return index;
+}
+
+// tabsOf splits a prefecture's sorted list into index tabs of at most PAGE.
+function tabsOf(list) {
+  const tabs = [];
+  const wards = list.filter((x) => x.m.kind === 'special_ward');
+  if (wards.length) tabs.push({ key: 'wards', label: () => nodes('municipality.wards'), items: wards });
+  const rest = list.filter((x) => x.m.kind !== 'special_ward');
+  for (const row of ROWS) {
+    const items = rest.filter((x) => row.includes(initial(x.m.kana)));
+    if (items.length <= PAGE) {
+      tabs.push({ key: row[0], label: () => tabLabel(row[0], row[0]), items, row: true });
+      continue;
+    }
+    // A crowded row: runs of its sounds, each tab at most PAGE.
+    let run = [], first = '', last = '';
+    const flush = () => { if (run.length) tabs.push({ key: first, label: ((a, b) => () => tabLabel(a, b))(first, last), items: run, row: true }); run = []; };
+    for (const c of row) {
+      const some = items.filter((x) => initial(x.m.kana) === c);
+      if (!some.length) continue;
+      if (run.length + some.length > PAGE) flush();
+      if (!run.length) first = c;
+      last = c;
+      run = run.concat(some);
+    }
+    flush();
+  }
+  const other = rest.filter((x) => !ROWS.some((r) => r.includes(initial(x.m.kana))));
+  if (other.length) tabs.push({ key: 'other', label: () => nodes('municipality.other'), items: other });
+  return tabs;
+}
+
+function tabLabel(a, b) {
+  if (lang === 'ja') return hiragana(a === b ? a : a + '〜' + b);
+  return a === b ? ROMAJI[a] : `${ROMAJI[a]}–${ROMAJI[b]}`;
+}
+
+function prefName(p) {
+  const x = prefectures.find((q) => q.code === p);
+  if (!x) return p;
+  return lang === 'ja' ? x.ja : x.en;
+}
+
+function muniName(m) {
+  return lang === 'ja' ? m.nameJa : (m.nameEn || m.nameJa);
+}
+
+function municipalityScreen(s) {
+  if (pick.seq !== s.seq) {
+    // A new municipality screen. Back from the next screen (or a refusal)
+    // opens the prefecture of the municipality chosen before.
+    Object.assign(pick, { seq: s.seq, pref: s.municipality ? s.municipality.slice(0, 2) : '', tab: '', notice: '' });
+  }
+  const idx = indexOf(s);
+  const out = [heading('municipality.heading')];
+  if (s.notice) {
+    const tried = [...(s.municipalities || [])].find((m) => m.code === s.municipality);
+    out.push(notice(s.notice, tried ? nodes('municipality.notice', { name: muniName(tried) }) : null));
+  }
+  if (!pick.pref || !idx.prefs.has(pick.pref) && !prefectures.some((p) => p.code === pick.pref)) {
+    out.push(para('municipality.prefHint', 'hint'), prefectureMap(idx));
+    return out;
+  }
+  return out.concat(municipalityList(s, idx));
+}
+
+// prefectureMap is the 47 prefectures in six regions, north to south.
+function prefectureMap(idx) {
+  const regions = [];
+  for (const p of prefectures) {
+    let r = regions.find((x) => x.id === p.region);
+    if (!r) regions.push(r = { id: p.region, prefs: [] });
+    r.prefs.push(p);
+  }
+  return el('div', { class: 'regions' }, regions.map((r) =>
+    el('section', { class: 'region', 'aria-labelledby': `region-${r.id}` },
+      el('h3', { id: `region-${r.id}` }, nodes(`region.${r.id}`)),
+      el('div', { class: 'prefs' }, r.prefs.map((p) => {
+        const none = !idx.prefs.has(p.code);
+        return el('button', { type: 'button', class: 'pref' + (none ? ' off' : ''), 'data-id': `pref-${p.code}`, lang: lang === 'ja' ? 'ja' : 'en',
+          onclick: () => { pick.pref = p.code; pick.tab = ''; render(); $('heading')?.focus({ preventScroll: true }); } },
+        lang === 'ja' ? p.ja : p.en);
+      })))));
+}
+
+function municipalityList(s, idx) {
+  const pref = idx.prefs.get(pick.pref) || { list: [], tabs: [] };
+  const tabs = pref.tabs;
+  const live = tabs.filter((t) => t.items.length);
+  if (!live.some((t) => t.key === pick.tab)) pick.tab = live[0]?.key || '';
+  const tab = tabs.find((t) => t.key === pick.tab);
+  const designated = pref.list.filter((x) => x.m.kind === 'designated_city').map((x) => muniName(x.m));
+  const head = el('div', { class: 'pref-head' },
+    button('other-pref', nodes('municipality.otherPref'), () => { pick.pref = ''; pick.tab = ''; render(); }, 'btn quiet back-pref'),
+    el('h3', { class: 'pref-name', id: 'pref-name' }, prefName(pick.pref)),
+    designated.length
+      ? el('p', { class: 'hint designated' }, nodes('municipality.designatedHint', { cities: designated.join(lang === 'ja' ? '・' : ', ') }))
+      : para('municipality.muniHint', 'hint'));
+  if (!tabs.length) return [head, para('municipality.none', 'note calm')];
+  const bar = el('div', { class: 'tabs', role: 'tablist', 'aria-label': text('municipality.index') }, tabs.map((t) => {
+    const on = t.key === pick.tab;
+    return el('button', { type: 'button', role: 'tab', class: 'tab', 'data-id': `tab-${t.key}`, 'aria-selected': on ? 'true' : 'false',
+      'aria-controls': 'muni-panel', disabled: !t.items.length, 'data-off': t.items.length ? '0' : '1',
+      onclick: () => { pick.tab = t.key; render(); } }, t.label());
+  }));
+  const panel = el('div', { class: 'munis', id: 'muni-panel', role: 'tabpanel', 'aria-labelledby': 'pref-name' },
+    (tab?.items || []).map(({ m, on }) => muniTile(m, on)));
+  return [head, bar, panel, el('div', { id: 'local-notice', role: 'status', 'aria-live': 'polite' })];
+}
+
+function muniTile(m, on) {
+  const reading = lang === 'ja'
+    ? el('span', { class: 'reading', 'aria-hidden': 'true' }, hiragana(m.kana))
+    : el('span', { class: 'reading', lang: 'ja' }, m.nameJa);
+  const label = [reading, el('span', { class: 'name' }, muniName(m))];
+  // The tile's small lines are plain text: furigana would not fit.
+  if (m.kind === 'designated_city') label.push(el('span', { class: 'sub' }, text('municipality.designated')));
+  if (!on) {
+    label.push(el('span', { class: 'sub' }, text('municipality.notOffered')));
+    // Greyed, still touchable: the touch says why it cannot be chosen.
+    return el('button', { type: 'button', class: 'choice muni off', 'data-id': `muni-${m.code}`, 'aria-disabled': 'true',
+      onclick: () => showNotice({ code: 'not_participating' }, nodes('municipality.notice', { name: muniName(m) })) }, label);
+  }
+  return button(`muni-${m.code}`, label, () => send({ type: 'municipality', municipality: m.code }), 'choice muni');
 }
 
 function pinScreen(s) {
@@ -478,15 +700,15 @@ function previewScreen(s) {
   const certs = s.preview || [];
   const c = certs[0];
   const facts = el('dl', { class: 'facts' });
-  const fact = (key, value) => {
+  const fact = (key, value, wide) => {
     if (value === undefined || value === null || value === '') return;
-    facts.append(el('dt', {}, nodes(key)), el('dd', {}, value));
+    facts.append(el('div', { class: wide ? 'fact wide' : 'fact' }, el('dt', {}, nodes(key)), el('dd', {}, value)));
   };
   if (c) {
     const h = c.holder || {};
     fact('preview.name', h.name);
-    if (h.romanFamily || h.romanGiven) fact('preview.romanName', `${h.romanFamily || ''} ${h.romanGiven || ''}`.trim());
     fact('preview.birthDate', h.birthDate);
+    if (h.romanFamily || h.romanGiven) fact('preview.romanName', `${h.romanFamily || ''} ${h.romanGiven || ''}`.trim());
     fact('preview.nationality', h.nationality);
     fact('preview.passport', h.passportNumber);
     const iss = c.issuer || {};
@@ -496,22 +718,33 @@ function previewScreen(s) {
   fact('preview.copies', String(s.copies || ''));
   fact('preview.fee', yen(s.feeYen));
 
-  const region = el('section', { class: 'preview', tabindex: '0', role: 'region', 'aria-label': text('preview.region'), 'data-id': 'preview' }, facts);
+  // Every dose on one screen (up to ten, the most a certificate holds):
+  // one line each, no scroll box, so nothing is hidden from the resident
+  // who pays on the strength of this screen.
+  // Two columns: the facts (and the notes) on the left, the doses on the
+  // right, so that ten doses fit beside everything else.
+  const side = el('div', { class: 'preview-side' }, facts);
+  const region = el('section', { class: 'preview', role: 'region', 'aria-label': text('preview.region'), 'data-id': 'preview' }, side);
   if (c && c.doses?.length) {
     const head = el('tr', {}, ['preview.doseN', 'preview.date', 'preview.product', 'preview.maker', 'preview.lot'].map((k) =>
       el('th', { scope: 'col' }, k === 'preview.doseN' ? '#' : nodes(k))));
-    const rows = c.doses.map((d) => el('tr', {},
-      el('th', { scope: 'row' }, nodes('preview.doseN', { n: d.number })),
+    const rows = c.doses.map((d) => el('tr', { 'data-dose': String(d.number) },
+      // Plain (no furigana) so that ten rows fit; the column head has it.
+      el('th', { scope: 'row' }, text('preview.doseN', { n: d.number })),
       el('td', {}, d.date),
-      el('td', {}, d.productName),
+      el('td', { class: 'product' }, d.productName),
       el('td', {}, lang === 'ja' ? d.manufacturerJa : (d.manufacturerEn || d.manufacturerJa)),
       el('td', {}, d.lot)));
-    region.append(el('table', { class: 'doses' }, el('caption', {}, nodes('preview.doses')), el('thead', {}, head), el('tbody', {}, rows)));
+    region.append(el('div', { class: 'preview-doses' },
+      el('table', { class: 'doses' }, el('caption', { class: 'visually-hidden' }, nodes('preview.doses')), el('thead', {}, head), el('tbody', {}, rows))));
   }
-  if (certs.length > 1) region.append(para('preview.alsoDomestic', 'hint'));
+  if (certs.length > 1) {
+    const also = el('p', { class: 'note calm also', 'data-id': 'also-domestic' }, nodes('preview.alsoDomestic'));
+    if (region.children.length > 1) region.lastChild.append(also); else side.append(also);
+  }
   // Confirm and cancel sit in the bottom bar, so the content gets the
   // whole screen.
-  return [heading('preview.heading'), para('preview.wrong', 'hint'), region];
+  return [el('div', { class: 'preview-head' }, heading('preview.heading'), para('preview.wrong', 'hint wrong')), region];
 }
 
 // ---- Voice -------------------------------------------------------------------
@@ -530,7 +763,9 @@ function promptsFor(s) {
     case 'error':
       if (s.takeCard && s.reminder) return ['remove-card-again'];
       return s.takeCard ? ['error', 'remove-card'] : ['error'];
-    case 'idle': case 'card-check': case 'reading': case 'municipality': case 'kind': case 'copies':
+    case 'municipality': case 'kind':
+      return s.notice ? ['error', s.state] : [s.state];
+    case 'idle': case 'card-check': case 'reading': case 'copies':
     case 'requesting': case 'preview': case 'payment': case 'printing': case 'print-failed':
       return [s.state];
   }
@@ -541,7 +776,8 @@ function promptsFor(s) {
 function speakFor(prev, s) {
   if (!s) { speak([]); return; }
   const changed = !prev || prev.state !== s.state || prev.reminder !== s.reminder ||
-    (s.state === 'pin' && prev.seq !== s.seq) || prev.error?.code !== s.error?.code;
+    (s.state === 'pin' && prev.seq !== s.seq) || prev.error?.code !== s.error?.code ||
+    (s.notice && prev.seq !== s.seq);
   if (changed) speak(promptsFor(s));
 }
 
@@ -600,6 +836,7 @@ async function start() {
     const m = await fetch(`/ui/${l.file}`, { cache: 'no-store' });
     dicts.set(l.code, await m.json());
   }));
+  prefectures = await (await fetch(PREFECTURES, { cache: 'no-store' })).json();
   lang = langs[0].code;
   render();
   setInterval(tick, 250);

@@ -21,7 +21,7 @@ import (
 	"strings"
 )
 
-//go:embed index.html app.js style.css i18n sim
+//go:embed index.html app.js style.css prefectures.json i18n sim
 var files embed.FS
 
 // FS returns the page's files.

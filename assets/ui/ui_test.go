@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/json"
 	"io/fs"
 	"regexp"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kioskcert/kioskcert/assets/audio"
+	"github.com/kioskcert/kioskcert/assets/municipalities"
 )
 
 func TestLanguages(t *testing.T) {
@@ -151,6 +153,39 @@ func TestPageKeepsNothing(t *testing.T) {
 			if strings.Contains(src, bad) {
 				t.Errorf("%s uses %s", name, bad)
 			}
+		}
+	}
+}
+
+// TestPrefectures: prefectures.json names the 47 prefectures as the
+// national list does, each in one of the six regions.
+func TestPrefectures(t *testing.T) {
+	b, err := fs.ReadFile(FS(), "prefectures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefs []struct{ Code, Ja, Kana, En, Region string }
+	if err := json.Unmarshal(b, &prefs); err != nil {
+		t.Fatal(err)
+	}
+	list, err := municipalities.Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prefs) != len(list.Prefectures) || len(prefs) != 47 {
+		t.Fatalf("%d prefectures, the list has %d", len(prefs), len(list.Prefectures))
+	}
+	ja, err := Messages("ja")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range prefs {
+		want := list.Prefectures[i]
+		if p.Code != want.PrefectureCode || p.Ja != want.Prefecture || p.En == "" || p.Kana == "" {
+			t.Errorf("prefecture %d: %+v, the list says %s %s", i, p, want.PrefectureCode, want.Prefecture)
+		}
+		if ja["region."+p.Region] == "" {
+			t.Errorf("%s: region %q has no name", p.Ja, p.Region)
 		}
 	}
 }

@@ -67,6 +67,10 @@ func Decode(frame []byte, limit int) (Message, error) {
 	switch env.Type {
 	case TypeHello:
 		m = decodeAs[Hello](env.Body)
+	case TypeCheck:
+		m = decodeAs[Check](env.Body)
+	case TypeChecked:
+		m = decodeAs[Checked](env.Body)
 	case TypeIssue:
 		m = decodeAs[Issue](env.Body)
 	case TypeCertificate:
@@ -151,17 +155,115 @@ func (h Hello) validate() error {
 	if h.KioskID == "" || h.Time == "" || h.MaxCopies < 1 || h.MaxCopies > MaxCopies || h.FeePerCopyYen < 0 || h.HeartbeatSeconds < 1 {
 		return errors.New("hello needs kioskId, time, maxCopies 1-5, feePerCopyYen ≥ 0, heartbeatSeconds ≥ 1")
 	}
-	for _, m := range h.Municipalities {
-		if err := lgcode.Validate(m.Code); err != nil {
-			return err
+	if n := len(h.Municipalities) + len(h.NotParticipating); n > MaxMunicipalities {
+		return fmt.Errorf("%d municipalities, at most %d", n, MaxMunicipalities)
+	}
+	seen := make(map[string]bool, len(h.Municipalities)+len(h.NotParticipating))
+	for _, list := range [][]Municipality{h.Municipalities, h.NotParticipating} {
+		for _, m := range list {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if seen[m.Code] {
+				return fmt.Errorf("municipality %s listed twice", m.Code)
+			}
+			seen[m.Code] = true
 		}
-		if m.NameJa == "" || m.NameEn == "" {
-			return fmt.Errorf("municipality %s needs names in both languages", m.Code)
+	}
+	if len(h.Features) > 16 {
+		return errors.New("at most 16 features")
+	}
+	for _, f := range h.Features {
+		if f == "" || len(f) > 32 {
+			return errors.New("a feature is 1-32 bytes")
 		}
 	}
 	for _, k := range h.Kinds {
 		if !certificate.Kind(k).Valid() {
 			return errors.New("kinds must be domestic or overseas")
+		}
+	}
+	return nil
+}
+
+// maxNameBytes bounds each text field of a Municipality (as the center's
+// store does).
+const maxNameBytes = 200
+
+func (m Municipality) validate() error {
+	if err := lgcode.Validate(m.Code); err != nil {
+		return err
+	}
+	if m.NameJa == "" || m.NameEn == "" {
+		return fmt.Errorf("municipality %s needs names in both languages", m.Code)
+	}
+	if len(m.NameJa) > maxNameBytes || len(m.NameEn) > maxNameBytes || len(m.Kana) > maxNameBytes {
+		return fmt.Errorf("municipality %s: names and kana are at most %d bytes", m.Code, maxNameBytes)
+	}
+	if m.Kana != "" && !ValidKana(m.Kana) {
+		return fmt.Errorf("municipality %s: kana must be full-width katakana", m.Code)
+	}
+	if m.Kind != "" && !ValidMunicipalityKind(m.Kind) {
+		return fmt.Errorf("municipality %s: unknown kind %q", m.Code, m.Kind)
+	}
+	return nil
+}
+
+// ValidMunicipalityKind reports whether k is one of the Kind… values.
+func ValidMunicipalityKind(k string) bool {
+	switch k {
+	case KindCity, KindDesignatedCity, KindTown, KindVillage, KindSpecialWard:
+		return true
+	}
+	return false
+}
+
+// ValidKana reports whether s is a reading in full-width katakana
+// (ァ–ヶ, ヴ and the long-vowel mark ー), as Municipality.Kana must be.
+func ValidKana(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'ァ' || r > 'ヶ') && r != 'ー' && r != 'ヴ' {
+			return false
+		}
+	}
+	return true
+}
+
+func (m Check) validate() error {
+	if err := validRequestID(m.RequestID); err != nil {
+		return err
+	}
+	if err := lgcode.Validate(m.Municipality); err != nil {
+		return err
+	}
+	return validCard(m.Card)
+}
+
+func (m Checked) validate() error {
+	if err := validRequestID(m.RequestID); err != nil {
+		return err
+	}
+	if len(m.CardDigest) != 64 {
+		return errors.New("cardDigest must be 64 hex digits")
+	}
+	if len(m.Kinds) == 0 || len(m.Kinds) > 2 {
+		return errors.New("kinds must hold 1 or 2 kinds")
+	}
+	for _, k := range m.Kinds {
+		if !certificate.Kind(k).Valid() {
+			return fmt.Errorf("unknown kind %q", k)
+		}
+	}
+	return nil
+}
+
+func validCard(c CardFiles) error {
+	for name, f := range map[string][]byte{"myNumber": c.MyNumber, "fourItems": c.FourItems, "signature": c.Signature, "certificate": c.Certificate} {
+		if len(f) == 0 || len(f) > 4096 {
+			return fmt.Errorf("card.%s must hold 1-4096 bytes", name)
 		}
 	}
 	return nil
@@ -180,13 +282,7 @@ func (m Issue) validate() error {
 	if m.Copies < 1 || m.Copies > MaxCopies {
 		return fmt.Errorf("copies must be 1-%d", MaxCopies)
 	}
-	c := m.Card
-	for name, f := range map[string][]byte{"myNumber": c.MyNumber, "fourItems": c.FourItems, "signature": c.Signature, "certificate": c.Certificate} {
-		if len(f) == 0 || len(f) > 4096 {
-			return fmt.Errorf("card.%s must hold 1-4096 bytes", name)
-		}
-	}
-	return nil
+	return validCard(m.Card)
 }
 
 func (m CertificateResponse) validate() error {

@@ -33,14 +33,24 @@ const Version = 1
 // Size limits. The center reads kiosk frames with MaxKioskFrame; the kiosk
 // reads center frames with MaxCenterFrame.
 const (
-	MaxKioskFrame  = 32 << 10  // an issue request is about 2 KiB
-	MaxCenterFrame = 256 << 10 // two certificates with QR payloads are about 20 KiB
+	MaxKioskFrame = 32 << 10 // an issue request is about 2 KiB
+	// MaxCenterFrame bounds a frame from the center. The largest is Hello:
+	// the national list of 1,741 municipalities is about 250 KiB, and at
+	// most MaxMunicipalities entries of at most maxNameBytes per text field
+	// stay under 2 MiB. Two certificates with QR payloads are about 20 KiB.
+	MaxCenterFrame = 2 << 20
 	MaxCopies      = 5
+	// MaxMunicipalities bounds Hello's two lists together: Japan has 1,741
+	// municipalities (the 1,747 of the national list less the six Northern
+	// Territories villages), so this leaves room and bounds the kiosk's memory.
+	MaxMunicipalities = 2000
 )
 
 // Message types.
 const (
 	TypeHello       = "hello"       // center → kiosk, first frame
+	TypeCheck       = "check"       // kiosk → center: may this card get a certificate from this municipality?
+	TypeChecked     = "checked"     // center → kiosk, answers check
 	TypeIssue       = "issue"       // kiosk → center
 	TypeCertificate = "certificate" // center → kiosk, answers issue
 	TypeOutcome     = "outcome"     // kiosk → center: printed, failed, refused, cancelled
@@ -58,24 +68,95 @@ type Message interface {
 	validate() error
 }
 
-// Municipality is a municipality the kiosk may offer, as listed in Hello.
+// Municipality is a municipality as listed in Hello: what the kiosk needs
+// to group and sort it for the resident. The prefecture is the code's first
+// two digits.
 type Municipality struct {
 	Code   string `json:"code"`
 	NameJa string `json:"nameJa"`
 	NameEn string `json:"nameEn"`
+	// Kana is the reading in full-width katakana as the national list
+	// writes it (サッポロシ): the kiosk sorts by it and files the
+	// municipality under its 50-sound index tab. Empty when the center has
+	// none (the kiosk then files it under the index's last tab).
+	Kana string `json:"kana,omitempty"`
+	// Kind is one of the MunicipalityKind values; empty when unknown.
+	Kind string `json:"kind,omitempty"`
 }
+
+// Municipality kinds (Municipality.Kind). A designated city (政令指定都市) has
+// wards of its own, which are not municipalities: its residents choose the
+// city. Tokyo's special wards are municipalities.
+const (
+	KindCity           = "city"
+	KindDesignatedCity = "designated_city"
+	KindTown           = "town"
+	KindVillage        = "village"
+	KindSpecialWard    = "special_ward"
+)
+
+// Features a center may announce in Hello.Features.
+const (
+	// FeatureCheck: the center answers Check, so the kiosk can learn
+	// before kind and copies whether the municipality holds the resident's
+	// record and which kinds it can issue.
+	FeatureCheck = "check"
+)
 
 // Hello is the center's first frame: what this kiosk may offer.
 type Hello struct {
 	ProtocolVersion int    `json:"protocolVersion"`
 	KioskID         string `json:"kioskId"`
 	// Time is the center's clock (RFC 3339), so kiosks can detect skew.
-	Time             string         `json:"time"`
-	Municipalities   []Municipality `json:"municipalities"`
+	Time string `json:"time"`
+	// Municipalities are the participating municipalities: the only ones
+	// the kiosk may request.
+	Municipalities []Municipality `json:"municipalities"`
+	// NotParticipating lists the municipalities that do not offer kiosk
+	// issuance, so that the kiosk can show them greyed with the reason
+	// instead of hiding them (a resident who cannot find theirs does not
+	// know why). The two lists together hold at most MaxMunicipalities.
+	NotParticipating []Municipality `json:"notParticipating,omitempty"`
 	FeePerCopyYen    int            `json:"feePerCopyYen"`
 	Kinds            []string       `json:"kinds"`
 	MaxCopies        int            `json:"maxCopies"`
 	HeartbeatSeconds int            `json:"heartbeatSeconds"`
+	// Features lists what this center supports beyond the messages every
+	// version-1 center answers (FeatureCheck).
+	Features []string `json:"features,omitempty"`
+}
+
+// HasFeature reports whether the center announced feature f.
+func (h Hello) HasFeature(f string) bool {
+	for _, x := range h.Features {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Check asks, before the resident chooses kind and copies, whether the
+// center can issue to this card from this municipality. The center runs the
+// checks of an issue up to the record (municipality participating, card
+// data, record found, same holder) and signs nothing. A refusal comes back
+// as an Error with the check's RequestID (no_record, not_participating, …).
+type Check struct {
+	// RequestID is fresh for each check (never reused for the issue).
+	RequestID    string    `json:"requestId"`
+	Municipality string    `json:"municipality"`
+	Card         CardFiles `json:"card"`
+}
+
+// Checked answers Check: the record is there.
+type Checked struct {
+	RequestID string `json:"requestId"`
+	// CardDigest binds the answer to the card files checked, as in
+	// CertificateResponse.
+	CardDigest string `json:"cardDigest"`
+	// Kinds are the kinds this resident can get from this municipality:
+	// overseas only when passport data is on record.
+	Kinds []string `json:"kinds"`
 }
 
 // CardFiles carries the raw card files exactly as read. JSON encodes them
@@ -168,6 +249,12 @@ type Pong struct {
 
 // Type implements Message.
 func (Hello) Type() string { return TypeHello }
+
+// Type implements Message.
+func (Check) Type() string { return TypeCheck }
+
+// Type implements Message.
+func (Checked) Type() string { return TypeChecked }
 
 // Type implements Message.
 func (Issue) Type() string { return TypeIssue }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kioskcert/kioskcert/assets/municipalities"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 )
 
@@ -28,7 +29,13 @@ func card() CardFiles {
 
 func TestRoundTrip(t *testing.T) {
 	msgs := []Message{
-		Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00", Municipalities: []Municipality{{"012041", "旭川市", "Asahikawa City"}}, FeePerCopyYen: 120, Kinds: []string{"domestic", "overseas"}, MaxCopies: 5, HeartbeatSeconds: 15},
+		Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00", Municipalities: []Municipality{{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}}, FeePerCopyYen: 120, Kinds: []string{"domestic", "overseas"}, MaxCopies: 5, HeartbeatSeconds: 15},
+		Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00",
+			Municipalities:   []Municipality{{Code: "011002", NameJa: "札幌市", NameEn: "Sapporo City", Kana: "サッポロシ", Kind: KindDesignatedCity}},
+			NotParticipating: []Municipality{{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", Kana: "フジミノシ", Kind: KindCity}},
+			FeePerCopyYen:    120, Kinds: []string{"domestic"}, MaxCopies: 5, HeartbeatSeconds: 15, Features: []string{FeatureCheck}},
+		Check{RequestID: rid, Municipality: "012041", Card: card()},
+		Checked{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Kinds: []string{"domestic"}},
 		Issue{RequestID: rid, Municipality: "012041", Kind: certificate.Overseas, Copies: 2, Card: card()},
 		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
 		Outcome{RequestID: rid, Outcome: OutcomePrinted, Copies: 1},
@@ -52,6 +59,47 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("round trip:\n got %#v\nwant %#v", got, m)
 			}
 		})
+	}
+}
+
+func hello(munis string) string {
+	return `{"v":1,"type":"hello","body":{"protocolVersion":1,"kioskId":"K","time":"t","municipalities":[` + munis +
+		`],"feePerCopyYen":120,"kinds":["domestic"],"maxCopies":5,"heartbeatSeconds":15}}`
+}
+
+// TestNationalHello: a Hello listing every municipality of the shipped
+// national list fits the center's frame limit with room to spare, and more
+// than MaxMunicipalities are refused.
+func TestNationalHello(t *testing.T) {
+	l, err := municipalities.Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00", FeePerCopyYen: 120, Kinds: []string{"domestic"}, MaxCopies: 5, HeartbeatSeconds: 15}
+	for _, b := range l.Municipalities {
+		m := Municipality{Code: b.Code, NameJa: b.Name, NameEn: b.EnglishName(), Kana: b.NameKana, Kind: string(b.Kind)}
+		if municipalities.NoAdministration(b.Code) {
+			h.NotParticipating = append(h.NotParticipating, m)
+		} else {
+			h.Municipalities = append(h.Municipalities, m)
+		}
+	}
+	frame, err := Encode(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frame) > MaxCenterFrame/4 {
+		t.Errorf("the national hello is %d bytes, over a quarter of MaxCenterFrame (%d)", len(frame), MaxCenterFrame)
+	}
+	t.Logf("national hello: %d municipalities, %d bytes", len(h.Municipalities)+len(h.NotParticipating), len(frame))
+	if _, err := Decode(frame, MaxCenterFrame); err != nil {
+		t.Fatal(err)
+	}
+	for len(h.NotParticipating)+len(h.Municipalities) <= MaxMunicipalities {
+		h.NotParticipating = append(h.NotParticipating, h.Municipalities...)
+	}
+	if _, err := Encode(h); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("a hello of more than %d municipalities encoded: %v", MaxMunicipalities, err)
 	}
 }
 
@@ -85,6 +133,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown outcome", `{"v":1,"type":"outcome","body":{"requestId":"` + rid + `","outcome":"burnt","copies":0}}`, CodeBadMessage},
 		{"error without code", `{"v":1,"type":"error","body":{"code":""}}`, CodeBadMessage},
 		{"null body", `{"v":1,"type":"error","body":null}`, CodeBadMessage},
+		{"good check", `{"v":1,"type":"check","body":{"requestId":"` + rid + `","municipality":"012041","card":{"myNumber":"0Aw=","fourItems":"/yA=","signature":"/zA=","certificate":"fyE="}}}`, ""},
+		{"check without card", `{"v":1,"type":"check","body":{"requestId":"` + rid + `","municipality":"012041","card":{}}}`, CodeBadMessage},
+		{"checked without kinds", `{"v":1,"type":"checked","body":{"requestId":"` + rid + `","cardDigest":"` + strings.Repeat("ab", 32) + `","kinds":[]}}`, CodeBadMessage},
+		{"hello kana in hiragana", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","kana":"さっぽろし"}`), CodeBadMessage},
+		{"hello unknown kind", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","kind":"metropolis"}`), CodeBadMessage},
+		{"hello listed twice", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City"},{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City"}`), CodeBadMessage},
+		{"hello long name", hello(`{"code":"011002","nameJa":"` + strings.Repeat("札", 70) + `","nameEn":"Sapporo City"}`), CodeBadMessage},
+		{"hello good", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","kana":"サッポロシ","kind":"designated_city"}`), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +206,12 @@ func FuzzDecode(f *testing.F) {
 		Ping{Nonce: "x"}, NewError("", CodeBadMessage, ""),
 		Status{Reader: "ok", Printer: "paper-low", State: "idle", AgentVersion: "v1.4.2+linux", LastError: "printer_paper_out"},
 		Status{Reader: "no-reader", Printer: "jammed", State: "print-failed"},
+		Check{RequestID: rid, Municipality: "012041", Card: card()},
+		Checked{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Kinds: []string{"domestic", "overseas"}},
+		Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00",
+			Municipalities:   []Municipality{{Code: "011002", NameJa: "札幌市", NameEn: "Sapporo City", Kana: "サッポロシ", Kind: KindDesignatedCity}},
+			NotParticipating: []Municipality{{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", Kana: "フジミノシ"}},
+			FeePerCopyYen:    120, Kinds: []string{"domestic"}, MaxCopies: 5, HeartbeatSeconds: 15, Features: []string{FeatureCheck}},
 		CertificateResponse{RequestID: rid, CardDigest: strings.Repeat("ab", 32), Certificates: []certificate.Certificate{testCert()}, Copies: 1, FeeYen: 120},
 		Renew{RequestID: rid, CSR: []byte{0x30, 0x82, 0x01, 0x00}},
 		Renewed{RequestID: rid, Chain: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},

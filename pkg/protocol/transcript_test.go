@@ -81,7 +81,7 @@ func TestTranscriptExample(t *testing.T) {
 	}{
 		{"hello", "center → kiosk", MaxCenterFrame, Hello{
 			ProtocolVersion: Version, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00",
-			Municipalities: []Municipality{{"011002", "札幌市", "Sapporo City"}, {"012041", "旭川市", "Asahikawa City"}},
+			Municipalities: []Municipality{{Code: "011002", NameJa: "札幌市", NameEn: "Sapporo City"}, {Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}},
 			FeePerCopyYen:  120, Kinds: []string{"domestic", "overseas"}, MaxCopies: MaxCopies, HeartbeatSeconds: 15,
 		}},
 		{"status", "kiosk → center", MaxKioskFrame, Status{Reader: "ok", Printer: "ok", State: "idle"}},

@@ -25,12 +25,25 @@ function showCards(cards) {
     const b = document.createElement('button');
     b.type = 'button';
     b.dataset.card = c.id;
-    b.append(`Place: ${c.label}`);
+    // One line each: the name and PIN, then what the card shows (cut
+    // short on screen, whole in the tooltip), so every control fits.
+    const [name, ...about] = c.label.split(' — ');
+    const head = document.createElement('span');
+    head.className = 'who';
+    head.textContent = `Place: ${name}`;
+    b.append(head);
     if (c.pin) {
       const p = document.createElement('span');
       p.className = 'pin';
-      p.textContent = ` (PIN ${c.pin})`;
-      b.append(p);
+      p.textContent = ` PIN ${c.pin}`;
+      head.append(p);
+    }
+    if (about.length) {
+      const a = document.createElement('span');
+      a.className = 'about';
+      a.textContent = about.join(' — ');
+      b.append(a);
+      b.title = c.label;
     }
     b.addEventListener('click', () => post('card', { id: c.id }));
     const li = document.createElement('li');
@@ -48,7 +61,7 @@ async function refresh() {
     $('state').textContent = 'agent not reachable';
     return;
   }
-  $('state').textContent = st.state;
+  if (!live) $('state').textContent = st.state;
   $('inserted').textContent = st.inserted || 'none';
   $('remove').disabled = !st.inserted;
   showCards(st.cards || []);
@@ -76,14 +89,32 @@ $('fault').addEventListener('change', (e) => post('printer', { failNext: e.targe
 // fit scales the kiosk screen (laid out at 1280 × 800, as on a kiosk) to
 // the room beside the panel.
 function fit() {
-  const scale = Math.min(1, (window.innerWidth - 420) / 1280, (window.innerHeight - 48) / 800);
+  const scale = Math.min(1, (window.innerWidth - 400) / 1280, (window.innerHeight - 40) / 800);
   const frame = $('screen');
   frame.style.transform = `scale(${scale})`;
   frame.parentElement.style.width = `${Math.floor(1280 * scale)}px`;
   frame.parentElement.style.height = `${Math.floor(800 * scale)}px`;
 }
 
+// The kiosk's state as it changes: the screen's own event stream, read for
+// the state name only (the panel keeps nothing else of a snapshot). The
+// 400 ms poll covers the reader, payment and printer.
+let live = false;
+function follow() {
+  const es = new EventSource('/api/v1/screen/events');
+  es.addEventListener('snapshot', (e) => {
+    let state = '';
+    try { state = JSON.parse(e.data).state; } catch { return; }
+    live = true;
+    $('state').dataset.source = 'stream';
+    if ($('state').textContent !== state) $('state').textContent = state;
+    refresh();
+  });
+  es.addEventListener('error', () => { live = false; });
+}
+
 window.addEventListener('resize', fit);
 fit();
+follow();
 refresh();
 setInterval(refresh, 400);

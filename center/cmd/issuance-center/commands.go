@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kioskcert/kioskcert/assets/municipalities"
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/app"
 	"github.com/kioskcert/kioskcert/center/internal/config"
+	"github.com/kioskcert/kioskcert/center/internal/municipalitylist"
 	"github.com/kioskcert/kioskcert/center/internal/opsclient"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
@@ -32,23 +35,24 @@ var errUsage = errors.New("usage")
 type command func(ctx context.Context, e *env, name string, args []string) error
 
 var commands = map[string]command{
-	"init":                 cmdInit,
-	"serve":                cmdServe,
-	"kiosk enroll":         cmdKioskEnroll,
-	"kiosk suspend":        cmdKioskStatus(store.KioskSuspended),
-	"kiosk activate":       cmdKioskStatus(store.KioskActive),
-	"kiosk revoke":         cmdKioskStatus(store.KioskRevoked),
-	"kiosk list":           cmdKioskList,
-	"municipality list":    cmdMunicipalityList,
-	"municipality add":     cmdMunicipalityAdd,
-	"municipality enable":  cmdParticipation(true),
-	"municipality disable": cmdParticipation(false),
-	"records import":       cmdRecordsImport,
-	"records count":        cmdRecordsCount,
-	"records delete":       cmdRecordsDelete,
-	"rotate-shc-key":       cmdRotate,
-	"revoke":               cmdRevoke,
-	"audit verify":         cmdAuditVerify,
+	"init":                     cmdInit,
+	"serve":                    cmdServe,
+	"kiosk enroll":             cmdKioskEnroll,
+	"kiosk suspend":            cmdKioskStatus(store.KioskSuspended),
+	"kiosk activate":           cmdKioskStatus(store.KioskActive),
+	"kiosk revoke":             cmdKioskStatus(store.KioskRevoked),
+	"kiosk list":               cmdKioskList,
+	"municipality list":        cmdMunicipalityList,
+	"municipality add":         cmdMunicipalityAdd,
+	"municipality enable":      cmdParticipation(true),
+	"municipality disable":     cmdParticipation(false),
+	"municipality import-list": cmdMunicipalityImportList,
+	"records import":           cmdRecordsImport,
+	"records count":            cmdRecordsCount,
+	"records delete":           cmdRecordsDelete,
+	"rotate-shc-key":           cmdRotate,
+	"revoke":                   cmdRevoke,
+	"audit verify":             cmdAuditVerify,
 }
 
 // parse parses a command's flags; -h prints them and is a usage result.
@@ -343,6 +347,54 @@ func cmdMunicipalityAdd(ctx context.Context, e *env, name string, args []string)
 		fmt.Fprintf(e.stdout, "municipality %s %s (participating: %v)\n", m.Code, m.NameJa, m.Participating)
 		return nil
 	})
+}
+
+// cmdMunicipalityImportList imports the national list of local public
+// bodies (assets/municipalities: the shipped copy, or -file), through the
+// same operations as municipality add: new municipalities do not take
+// part; known ones keep their participation and, unless renamed, the names
+// the operator gave them (center/internal/municipalitylist). Every row is
+// checked before the first write.
+func cmdMunicipalityImportList(ctx context.Context, e *env, name string, args []string) error {
+	var file string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "national list CSV (assets/municipalities/README.md); default: the copy shipped with this build")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		in := io.Reader(bytes.NewReader(municipalities.ShippedCSV()))
+		if file != "" {
+			f, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		res, err := municipalitylist.Import(ctx, putter{ctx, ops, a}, in)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "municipality list: %d added (not participating), %d updated, %d unchanged, %d skipped (no administration)\n",
+			res.Added, res.Updated, res.Unchanged, res.Skipped)
+		if len(res.Missing) > 0 {
+			fmt.Fprintf(e.stdout, "not in the list (left as they are; disable them if they merged away): %s\n", strings.Join(res.Missing, " "))
+		}
+		return nil
+	})
+}
+
+// putter writes an import through the audited operations.
+type putter struct {
+	ctx context.Context
+	ops admin.Operations
+	a   admin.Actor
+}
+
+func (p putter) ListMunicipalities(ctx context.Context) ([]store.Municipality, error) {
+	return p.ops.ListMunicipalities(ctx)
+}
+
+func (p putter) UpsertMunicipality(ctx context.Context, m store.Municipality) error {
+	return p.ops.PutMunicipality(ctx, p.a, m)
 }
 
 func cmdParticipation(on bool) command {

@@ -153,6 +153,8 @@ func (c *conn) handle(m protocol.Message) {
 			defer func() { <-c.slots; c.s.inflightN.Add(-1); c.s.inflight.Done() }()
 			c.issue(m)
 		}()
+	case protocol.Check:
+		c.startCheck(m)
 	case protocol.Outcome:
 		c.outcome(m)
 	case protocol.Renew:

@@ -355,7 +355,7 @@ func (s *Server) touch(kioskID string) {
 
 // hello builds the first frame for a kiosk.
 func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, error) {
-	ms, err := s.cfg.Store.ListParticipating(ctx)
+	ms, err := s.cfg.Store.ListMunicipalities(ctx)
 	if err != nil {
 		return protocol.Hello{}, err
 	}
@@ -371,8 +371,16 @@ func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, erro
 	if h.HeartbeatSeconds < 1 {
 		h.HeartbeatSeconds = 1
 	}
+	if _, ok := s.cfg.Issuer.(Checker); ok {
+		h.Features = append(h.Features, protocol.FeatureCheck)
+	}
 	for _, m := range ms {
-		h.Municipalities = append(h.Municipalities, protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn})
+		pm := protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn, Kana: m.Kana, Kind: m.Kind}
+		if m.Participating {
+			h.Municipalities = append(h.Municipalities, pm)
+		} else {
+			h.NotParticipating = append(h.NotParticipating, pm)
+		}
 	}
 	return h, nil
 }

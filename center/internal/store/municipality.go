@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kioskcert/kioskcert/pkg/lgcode"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // MunicipalityStore keeps the municipalities and whether each offers kiosk
@@ -40,6 +41,12 @@ type Municipality struct {
 	AuthorityEn string `json:"authorityEn"`
 	// Participating is true when the municipality offers kiosk issuance.
 	Participating bool `json:"participating"`
+	// Kana is the name's reading in full-width katakana (アサヒカワシ), as
+	// the national list writes it; kiosks sort and index by it. Optional.
+	Kana string `json:"kana,omitempty"`
+	// Kind is city, designated_city, town, village or special_ward
+	// (protocol.Kind…); optional.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Validate checks the code (with pkg/lgcode) and that every name is present.
@@ -56,6 +63,12 @@ func (m *Municipality) Validate() error {
 		if f.v == "" || !isText(f.v, 200) {
 			return invalid(f.name, "must be 1-200 bytes of text without control characters")
 		}
+	}
+	if m.Kana != "" && (len(m.Kana) > 200 || !protocol.ValidKana(m.Kana)) {
+		return invalid("municipality.kana", "must be at most 200 bytes of full-width katakana")
+	}
+	if m.Kind != "" && !protocol.ValidMunicipalityKind(m.Kind) {
+		return invalid("municipality.kind", "must be city, designated_city, town, village or special_ward")
 	}
 	return nil
 }

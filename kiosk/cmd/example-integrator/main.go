@@ -45,10 +45,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ex.Run(ctx)
+	runErr := ex.Run(ctx)
 	l := ex.Ledger()
 	fmt.Printf("authorised %d, captured %d (¥%d), voided %d, printed %d, failed %d\n",
 		len(l.Authorized), len(l.Captured), l.CapturedYen(), len(l.Voided), len(l.Printed), len(l.Failed))
+	if runErr != nil {
+		// 404 or 401: say why instead of retrying for ever.
+		fail(runErr)
+	}
 }
 
 func fail(err error) {

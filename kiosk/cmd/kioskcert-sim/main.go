@@ -7,7 +7,12 @@
 // payment, and make the next print fail. Printed certificates land as PDFs
 // in <out>/spool/. It runs until Ctrl-C.
 //
-//	kioskcert-sim [-listen 127.0.0.1:8800] [-out out/sim] [-auto-pay] [-center bin/issuance-center]
+// The integrator API (docs/INTEGRATION.md) is on, with its bearer token in
+// <out>/integrator.token (the path is printed at start). With -terminal the
+// store terminal's software (bin/example-integrator) collects the fee and
+// prints instead of the panel.
+//
+//	kioskcert-sim [-listen 127.0.0.1:8800] [-out out/sim] [-auto-pay] [-terminal] [-center bin/issuance-center]
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +45,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "out/sim", "working directory: demo keys, center data, printed PDFs (replaced)")
 	flag.StringVar(&o.center, "center", "", "issuance-center binary (default: next to this program)")
 	flag.BoolVar(&o.autoPay, "auto-pay", false, "approve payments at once instead of waiting for the panel")
+	flag.BoolVar(&o.terminal, "terminal", false, "the integrator (bin/example-integrator) takes the payment and prints, instead of the panel")
 	verbose := flag.Bool("v", false, "log every session (session IDs and results only)")
 	flag.Parse()
 	if o.center == "" {
@@ -67,6 +74,10 @@ kioskcert simulator is running.
   %s       printed certificates (PDF)
 Demo residents and their PINs are listed on the panel (assets/demo/README.md).
 
+Integrator API (docs/INTEGRATION.md): bearer token in %s
+  curl -H "Authorization: Bearer $(cat %s)" %sapi/v1/integrator/health
+  bin/example-integrator -url %s -token-file %s -out %s
+
 Operations console (demo only; its certificate is the demo center's own):
   %s
   operator ID  %s
@@ -74,7 +85,8 @@ Operations console (demo only; its certificate is the demo center's own):
   TOTP secret  %s   (add it to an authenticator app, or: oathtool --totp -b %s)
   TOTP URI     %s
 Press Ctrl-C to stop.
-`, sim.url, sim.url, sim.spool, sim.center.ConsoleURL, sim.center.Admin.ID, sim.center.Admin.Password,
+`, sim.url, sim.url, sim.spool, sim.token, sim.token, sim.url, strings.TrimSuffix(sim.url, "/"), sim.token, sim.paper,
+		sim.center.ConsoleURL, sim.center.Admin.ID, sim.center.Admin.Password,
 		sim.center.Admin.TOTPSecret, sim.center.Admin.TOTPSecret, sim.center.Admin.TOTPURI)
 	if err := sim.wait(); err != nil {
 		fail(err)
@@ -88,7 +100,7 @@ func fail(err error) {
 
 type options struct {
 	listen, out, center string
-	autoPay             bool
+	autoPay, terminal   bool
 	timeouts            flow.Timeouts
 	log                 *slog.Logger
 }
@@ -96,6 +108,8 @@ type options struct {
 // simulator is a running center, agent and local server.
 type simulator struct {
 	url, spool string
+	token      string // the integrator API's token file
+	paper      string // where bin/example-integrator may write the PDFs it prints
 	center     *demo.Center
 	agent      *agent.Agent
 	sim        *localapi.Sim
@@ -114,7 +128,8 @@ func start(ctx context.Context, o options) (sim *simulator, err error) {
 		return nil, err
 	}
 	spool := filepath.Join(out, "spool")
-	for _, d := range []string{out, filepath.Join(out, "jlis"), spool} {
+	paper := filepath.Join(out, "paper")
+	for _, d := range []string{out, filepath.Join(out, "jlis"), spool, paper} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -128,6 +143,11 @@ func start(ctx context.Context, o options) (sim *simulator, err error) {
 	}
 	center, err := demo.SetupCenter(ctx, o.center, filepath.Join(out, "center"), trust, kioskID)
 	if err != nil {
+		return nil, err
+	}
+	// The whole country on the municipality screen, the demo's own
+	// municipalities taking part.
+	if err := center.ImportNationalList(ctx); err != nil {
 		return nil, err
 	}
 	if err := center.Start(ctx); err != nil {
@@ -151,18 +171,30 @@ func start(ctx context.Context, o options) (sim *simulator, err error) {
 	if err != nil {
 		return nil, err
 	}
-	simPrinter := &localapi.SimPrinter{P: agent.Printer{P: sp}}
-	pay := localapi.NewSimPayment(o.autoPay)
-	s := &localapi.Sim{Slot: slot, Cards: localapi.DemoCards(cards), Payment: pay, Printer: simPrinter}
-	// The agent serves the touch screen, with the simulator's panel, on
-	// the loopback address.
+	// The agent serves the touch screen, with the simulator's panel, and
+	// the integrator API on the loopback address; the agent makes the
+	// token file (owner-only) on first start.
 	cfg.Listen = o.listen
-	a, err := agent.New(cfg, agent.Options{Reader: slot, Printer: simPrinter, Payment: pay, Timeouts: o.timeouts, Log: o.log, Sim: s})
+	cfg.Integrator = &config.Integrator{TokenFile: filepath.Join(out, "integrator.token")}
+	s := &localapi.Sim{Slot: slot, Cards: localapi.DemoCards(cards)}
+	opts := agent.Options{Reader: slot, Timeouts: o.timeouts, Log: o.log, Sim: s}
+	if o.terminal {
+		// The store terminal's software collects and prints: the panel
+		// has no payment or printer controls then.
+		cfg.Payment.Mode = "terminal"
+		cfg.Printer = config.Printer{Kind: "terminal"}
+	} else {
+		simPrinter := &localapi.SimPrinter{P: agent.Printer{P: sp}}
+		pay := localapi.NewSimPayment(o.autoPay)
+		s.Payment, s.Printer = pay, simPrinter
+		opts.Payment, opts.Printer = pay, simPrinter
+	}
+	a, err := agent.New(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	sim = &simulator{url: a.Server.URL(), spool: spool, center: center, agent: a, sim: s, done: make(chan error, 1), stop: stop}
+	sim = &simulator{url: a.Server.URL(), spool: spool, token: cfg.Integrator.TokenFile, paper: paper, center: center, agent: a, sim: s, done: make(chan error, 1), stop: stop}
 	go func() { sim.done <- a.Run(runCtx) }()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/kiosk/internal/demo"
+	"github.com/kioskcert/kioskcert/kiosk/internal/example"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
 )
 
@@ -140,6 +141,50 @@ func TestSimulator(t *testing.T) {
 	}
 	if got := sim.sim.Payment.Ledger.CapturedYen(); got != 120 {
 		t.Fatalf("captured ¥%d, want ¥120", got)
+	}
+
+	// The integrator API is on, behind the token in the file printed at
+	// start: what README.md's curl call does, then the example terminal.
+	tok, err := example.ReadToken(sim.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {tok, http.StatusOK}} {
+		req, _ := http.NewRequestWithContext(rctx, "GET", base+"/api/v1/integrator/health", nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET /api/v1/integrator/health with token %v: HTTP %d %s, want %d", c.token != "", resp.StatusCode, b, c.want)
+		}
+		if c.want == http.StatusOK && !strings.Contains(string(b), `"centerConnected":true`) {
+			t.Errorf("health %s, want the center connected", b)
+		}
+	}
+	ex, err := example.New(example.Options{URL: base, Token: tok, OutDir: sim.paper, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exCtx, exStop := context.WithCancel(rctx)
+	exDone := make(chan error, 1)
+	go func() { exDone <- ex.Run(exCtx) }()
+	wctx, wcancel := context.WithTimeout(rctx, 10*time.Second)
+	if err := ex.WaitConnected(wctx); err != nil {
+		t.Errorf("the example integrator did not connect: %v", err)
+	}
+	wcancel()
+	exStop()
+	if err := <-exDone; err != nil {
+		t.Errorf("the example integrator: %v", err)
 	}
 
 	cancel()

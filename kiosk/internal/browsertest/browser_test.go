@@ -32,6 +32,8 @@ import (
 var (
 	browser context.Context // the running Chromium; tabs derive from it
 	shotDir string
+	axeJS   string   // axe-core's source (.ci/fetch-axe)
+	axeSeen sync.Map // screens axe-core checked: state/lang → true
 )
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
@@ -83,6 +85,10 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "browsertest:", err)
 		return 1
 	}
+	if axeJS, err = loadAxe(); err != nil {
+		fmt.Fprintln(os.Stderr, "browsertest:", err)
+		return 1
+	}
 	code := m.Run()
 	if code == 0 {
 		fmt.Fprintf(os.Stderr, "browsertest: screenshots in %s\n", shotDir)
@@ -108,6 +114,39 @@ func findChromium() (string, error) {
 	}
 	return "", fmt.Errorf("browsertest: Chromium not found (/usr/bin/chromium): run `make deps`, which installs " +
 		"the Debian chromium package, or set KIOSKCERT_CHROMIUM to a Chromium binary")
+}
+
+// moduleRoot is the directory of go.mod.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	mod := strings.TrimSpace(string(out))
+	if err != nil || mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("cannot find the module root: %v", err)
+	}
+	return filepath.Dir(mod), nil
+}
+
+// loadAxe runs .ci/fetch-axe, which fetches axe-core from the npm registry
+// once into out/cache, and returns its source. Without it the tests fail
+// and say why: the accessibility check is not skipped.
+func loadAxe() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("bash", filepath.Join(root, ".ci", "fetch-axe")).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		return "", fmt.Errorf("fetching axe-core (.ci/fetch-axe) failed: %v %s", err, stderr)
+	}
+	src, err := os.ReadFile(strings.TrimSpace(string(out)))
+	if err != nil {
+		return "", fmt.Errorf("axe-core: %w", err)
+	}
+	return string(src), nil
 }
 
 // screenshotDir is $KIOSKCERT_ARTIFACTS/screenshots, else out/screenshots
@@ -217,7 +256,8 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 800, chromedp.EmulateTouch)); err != nil {
 		t.Fatalf("open a tab: %v", err)
 	}
-	tab, cancelTab := context.WithTimeout(tab, 90*time.Second)
+	// Generous: under make test the whole suite shares two cores.
+	tab, cancelTab := context.WithTimeout(tab, 5*time.Minute)
 	t.Cleanup(cancelTab)
 	r.tab = tab
 	return r
@@ -326,7 +366,7 @@ func (r *rig) text() string {
 	var s string
 	r.eval(`(() => {
 	  const c = document.body.cloneNode(true);
-	  c.querySelectorAll('rt, .visually-hidden, [hidden], audio').forEach((e) => e.remove());
+	  c.querySelectorAll('rt, rp, .visually-hidden, [hidden], audio').forEach((e) => e.remove());
 	  return c.textContent;
 	})()`, &s)
 	return s
@@ -353,7 +393,89 @@ func (r *rig) screen(state, name string, checkFocus bool) {
 	r.waitState(state)
 	r.shot(name)
 	r.checkA11y(state, checkFocus)
+	r.checkType(state)
+	var fit struct {
+		Scrolls bool   `json:"scrolls"`
+		Text    string `json:"text"`
+	}
+	r.eval(`(() => { const s = document.getElementById('screen'); return { scrolls: s.scrollHeight > s.clientHeight + 1, text: s.textContent }; })()`, &fit)
+	if fit.Scrolls {
+		r.t.Errorf("%s screen: the content does not fit the screen (it scrolls)", state)
+	}
+	if m := strayValue.FindString(fit.Text); m != "" {
+		r.t.Errorf("%s screen shows %q", state, m)
+	}
 }
+
+// strayValue finds JavaScript values printed by mistake.
+var strayValue = regexp.MustCompile(`\b(null|undefined|NaN|\[object Object\])\b`)
+
+// checkType checks the Japanese typography of the screen: furigana never
+// spreads its word apart (the word is as wide as it is set without
+// furigana), a word with furigana is never broken across lines, and
+// common words and phrases are never split by a line break.
+func (r *rig) checkType(state string) {
+	r.t.Helper()
+	var problems []string
+	r.eval(typeJS, &problems)
+	for _, p := range problems {
+		r.t.Errorf("%s screen: %s", state, p)
+	}
+}
+
+// typeJS lists typography problems on the page (Japanese only).
+const typeJS = `(() => {
+  if (document.documentElement.lang !== 'ja') return [];
+  const out = [];
+  const visible = (e) => e.getClientRects().length > 0 && !e.closest('[hidden], .visually-hidden');
+  for (const rb of document.querySelectorAll('ruby')) {
+    if (!visible(rb)) continue;
+    const base = [...rb.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join('');
+    const boxes = new Set([...rb.getClientRects()].map((b) => Math.round(b.top)));
+    if (boxes.size > 1) out.push('the word ' + base + ' is broken across lines');
+    const tn = [...rb.childNodes].find((n) => n.nodeType === 3);
+    // From the first glyph's left edge to the last one's right edge (the
+    // base box may be wider than its text: the reading is centred).
+    const glyph = (i) => { const g = document.createRange(); g.setStart(tn, i); g.setEnd(tn, i + 1); return g.getBoundingClientRect(); };
+    const set = glyph(tn.textContent.length - 1).right - glyph(0).left;
+    const probe = document.createElement('span');
+    const cs = getComputedStyle(rb);
+    probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap;font:' + cs.font + ';letter-spacing:' + cs.letterSpacing;
+    probe.textContent = tn.textContent;
+    document.body.append(probe);
+    const natural = probe.getBoundingClientRect().width;
+    probe.remove();
+    if (set > natural + 1.5) out.push('furigana spreads ' + base + ' apart (' + set.toFixed(1) + ' px, set alone ' + natural.toFixed(1) + ' px)');
+  }
+  // Phrases that must stay on one line.
+  const phrases = ['ください', 'お取りください', '選んでください', 'してください', 'お待ちください', 'マイナンバーカード', 'カードリーダー', 'できません', 'できませんでした'];
+  const blocks = [...document.querySelectorAll('h1, h2, h3, p, dt, dd, th, td, button, .sub, .name')].filter(visible);
+  for (const b of blocks) {
+    const parts = [];
+    const walk = document.createTreeWalker(b, NodeFilter.SHOW_TEXT);
+    for (let n; (n = walk.nextNode());) {
+      if (n.parentElement.closest('rt, rp')) continue;
+      parts.push(n);
+    }
+    let text = '';
+    const at = [];
+    for (const n of parts) { for (let i = 0; i < n.textContent.length; i++) at.push([n, i]); text += n.textContent; }
+    for (const p of phrases) {
+      for (let i = text.indexOf(p); i >= 0; i = text.indexOf(p, i + 1)) {
+        const bottoms = new Set();
+        for (let k = i; k < i + p.length; k++) {
+          const [n, o] = at[k];
+          const rg = document.createRange();
+          rg.setStart(n, o); rg.setEnd(n, o + 1);
+          const rc = rg.getClientRects()[0];
+          if (rc) bottoms.add(Math.round(rc.bottom / 8));
+        }
+        if (bottoms.size > 1) out.push('"' + p + '" is split across lines in "' + text.slice(0, 40) + '"');
+      }
+    }
+  }
+  return [...new Set(out)].slice(0, 20);
+})()`
 
 // held checks a screen that stays only while g holds the step behind it
 // (card check, reading, requesting, printing), and that it says each of
@@ -420,8 +542,48 @@ func (r *rig) checkA11y(state string, checkFocus bool) {
 	for _, s := range contrast.Small {
 		r.t.Errorf("%s screen: touch target %s is smaller than 15 mm (57 CSS px)", state, s)
 	}
+	r.checkAxe(state)
 	if checkFocus {
 		r.checkFocusOrder(state)
+	}
+}
+
+// checkAxe runs axe-core's WCAG 2.2 A/AA rules and best practices on the
+// page and reports every violation. axe is removed from the page after the
+// run, so it keeps nothing of the session.
+func (r *rig) checkAxe(state string) {
+	r.t.Helper()
+	var lang string
+	r.eval(`document.documentElement.lang`, &lang)
+	// Each screen (by its name here, which tells variants apart) in each
+	// language once per test run: axe takes 0.3–1 s a screen.
+	if _, seen := axeSeen.LoadOrStore(state+"/"+lang, true); seen {
+		return
+	}
+	if _, err := chromedp.Run(r.tab, chromedp.Evaluate[bool](axeJS+"\n;true")); err != nil {
+		r.t.Fatalf("%s screen: load axe-core: %v", state, err)
+	}
+	var res struct {
+		Violations []struct {
+			ID    string   `json:"id"`
+			Help  string   `json:"help"`
+			Nodes []string `json:"nodes"`
+		} `json:"violations"`
+		Passes int `json:"passes"`
+	}
+	r.eval(`(async () => {
+	  try {
+	    const r = await axe.run(document, { resultTypes: ['violations'],
+	      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] } });
+	    return { violations: r.violations.map((v) => ({ id: v.id, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
+	             passes: r.passes.length };
+	  } finally { delete window.axe; }
+	})()`, &res)
+	for _, v := range res.Violations {
+		r.t.Errorf("%s screen: axe-core %s: %s (%s)", state, v.ID, v.Help, strings.Join(v.Nodes, ", "))
+	}
+	if res.Passes == 0 {
+		r.t.Errorf("%s screen: axe-core passed no rule: it did not run", state)
 	}
 }
 

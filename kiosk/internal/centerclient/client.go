@@ -91,6 +91,7 @@ type answerKind uint8
 const (
 	answerCertificate answerKind = iota + 1 // Issue: a certificate or a refusal
 	answerAck                               // ReportOutcome: an ack or an error
+	answerChecked                           // Check: checked or a refusal
 )
 
 // New returns a Client; call Run to connect.
@@ -322,6 +323,8 @@ func (c *Client) dispatch(m protocol.Message) {
 	case protocol.CertificateResponse:
 		// Nobody waiting: an answer that came after its caller gave up.
 		c.deliver(waiterKey{m.RequestID, answerCertificate}, m)
+	case protocol.Checked:
+		c.deliver(waiterKey{m.RequestID, answerChecked}, m)
 	case protocol.Ack:
 		c.mu.Lock()
 		delete(c.outcomes, m.RequestID)
@@ -352,7 +355,8 @@ func (c *Client) dispatchError(e *protocol.Error) {
 	}
 	toIssue := e.Code != protocol.CodeUnknownRequest
 	toOutcome := answersOutcome[e.Code]
-	if toIssue && c.deliver(waiterKey{id, answerCertificate}, e) {
+	// A check has a request ID of its own, never an issue's.
+	if toIssue && (c.deliver(waiterKey{id, answerChecked}, e) || c.deliver(waiterKey{id, answerCertificate}, e)) {
 		return
 	}
 	if toOutcome && c.deliver(waiterKey{id, answerAck}, e) {

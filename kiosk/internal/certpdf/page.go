@@ -97,18 +97,20 @@ func staticText() string {
 }
 
 // doseColumns are the dose table's columns: header labels and widths (mm,
-// summing to contentW).
+// summing to contentW). The vaccine type gets the most room: its longest
+// value (組換えタンパクワクチン / Recombinant protein vaccine) must print at
+// full size on one line each, not shrink (TestDoseCellsReadable).
 var doseColumns = []struct {
 	ja, en string
 	w      float64
 }{
-	{"", "", 17},
-	{vaccineTypeJa, vaccineTypeEn, 30},
+	{"", "", 15},
+	{vaccineTypeJa, vaccineTypeEn, 40},
 	{manufacturerJa, manufacturerEn, 30},
 	{productJa, productEn, 35},
 	{lotJa, lotEn, 22},
-	{vaccDateJa, vaccDateEn, 24},
-	{countryJa, countryEn, 22},
+	{vaccDateJa, vaccDateEn, 22},
+	{countryJa, countryEn, 16},
 }
 
 // issueTime is the PDF creation date: the issue date at 00:00 Japan time.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"image/draw"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/go-pdf/fpdf"
 
 	"github.com/kioskcert/kioskcert/assets/fonts"
+	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
 // testDoc is a one-page document with a subset of the font covering the
@@ -356,74 +358,191 @@ func FuzzParseSFNT(f *testing.F) {
 	})
 }
 
-// TestCopyEvidence checks the 地紋 does what it is for, on a page that has
-// only the background. On the original (300 dpi render) the hidden words
-// must have the same tone as their surroundings; after a simulated
-// photocopy (a copier's optics blur detail below about 0.25 mm, then it
-// thresholds) the fine screen must vanish and the words remain.
+// TestDoseCellsReadable: every product's vaccine type, manufacturer and
+// name fit their dose-table cells at a readable size (7 pt or more, never
+// the 5 pt floor), in the real font.
+func TestDoseCellsReadable(t *testing.T) {
+	var extra strings.Builder
+	for _, p := range vaccine.All() {
+		extra.WriteString(p.TypeJa + p.TypeEn + p.ManufacturerJa + p.ManufacturerEn + p.Name)
+	}
+	pdf := testDoc(t, extra.String())
+	for _, p := range vaccine.All() {
+		for _, c := range []struct {
+			col    int
+			pieces []piece
+		}{
+			{1, []piece{{"type", p.TypeJa, 8}, {"type", p.TypeEn, 7}}},
+			{2, []piece{{"maker", p.ManufacturerJa, 8}, {"maker", p.ManufacturerEn, 7}}},
+			{3, []piece{{"product", p.Name, 8.5}}},
+		} {
+			got, err := fitCell(pdf, doseColumns[c.col].w-2*cellPad, doseRowH-1, c.pieces)
+			if err != nil {
+				t.Errorf("%s: %v", p.Code, err)
+				continue
+			}
+			for i, f := range got {
+				if f.size < 7 {
+					t.Errorf("%s: %q printed at %.1f pt (preferred %.1f): too small to read", p.Code, c.pieces[i].text, f.size, c.pieces[i].maxPt)
+				}
+			}
+		}
+	}
+}
+
+// TestCopyEvidence checks that the 地紋 is a true latent image, on a page
+// with only the background, rendered by poppler (pdftoppm) as a printer's
+// interpreter or a viewer would.
+//
+// On the original the hidden words must not show: cut the page into cells
+// of one period of both dot screens (1.27 mm), and the cells inside the
+// words have the same mean tone as the cells of the background, at print
+// resolution (300 dpi) and on screen (100 dpi), and the same texture on
+// screen (their pixels vary as much).
+//
+// A photocopy must show them: the simulated copier reads the 300 dpi page
+// at 150 dpi (2 × 2 pixels averaged), its optics blur (3 × 3 box) and it
+// prints black where the result is darker than its threshold. The fine
+// background screen then vanishes and the coarse dots of the words stay.
 func TestCopyEvidence(t *testing.T) {
-	const dpi = 300
-	region := [4]float64{10, 40, 190, 150} // x, y, w, h mm: both words
-	page := func(draw func(pdf *fpdf.Fpdf)) image.Image {
+	pageMM := [4]float64{0, 0, 210, 200} // both words; from the page's corner so cells align with the tiles
+	render := func(paint func(pdf *fpdf.Fpdf), dpi int) *image.Gray {
 		pdf := testDoc(t, "")
-		draw(pdf)
+		paint(pdf)
 		var buf bytes.Buffer
 		if err := pdf.Output(&buf); err != nil {
 			t.Fatal(err)
 		}
-		return rasterize(t, buf.Bytes(), 1, dpi, region)
+		img := rasterize(t, buf.Bytes(), 1, dpi, pageMM)
+		g := image.NewGray(image.Rect(0, 0, img.Bounds().Dx(), img.Bounds().Dy()))
+		draw.Draw(g, g.Bounds(), img, img.Bounds().Min, draw.Src)
+		return g
 	}
-	original := page(drawPantograph)
-	// The words' shapes, filled solid at the same place, as a mask.
-	mask := page(func(pdf *fpdf.Fpdf) {
+	words := func(pdf *fpdf.Fpdf) {
 		for _, w := range latentWords {
 			pdf.SetFontSize(w.sizePt)
 			x, _ := w.place(pdf)
 			pdf.Text(x, w.baseline, w.text)
 		}
-	})
-	toGray := func(img image.Image) *image.Gray {
-		g := image.NewGray(image.Rect(0, 0, img.Bounds().Dx(), img.Bounds().Dy()))
-		draw.Draw(g, g.Bounds(), img, img.Bounds().Min, draw.Src)
-		return g
 	}
-	og, mg := toGray(original), toGray(mask)
-	dark := func(img *image.Gray, x, y int) float64 { return 1 - float64(img.Pix[y*img.Stride+x])/255 }
-	b := og.Bounds()
-	var in, out, inCopy, outCopy float64
-	var nIn, nOut float64
-	for y := 1; y < b.Dy()-1; y++ {
-		for x := 1; x < b.Dx()-1; x++ {
-			m := dark(mg, x, y)
-			if m > 0.1 && m < 0.9 { // glyph edge: neither inside nor outside
+	dark := func(g *image.Gray, x, y int) float64 { return 1 - float64(g.Pix[y*g.Stride+x])/255 }
+
+	// cells returns the mean tone of each cell wholly inside the words
+	// and of each wholly outside them (and not touching them).
+	cells := func(orig, mask *image.Gray, cell int) (in, out []float64, inVar, outVar float64) {
+		b := orig.Bounds()
+		var nIn, nOut float64
+		for cy := 0; cy+cell <= b.Dy(); cy += cell {
+			for cx := 0; cx+cell <= b.Dx(); cx += cell {
+				inside, outside := true, true
+				for y := cy - cell; y < cy+2*cell; y++ {
+					for x := cx - cell; x < cx+2*cell; x++ {
+						if x < 0 || y < 0 || x >= b.Dx() || y >= b.Dy() {
+							continue
+						}
+						m := dark(mask, x, y)
+						own := x >= cx && x < cx+cell && y >= cy && y < cy+cell
+						if own && m < 0.9 {
+							inside = false
+						}
+						if m > 0.1 {
+							outside = false
+						}
+					}
+				}
+				if !inside && !outside {
+					continue
+				}
+				sum, sq := 0.0, 0.0
+				for y := cy; y < cy+cell; y++ {
+					for x := cx; x < cx+cell; x++ {
+						d := dark(orig, x, y)
+						sum, sq = sum+d, sq+d*d
+					}
+				}
+				n := float64(cell * cell)
+				mean := sum / n
+				v := sq/n - mean*mean
+				if inside {
+					in, inVar, nIn = append(in, mean), inVar+v, nIn+1
+				} else {
+					out, outVar, nOut = append(out, mean), outVar+v, nOut+1
+				}
+			}
+		}
+		return in, out, inVar / nIn, outVar / nOut
+	}
+	mean := func(v []float64) float64 {
+		s := 0.0
+		for _, x := range v {
+			s += x
+		}
+		return s / float64(len(v))
+	}
+
+	// The original, at print resolution and on screen.
+	for _, c := range []struct {
+		dpi, cell int // cell in pixels: at 300 dpi one whole period of every screen (56 printer dots); at 100 dpi 1 mm, the mean over many cells of every phase
+	}{{300, 28}, {100, 4}} {
+		orig, mask := render(drawPantograph, c.dpi), render(words, c.dpi)
+		in, out, inVar, outVar := cells(orig, mask, c.cell)
+		if len(in) < 200 || len(out) < 2000 {
+			t.Fatalf("%d dpi: %d word cells and %d background cells: the words are not where the test looks", c.dpi, len(in), len(out))
+		}
+		mi, mo := mean(in), mean(out)
+		si, so := math.Sqrt(inVar), math.Sqrt(outVar)
+		t.Logf("original at %d dpi: mean tone words %.4f, background %.4f (%d and %d cells); texture (pixel s.d. in a cell) words %.4f, background %.4f",
+			c.dpi, mi, mo, len(in), len(out), si, so)
+		if mo < 0.03 || mo > 0.12 {
+			t.Errorf("%d dpi: background tone %.3f, want a light tint (0.03-0.12)", c.dpi, mo)
+		}
+		if d := math.Abs(mi - mo); d > 0.004 {
+			t.Errorf("%d dpi: the words differ in mean tone from the background by %.4f: they would show on the original", c.dpi, d)
+		}
+	}
+
+	// The photocopy.
+	orig, mask := render(drawPantograph, 300), render(words, 300)
+	b := orig.Bounds()
+	w, h := b.Dx()/2, b.Dy()/2
+	scan := make([]float64, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			scan[y*w+x] = (dark(orig, 2*x, 2*y) + dark(orig, 2*x+1, 2*y) + dark(orig, 2*x, 2*y+1) + dark(orig, 2*x+1, 2*y+1)) / 4
+		}
+	}
+	const threshold = copierThreshold
+	var inBlack, outBlack, nIn, nOut float64
+	for y := 1; y < h-1; y++ {
+		for x := 1; x < w-1; x++ {
+			m := (dark(mask, 2*x, 2*y) + dark(mask, 2*x+1, 2*y+1)) / 2
+			if m > 0.1 && m < 0.9 {
 				continue
 			}
 			blur := 0.0
 			for dy := -1; dy <= 1; dy++ {
 				for dx := -1; dx <= 1; dx++ {
-					blur += dark(og, x+dx, y+dy) / 9
+					blur += scan[(y+dy)*w+x+dx] / 9
 				}
 			}
-			copied := 0.0
-			if blur > 0.3 {
-				copied = 1
+			black := 0.0
+			if blur > threshold {
+				black = 1
 			}
 			if m >= 0.9 {
-				in, inCopy, nIn = in+dark(og, x, y), inCopy+copied, nIn+1
+				inBlack, nIn = inBlack+black, nIn+1
 			} else {
-				out, outCopy, nOut = out+dark(og, x, y), outCopy+copied, nOut+1
+				outBlack, nOut = outBlack+black, nOut+1
 			}
 		}
 	}
-	in, out, inCopy, outCopy = in/nIn, out/nOut, inCopy/nIn, outCopy/nOut
-	t.Logf("original tone: words %.4f, background %.4f; copy: words %.3f black, background %.3f", in, out, inCopy, outCopy)
-	if out < 0.03 || out > 0.12 {
-		t.Errorf("background tone %.3f: want a light screen (0.03-0.12)", out)
-	}
-	if d := in - out; d > 0.01 || d < -0.01 {
-		t.Errorf("words differ in tone from the background by %.4f on the original: they would be visible", d)
-	}
-	if inCopy < 0.03 || outCopy > 0.002 {
-		t.Errorf("on a copy the words should appear (%.3f black) and the background vanish (%.3f black)", inCopy, outCopy)
+	inBlack, outBlack = inBlack/nIn, outBlack/nOut
+	t.Logf("simulated copy (150 dpi, 3×3 blur, threshold %.2f): words %.3f black, background %.4f black: contrast %.3f", threshold, inBlack, outBlack, inBlack-outBlack)
+	if inBlack-outBlack < 0.05 || outBlack > 0.002 {
+		t.Errorf("on a copy the words should appear (contrast %.3f, want ≥ 0.05) and the background vanish (%.4f black, want ≤ 0.002)", inBlack-outBlack, outBlack)
 	}
 }
+
+// copierThreshold is the darkness above which the simulated copier prints
+// black: a light tint below it is dropped, as copiers drop background tints.
+const copierThreshold = 0.16

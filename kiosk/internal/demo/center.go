@@ -136,6 +136,19 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	return c, os.RemoveAll(ledgers)
 }
 
+// ImportNationalList imports the rest of the country's municipalities into
+// the center (not participating; the demo municipalities keep their names
+// and participation and gain their readings), as an operator does with
+// `municipality import-list`. Run it before Start. The kiosk then shows the
+// whole country, the others greyed.
+func (c *Center) ImportNationalList(ctx context.Context) error {
+	args := []string{"municipality", "import-list", "-config", c.Config, "-offline", "-operator", "demo"}
+	if out, err := exec.CommandContext(ctx, c.bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("demo: issuance-center municipality import-list: %w\n%s", err, out)
+	}
+	return nil
+}
+
 // BuildCenter builds the issuance-center binary into dir as it is deployed
 // (CGO_ENABLED=0) and returns its path. It builds from the source tree the
 // go command finds from the working directory, so it serves tests and

@@ -593,9 +593,25 @@ func TestCenterDownThenBack(t *testing.T) {
 		replayedBefore := env.metric(t, `kioskcert_center_issue_requests_total{result="replayed"}`)
 		card, r := demoCard(t, "taro")
 		cutDone := make(chan error, 1)
-		pc := &pcscCard{card: card, beforeRemove: func() {
-			proxy.holdAnswers()
-			go func() {
+		// Answers are held from the kind screen on: the center has
+		// answered the municipality check by then, and the next answer is
+		// the certificate's.
+		snaps, stopSnaps := k.Kiosk.Subscribe()
+		defer stopSnaps()
+		played := make(chan struct{})
+		go func() {
+			for {
+				var s flow.Snapshot
+				select {
+				case s = <-snaps:
+				case <-played:
+					cutDone <- errors.New("the session ended before the kind screen")
+					return
+				}
+				if s.State != flow.StateKind {
+					continue
+				}
+				proxy.holdAnswers()
 				ok := waitFor(30*time.Second, func() bool {
 					evs, err := env.opsGet("/ops/audit?kiosk=" + kioskRetry)
 					return err == nil && bytes.Contains(evs, []byte(`"type":"issued"`))
@@ -606,10 +622,13 @@ func TestCenterDownThenBack(t *testing.T) {
 					return
 				}
 				cutDone <- nil
-			}()
-		}}
+				return
+			}
+		}()
+		pc := &pcscCard{card: card}
 		res := play(t, k, pc, headless.Resident{PIN: r.PIN, Municipality: "012041", Kind: certificate.Domestic, Copies: 1})
-		if err := <-cutDone; err != nil {
+		close(played)
+		if err := <-cutDone; err != nil { // joins the watcher
 			t.Fatal(err)
 		}
 		if err := res.Must(); err != nil {

@@ -223,8 +223,18 @@ func (i *Integrator) setConnected(v bool) {
 	}
 }
 
+// Errors Run stops on: retrying cannot help, the terminal's set-up is wrong.
+var (
+	// ErrNoIntegratorAPI: the agent answers 404 for the integrator API.
+	ErrNoIntegratorAPI = errors.New("example: the agent has no integrator API (HTTP 404): give its kiosk.json an integrator section with a tokenFile (docs/INTEGRATION.md), or run `make run`, which turns it on")
+	// ErrUnauthorized: the agent refuses the token (HTTP 401).
+	ErrUnauthorized = errors.New("example: the agent refused the token (HTTP 401): pass the token file the agent reads (its config integrator.tokenFile; `make run` prints the path)")
+)
+
 // Run follows the event stream until ctx ends, reconnecting after a drop
-// (waiting 0.5 s, doubling up to 5 s).
+// (waiting 0.5 s, doubling up to 5 s). It stops with ErrNoIntegratorAPI
+// or ErrUnauthorized when the agent answers 404 or 401: those need the
+// operator, not another try.
 func (i *Integrator) Run(ctx context.Context) error {
 	wait := 500 * time.Millisecond
 	for {
@@ -232,6 +242,10 @@ func (i *Integrator) Run(ctx context.Context) error {
 		i.setConnected(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, ErrNoIntegratorAPI) || errors.Is(err, ErrUnauthorized) {
+			i.o.Log.Error("event stream refused", "err", err)
+			return err
 		}
 		i.o.Log.Warn("event stream ended; reconnecting", "err", err, "in", wait)
 		select {
@@ -258,7 +272,13 @@ func (i *Integrator) follow(ctx context.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return fmt.Errorf("%w (%s)", ErrNoIntegratorAPI, i.o.URL)
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w (%s)", ErrUnauthorized, i.o.URL)
+	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("example: event stream: %s %s", resp.Status, b)
 	}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -466,4 +467,30 @@ func FuzzReadEvents(f *testing.F) {
 			t.Fatalf("round trip: %q != %q", got, again)
 		}
 	})
+}
+
+// TestRunStopsOnRefusal: an agent without the integrator API (404) or
+// refusing the token (401) stops Run at once with an error that says
+// what to fix, instead of a silent retry loop.
+func TestRunStopsOnRefusal(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		want   error
+	}{{http.StatusNotFound, ErrNoIntegratorAPI}, {http.StatusUnauthorized, ErrUnauthorized}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", c.status)
+		}))
+		ex, err := New(Options{URL: srv.URL, Token: strings.Repeat("t", 43), OutDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = ex.Run(ctx)
+		late := ctx.Err()
+		cancel()
+		srv.Close()
+		if !errors.Is(err, c.want) || late != nil {
+			t.Errorf("HTTP %d: Run = %v, want %v at once", c.status, err, c.want)
+		}
+	}
 }

@@ -2,8 +2,19 @@
 // placing the card to taking the certificate, independent of how the screen
 // is drawn. docs/KIOSK.md has the diagram.
 //
-//	idle → card-check → pin → reading → remove-card → municipality → kind →
-//	copies → requesting → preview → payment → printing → take-certificate → idle
+//	idle → card-check → pin → reading → remove-card → municipality →
+//	checking → kind → copies → requesting → preview → payment → printing →
+//	take-certificate → idle
+//
+// Two refusals can be put right in the same session, with the card data
+// read once and kept only until the certificate arrives: no record in the
+// municipality chosen (no_record) takes the resident back to the
+// municipality screen with a notice, and no passport data on record
+// (passport_required) offers the domestic certificate at one touch. Where
+// the center announces protocol.FeatureCheck the flow asks it right after
+// the municipality is chosen (checking), so both are known before kind and
+// copies; otherwise they come back from the issue request and lead to the
+// same screens.
 //
 // Any state can end in error (a message in Japanese and English, then back
 // to idle), and every state has a deadline: inactivity wipes the session
@@ -50,6 +61,7 @@ const (
 	StateReading         State = "reading"          // reading and verifying the card
 	StateRemoveCard      State = "remove-card"      // take your card; the flow waits until it is off the reader
 	StateMunicipality    State = "municipality"     // where were you registered when vaccinated?
+	StateChecking        State = "checking"         // asking the center whether that municipality holds the record
 	StateKind            State = "kind"             // domestic or overseas use
 	StateCopies          State = "copies"           // number of copies
 	StateRequesting      State = "requesting"       // asking the center
@@ -109,10 +121,19 @@ type Snapshot struct {
 	// WrongPIN is true after a wrong entry, so the screen can say so.
 	WrongPIN bool `json:"wrongPin,omitempty"`
 
-	Municipalities []protocol.Municipality `json:"municipalities,omitempty"`
-	Kinds          []certificate.Kind      `json:"kinds,omitempty"`
-	MaxCopies      int                     `json:"maxCopies,omitempty"`
-	FeePerCopyYen  int                     `json:"feePerCopyYen,omitempty"`
+	// Municipalities (participating) and NotParticipating are sent on the
+	// municipality screen only: the national list is large.
+	Municipalities   []protocol.Municipality `json:"municipalities,omitempty"`
+	NotParticipating []protocol.Municipality `json:"notParticipating,omitempty"`
+	Kinds            []certificate.Kind      `json:"kinds,omitempty"`
+	// RefusedKinds are kinds the screen shows but this resident cannot
+	// have, with the reason (passport_required for overseas).
+	RefusedKinds map[certificate.Kind]*Message `json:"refusedKinds,omitempty"`
+	// Notice says why the resident is back on this screen (no_record on
+	// the municipality screen, passport_required on the kind screen).
+	Notice        *Message `json:"notice,omitempty"`
+	MaxCopies     int      `json:"maxCopies,omitempty"`
+	FeePerCopyYen int      `json:"feePerCopyYen,omitempty"`
 
 	Municipality string           `json:"municipality,omitempty"`
 	Kind         certificate.Kind `json:"kind,omitempty"`
@@ -140,6 +161,14 @@ type Center interface {
 	Hello() (protocol.Hello, bool)
 	Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error)
 	ReportOutcome(ctx context.Context, o protocol.Outcome) error
+}
+
+// Checker is a Center that can also ask whether a municipality holds the
+// card's record before kind and copies are chosen (centerclient.Client).
+// The flow uses it when the center's Hello announces protocol.FeatureCheck.
+// A refusal comes back as a *protocol.Error.
+type Checker interface {
+	Check(ctx context.Context, req protocol.Check) (*protocol.Checked, error)
 }
 
 // Renderer makes the PDF (certpdf.Renderer).
@@ -326,4 +355,5 @@ var (
 	msgRenderFailed    = &Message{"render_failed", "証明書を作成できませんでした。料金はかかりません。市区町村の窓口にお問い合わせください。", "The certificate could not be prepared. You have not been charged. Please contact your municipal office."}
 	msgTimeout         = &Message{"timeout", "一定時間操作がなかったため終了しました。", "The session ended because there was no input for a while."}
 	msgCancelled       = &Message{"cancelled", "取り消しました。", "Cancelled."}
+	msgDomesticOffer   = &Message{"domestic_offer", "旅券（パスポート）の情報が登録されていないため、海外用の証明書は発行できません。日本国内用の証明書は発行できます。", "Your passport details are not on record, so the overseas certificate cannot be issued. The domestic certificate can be issued here."}
 )

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/kioskcert/kioskcert/cardreader"
@@ -335,6 +336,25 @@ func (k *Kiosk) await(ctx context.Context, timeout time.Duration, removed <-chan
 	}
 }
 
+// maxChecks bounds the municipalities one session may try: each try looks
+// a record up at the center.
+const maxChecks = 5
+
+// choices is what the resident chose, and what the flow learnt about it.
+type choices struct {
+	muni   string
+	kind   certificate.Kind
+	copies int
+	// refused kinds for this resident (from a check or a refused issue),
+	// notice why the screen is shown again.
+	refused map[certificate.Kind]*Message
+	notice  *Message
+	// keepCopies skips the copies screen: the resident chose them before
+	// the issue came back passport_required.
+	keepCopies bool
+	checks     int
+}
+
 // requestPhase runs the choices, the request, the preview, payment and printing.
 func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	to := k.cfg.Timeouts
@@ -346,79 +366,51 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	for _, kd := range hello.Kinds {
 		kinds = append(kinds, certificate.Kind(kd))
 	}
-	base := Snapshot{Session: s.id, Municipalities: hello.Municipalities, Kinds: kinds, MaxCopies: hello.MaxCopies, FeePerCopyYen: hello.FeePerCopyYen}
-
-	// Choices, with Back between them.
-	var muni string
-	var kind certificate.Kind
-	copies := 0
-	step, shown := 0, -1
-	var deadline time.Time
-	for step < 3 {
-		if step != shown {
-			// The deadline runs from when the screen first appears: inputs
-			// the screen does not accept must not keep a session alive.
-			shown, deadline = step, k.cfg.Now().Add(to.Input)
-		}
-		snap := base
-		snap.Municipality, snap.Kind, snap.Deadline = muni, kind, deadline
-		var want InputType
-		switch step {
-		case 0:
-			snap.State, want = StateMunicipality, InputMunicipality
-		case 1:
-			snap.State, want = StateKind, InputKind
-		case 2:
-			snap.State, want = StateCopies, InputCopies
-		}
-		k.publish(snap)
-		in, err := k.await(ctx, deadline.Sub(k.cfg.Now()), nil, want, InputBack, InputCancel)
-		if err != nil {
-			return k.endByResident(ctx, s, err)
-		}
-		switch in.Type {
-		case InputCancel:
-			return k.endByResident(ctx, s, errCancelled)
-		case InputBack:
-			if step > 0 {
-				step--
-			}
-			continue
-		case InputMunicipality:
-			if !offered(hello.Municipalities, in.Municipality) {
-				continue // only municipalities the center listed
-			}
-			muni = in.Municipality
-		case InputKind:
-			if !kindOffered(kinds, in.Kind) {
-				continue
-			}
-			kind = in.Kind
-		case InputCopies:
-			if in.Copies < 1 || in.Copies > hello.MaxCopies {
-				continue
-			}
-			copies = in.Copies
-		}
-		step++
+	base := Snapshot{Session: s.id, Kinds: kinds, MaxCopies: hello.MaxCopies, FeePerCopyYen: hello.FeePerCopyYen}
+	checker, _ := k.cfg.Center.(Checker)
+	if !hello.HasFeature(protocol.FeatureCheck) {
+		checker = nil
 	}
 
-	// Request. The ID is fresh and random, so two kiosks' requests can never
-	// collide, and it is reused unchanged on every retry.
-	s.requestID = protocol.NewRequestID()
-	req := protocol.Issue{RequestID: s.requestID, Municipality: muni, Kind: kind, Copies: copies, Card: s.raw}
-	k.publish(Snapshot{Session: s.id, State: StateRequesting, Municipality: muni, Kind: kind, Copies: copies})
-	rctx, cancel := context.WithTimeout(ctx, to.Request)
-	resp, err := k.cfg.Center.Issue(rctx, req)
-	cancel()
-	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) {
-			s.reported = true // a refusal leaves nothing pending at the center
-			return k.fail(ctx, s, msg(pe.Code))
+	var c choices
+	step := 0
+	var resp *protocol.CertificateResponse
+	var req protocol.Issue
+	for {
+		if err := k.choose(ctx, s, &c, step, hello, base, checker); err != nil {
+			return err
 		}
-		k.cfg.Log.Warn("no answer from the center", "session", s.id, "request", s.requestID, "err", err)
-		return k.fail(ctx, s, msgCenterDown)
+		// Request. The ID is fresh and random, so two kiosks' requests can
+		// never collide, and it is reused unchanged on every retry.
+		s.requestID = protocol.NewRequestID()
+		req = protocol.Issue{RequestID: s.requestID, Municipality: c.muni, Kind: c.kind, Copies: c.copies, Card: s.raw}
+		k.publish(Snapshot{Session: s.id, State: StateRequesting, Municipality: c.muni, Kind: c.kind, Copies: c.copies})
+		rctx, cancel := context.WithTimeout(ctx, to.Request)
+		var err error
+		resp, err = k.cfg.Center.Issue(rctx, req)
+		cancel()
+		if err == nil {
+			break
+		}
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			k.cfg.Log.Warn("no answer from the center", "session", s.id, "request", s.requestID, "err", err)
+			return k.fail(ctx, s, msgCenterDown)
+		}
+		s.reported = true // a refusal leaves nothing pending at the center
+		// The two refusals the resident can put right, with the card data
+		// already read: another municipality, or the domestic kind.
+		switch {
+		case pe.Code == protocol.CodeNoRecord && c.checks < maxChecks:
+			c.checks++
+			c.notice, c.refused, step = msg(pe.Code), nil, 0
+			continue
+		case pe.Code == protocol.CodePassportRequired && c.kind == certificate.Overseas && kindOffered(kinds, certificate.Domestic):
+			c.refused = map[certificate.Kind]*Message{certificate.Overseas: msg(pe.Code)}
+			c.notice, c.keepCopies, step = msgDomesticOffer, true, 1
+			continue
+		}
+		return k.fail(ctx, s, msg(pe.Code))
 	}
 	s.arena.Own(resp)
 	s.resp = resp
@@ -434,6 +426,7 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	}
 
 	// Preview.
+	muni, kind, copies := c.muni, c.kind, c.copies
 	preview := base
 	preview.State, preview.Municipality, preview.Kind, preview.Copies, preview.FeeYen = StatePreview, muni, kind, copies, resp.FeeYen
 	preview.Preview = resp.Certificates
@@ -513,7 +506,7 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	s.wipe()
 
 	// Take your certificate (and card): repeat until the resident stops it.
-	deadline = k.cfg.Now().Add(to.TakeCert)
+	deadline := k.cfg.Now().Add(to.TakeCert)
 	for n := 0; k.cfg.Now().Before(deadline); n++ {
 		k.publish(Snapshot{Session: s.id, State: StateTakeCertificate, Reminder: n, Deadline: deadline})
 		in, err := k.await(ctx, to.Reminder, nil, InputStop, InputConfirm)
@@ -525,6 +518,122 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 		}
 	}
 	return nil
+}
+
+// choose runs the choice screens from step (0 municipality, 1 kind, 2
+// copies) with Back between them, asking the center about the
+// municipality right after it is chosen when it can (checker not nil).
+func (k *Kiosk) choose(ctx context.Context, s *session, c *choices, step int, hello protocol.Hello, base Snapshot, checker Checker) error {
+	to := k.cfg.Timeouts
+	shown := -1
+	var deadline time.Time
+	for step < 3 {
+		if step != shown {
+			// The deadline runs from when the screen first appears: inputs
+			// the screen does not accept must not keep a session alive.
+			shown, deadline = step, k.cfg.Now().Add(to.Input)
+		}
+		snap := base
+		snap.Municipality, snap.Kind, snap.Deadline, snap.Notice = c.muni, c.kind, deadline, c.notice
+		var want InputType
+		switch step {
+		case 0:
+			snap.State, want = StateMunicipality, InputMunicipality
+			snap.Municipalities, snap.NotParticipating = hello.Municipalities, hello.NotParticipating
+		case 1:
+			snap.State, want, snap.RefusedKinds = StateKind, InputKind, c.refused
+		case 2:
+			snap.State, want = StateCopies, InputCopies
+		}
+		k.publish(snap)
+		in, err := k.await(ctx, deadline.Sub(k.cfg.Now()), nil, want, InputBack, InputCancel)
+		if err != nil {
+			return k.endByResident(ctx, s, err)
+		}
+		switch in.Type {
+		case InputCancel:
+			return k.endByResident(ctx, s, errCancelled)
+		case InputBack:
+			if step > 0 {
+				step--
+				c.notice, c.keepCopies = nil, false
+			}
+			continue
+		case InputMunicipality:
+			if !offered(hello.Municipalities, in.Municipality) {
+				continue // only municipalities the center listed as participating
+			}
+			c.muni, c.refused, c.notice = in.Municipality, nil, nil
+			if checker != nil {
+				again, err := k.check(ctx, s, checker, c)
+				if err != nil {
+					return err
+				}
+				if again {
+					shown = -1 // the screen is new again: a fresh deadline
+					continue
+				}
+			}
+		case InputKind:
+			if !kindOffered(base.Kinds, in.Kind) || c.refused[in.Kind] != nil {
+				continue
+			}
+			c.kind, c.notice = in.Kind, nil
+			if c.keepCopies {
+				return nil
+			}
+		case InputCopies:
+			if in.Copies < 1 || in.Copies > hello.MaxCopies {
+				continue
+			}
+			c.copies = in.Copies
+		}
+		step++
+	}
+	return nil
+}
+
+// check asks the center whether c.muni holds this card's record. It
+// returns again when the resident should choose another municipality
+// (c.notice says why); an error ends the session (already shown).
+func (k *Kiosk) check(ctx context.Context, s *session, checker Checker, c *choices) (again bool, err error) {
+	k.publish(Snapshot{Session: s.id, State: StateChecking, Municipality: c.muni})
+	req := protocol.Check{RequestID: protocol.NewRequestID(), Municipality: c.muni, Card: s.raw}
+	rctx, cancel := context.WithTimeout(ctx, k.cfg.Timeouts.Request)
+	res, err := checker.Check(rctx, req)
+	cancel()
+	var pe *protocol.Error
+	switch {
+	case err == nil && (res.RequestID != req.RequestID || res.CardDigest != s.digest):
+		k.cfg.Log.Error("check answer does not match this session", "session", s.id, "request", req.RequestID)
+		return false, k.fail(ctx, s, msgCenterDown)
+	case err == nil:
+		c.refused = nil
+		for _, kd := range []certificate.Kind{certificate.Overseas, certificate.Domestic} {
+			if !slices.Contains(res.Kinds, string(kd)) {
+				if c.refused == nil {
+					c.refused = map[certificate.Kind]*Message{}
+				}
+				c.refused[kd] = msg(protocol.CodePassportRequired)
+			}
+		}
+		if c.refused[certificate.Domestic] != nil {
+			// The center offers every resident with a record the domestic kind.
+			return false, k.fail(ctx, s, msgCenterDown)
+		}
+		return false, nil
+	case errors.As(err, &pe) && pe.Code == protocol.CodeNoRecord:
+		c.checks++
+		if c.checks >= maxChecks {
+			return false, k.fail(ctx, s, msg(pe.Code))
+		}
+		c.notice = msg(pe.Code)
+		return true, nil
+	case errors.As(err, &pe):
+		return false, k.fail(ctx, s, msg(pe.Code))
+	}
+	k.cfg.Log.Warn("no answer to a check from the center", "session", s.id, "request", req.RequestID, "err", err)
+	return false, k.fail(ctx, s, msgCenterDown)
 }
 
 // endByResident shows why the session stopped (timeout or cancel).

@@ -35,6 +35,12 @@ type Resident struct {
 	RetryPrint bool
 	// KeepCard leaves the card on the reader when asked to remove it.
 	KeepCard bool
+	// Municipalities are chosen after Municipality, one each time the
+	// kiosk comes back to the municipality screen (no record there).
+	Municipalities []string
+	// TakeDomestic chooses the domestic kind when the kind asked for is
+	// refused (no passport data); otherwise the resident cancels.
+	TakeDomestic bool
 }
 
 // Result is what the resident saw.
@@ -53,6 +59,9 @@ type Result struct {
 	PreviewHolder string
 	PreviewIDs    []string
 	Session       string
+	// Notices are the codes of the notices shown on choice screens (why
+	// the resident was sent back), in order.
+	Notices []string
 }
 
 // Run plays r at kiosk k until the session ends (back at idle) or ctx ends.
@@ -117,9 +126,27 @@ func Run(ctx context.Context, k *flow.Kiosk, card Card, r Resident) (*Result, er
 				inserted = false
 			}
 		case flow.StateMunicipality:
+			if s.Notice != nil {
+				res.Notices = append(res.Notices, s.Notice.Code)
+				if len(r.Municipalities) > 0 {
+					r.Municipality, r.Municipalities = r.Municipalities[0], r.Municipalities[1:]
+				}
+			}
 			k.Input(flow.Input{Type: flow.InputMunicipality, Municipality: r.Municipality})
 		case flow.StateKind:
-			k.Input(flow.Input{Type: flow.InputKind, Kind: r.Kind})
+			if s.Notice != nil {
+				res.Notices = append(res.Notices, s.Notice.Code)
+			}
+			kind := r.Kind
+			if m := s.RefusedKinds[kind]; m != nil {
+				if !r.TakeDomestic {
+					res.Error = m
+					k.Input(flow.Input{Type: flow.InputCancel})
+					continue
+				}
+				kind = certificate.Domestic
+			}
+			k.Input(flow.Input{Type: flow.InputKind, Kind: kind})
 		case flow.StateCopies:
 			k.Input(flow.Input{Type: flow.InputCopies, Copies: r.Copies})
 		case flow.StatePreview:
@@ -142,7 +169,9 @@ func Run(ctx context.Context, k *flow.Kiosk, card Card, r Resident) (*Result, er
 			res.Printed, res.Error = true, nil
 			k.Input(flow.Input{Type: flow.InputStop})
 		case flow.StateError:
-			res.Error = s.Error
+			if res.Error == nil || s.Error == nil || s.Error.Code != "cancelled" {
+				res.Error = s.Error
+			}
 			if inserted {
 				card.Remove()
 				inserted = false

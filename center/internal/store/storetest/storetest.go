@@ -274,8 +274,8 @@ func testKioskTouch(t *testing.T, s store.Store) {
 func municipalities() []store.Municipality {
 	return []store.Municipality{
 		{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", AuthorityJa: "ふじみ野市長", AuthorityEn: "Mayor of Fujimino City"},
-		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City", Participating: true},
-		{Code: "011002", NameJa: "札幌市", NameEn: "Sapporo City", AuthorityJa: "札幌市長", AuthorityEn: "Mayor of Sapporo City", Participating: true},
+		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City", Participating: true, Kana: "アサヒカワシ", Kind: "city"},
+		{Code: "011002", NameJa: "札幌市", NameEn: "Sapporo City", AuthorityJa: "札幌市長", AuthorityEn: "Mayor of Sapporo City", Participating: true, Kana: "サッポロシ", Kind: "designated_city"},
 	}
 }
 
@@ -312,6 +312,13 @@ func testMunicipalityUpsertAndList(t *testing.T, s store.Store) {
 	}
 	mustIs(t, "SetParticipation unknown", s.SetParticipation(ctx, "011011", true), store.ErrNotFound)
 
+	// The reading and kind are kept.
+	sapporo, err := s.Municipality(ctx, "011002")
+	mustNil(t, "Municipality", err)
+	if sapporo.Kana != "サッポロシ" || sapporo.Kind != "designated_city" {
+		t.Errorf("Municipality 011002 = %+v, want its kana and kind kept", sapporo)
+	}
+
 	// Upsert replaces every field.
 	m := municipalities()[1]
 	m.AuthorityEn = "Mayor of the City of Asahikawa"
@@ -337,6 +344,8 @@ func testMunicipalityValidation(t *testing.T, s store.Store) {
 		{"prefecture 99", func(m *store.Municipality) { m.Code = "990001" }},
 		{"no Japanese name", func(m *store.Municipality) { m.NameJa = "" }},
 		{"no English authority", func(m *store.Municipality) { m.AuthorityEn = "" }},
+		{"kana in hiragana", func(m *store.Municipality) { m.Kana = "あさひかわし" }},
+		{"unknown kind", func(m *store.Municipality) { m.Kind = "metropolis" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

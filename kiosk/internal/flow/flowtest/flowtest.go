@@ -24,12 +24,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskcert/kioskcert/assets/demo"
+	"github.com/kioskcert/kioskcert/assets/municipalities"
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/certpdf"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
@@ -115,6 +117,81 @@ type Center struct {
 	sex      string
 	answered int
 	outcomes []protocol.Outcome
+	noCheck  bool
+	national nationalMode
+	anyMuni  bool
+	doses    int
+	checks   []string
+}
+
+type nationalMode int
+
+const (
+	demoOnly nationalMode = iota
+	nationalDemoParticipating
+	nationalAllParticipating
+)
+
+// national is the shipped national list as the center sends it, made once.
+var national = sync.OnceValues(func() ([]protocol.Municipality, error) {
+	l, err := municipalities.Shipped()
+	if err != nil {
+		return nil, err
+	}
+	var out []protocol.Municipality
+	for _, b := range l.Municipalities {
+		if municipalities.NoAdministration(b.Code) {
+			continue
+		}
+		out = append(out, protocol.Municipality{Code: b.Code, NameJa: b.Name, NameEn: b.EnglishName(), Kana: b.NameKana, Kind: string(b.Kind)})
+	}
+	return out, nil
+})
+
+// UseNationalList makes Hello list the 1,741 municipalities of the shipped
+// national list (assets/municipalities): all participating when all is
+// true, else only the demo's participating ones, the others listed as not
+// participating.
+func (c *Center) UseNationalList(all bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.national = nationalDemoParticipating
+	if all {
+		c.national = nationalAllParticipating
+	}
+}
+
+// WithoutCheck makes the center an older one that does not answer Check
+// (Hello does not announce it): refusals then come from Issue.
+func (c *Center) WithoutCheck() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noCheck = true
+}
+
+// CheckAnyMunicipality makes Check find the resident's record in every
+// municipality (the domestic kind only where the demo has no record), for
+// walking the municipality screen through every prefecture.
+func (c *Center) CheckAnyMunicipality() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.anyMuni = true
+}
+
+// SetDoses makes later answers carry n doses (1 to
+// certificate.MaxDoses): the resident's record, cut or extended with
+// further doses a month apart; 0 answers the record as it is.
+func (c *Center) SetDoses(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.doses = n
+}
+
+// Checks returns the municipalities checked so far, in order.
+func (c *Center) Checks() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.checks...)
 }
 
 // NewCenter returns a center that accepts the cards of set.
@@ -150,39 +227,101 @@ func (c *Center) AnswerWithSex(sex string) {
 // Hello implements flow.Center: the participating demo municipalities, both
 // kinds, FeePerCopyYen a copy and at most 5 copies.
 func (c *Center) Hello() (protocol.Hello, bool) {
-	var ms []protocol.Municipality
+	c.mu.Lock()
+	mode, noCheck := c.national, c.noCheck
+	c.mu.Unlock()
+	h := protocol.Hello{
+		ProtocolVersion: 1, KioskID: "K-FLOWTEST", Time: time.Now().Format(time.RFC3339),
+		FeePerCopyYen: FeePerCopyYen, Kinds: []string{string(certificate.Domestic), string(certificate.Overseas)},
+		MaxCopies: 5, HeartbeatSeconds: 15,
+	}
+	if !noCheck {
+		h.Features = []string{protocol.FeatureCheck}
+	}
+	list, err := national()
+	if err != nil {
+		panic("flowtest: the shipped national list: " + err.Error())
+	}
+	demoPart := map[string]bool{}
 	for _, m := range c.data.Municipalities {
-		if m.Participating {
-			ms = append(ms, protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn})
+		demoPart[m.Code] = m.Participating
+		if mode == demoOnly {
+			// With its reading and kind from the national list, as the
+			// center sends them once the list is imported.
+			pm := protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn}
+			if i := slices.IndexFunc(list, func(x protocol.Municipality) bool { return x.Code == m.Code }); i >= 0 {
+				pm.Kana, pm.Kind = list[i].Kana, list[i].Kind
+			}
+			if m.Participating {
+				h.Municipalities = append(h.Municipalities, pm)
+			} else {
+				h.NotParticipating = append(h.NotParticipating, pm)
+			}
 		}
 	}
-	return protocol.Hello{
-		ProtocolVersion: 1, KioskID: "K-FLOWTEST", Time: time.Now().Format(time.RFC3339),
-		Municipalities: ms, FeePerCopyYen: FeePerCopyYen, Kinds: []string{string(certificate.Domestic), string(certificate.Overseas)},
-		MaxCopies: 5, HeartbeatSeconds: 15,
-	}, true
+	if mode != demoOnly {
+		for _, m := range list {
+			if mode == nationalAllParticipating || demoPart[m.Code] {
+				h.Municipalities = append(h.Municipalities, m)
+			} else {
+				h.NotParticipating = append(h.NotParticipating, m)
+			}
+		}
+	}
+	return h, true
+}
+
+// Check implements flow.Checker as the center does: the record must be in
+// that municipality (a Refuse code refuses checks too). It records the
+// municipality checked.
+func (c *Center) Check(ctx context.Context, req protocol.Check) (*protocol.Checked, error) {
+	c.mu.Lock()
+	refuse, anyMuni := c.refuse, c.anyMuni
+	c.checks = append(c.checks, req.Municipality)
+	c.mu.Unlock()
+	if refuse != "" {
+		return nil, protocol.NewError(req.RequestID, refuse, "")
+	}
+	r, perr := c.resident(req.RequestID, req.Card)
+	if perr != nil {
+		return nil, perr
+	}
+	has := slices.ContainsFunc(r.Records, func(rec demo.Record) bool { return rec.Municipality == req.Municipality })
+	if !has && !anyMuni {
+		return nil, protocol.NewError(req.RequestID, protocol.CodeNoRecord, "")
+	}
+	kinds := []string{string(certificate.Domestic)}
+	if has && r.PassportNumber != "" {
+		kinds = append(kinds, string(certificate.Overseas))
+	}
+	return &protocol.Checked{RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card), Kinds: kinds}, nil
+}
+
+// resident finds the demo resident whose verified card this is.
+func (c *Center) resident(requestID string, card protocol.CardFiles) (*demo.Resident, *protocol.Error) {
+	d, err := c.verifier.Verify(card)
+	if err != nil {
+		return nil, protocol.NewError(requestID, protocol.CodeCardInvalid, "")
+	}
+	for i := range c.data.Residents {
+		if c.data.Residents[i].MyNumber == d.MyNumber {
+			return &c.data.Residents[i], nil
+		}
+	}
+	return nil, protocol.NewError(requestID, protocol.CodeNoRecord, "")
 }
 
 // Issue implements flow.Center.
 func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.CertificateResponse, error) {
 	c.mu.Lock()
-	refuse, holder, sex := c.refuse, c.holder, c.sex
+	refuse, holder, sex, doses := c.refuse, c.holder, c.sex, c.doses
 	c.mu.Unlock()
 	if refuse != "" {
 		return nil, protocol.NewError(req.RequestID, refuse, "")
 	}
-	d, err := c.verifier.Verify(req.Card)
-	if err != nil {
-		return nil, protocol.NewError(req.RequestID, protocol.CodeCardInvalid, "")
-	}
-	var r *demo.Resident
-	for i := range c.data.Residents {
-		if c.data.Residents[i].MyNumber == d.MyNumber {
-			r = &c.data.Residents[i]
-		}
-	}
-	if r == nil {
-		return nil, protocol.NewError(req.RequestID, protocol.CodeNoRecord, "")
+	r, perr := c.resident(req.RequestID, req.Card)
+	if perr != nil {
+		return nil, perr
 	}
 	if req.Kind == certificate.Overseas && r.PassportNumber == "" {
 		return nil, protocol.NewError(req.RequestID, protocol.CodePassportRequired, "")
@@ -207,6 +346,9 @@ func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 		if sex != "" {
 			cert.Holder.Sex = sex
 		}
+		if doses > 0 {
+			cert.Doses = withDoses(cert.Doses, doses)
+		}
 		cert.SHC = "shc:/" + strings.Repeat("56", 40)
 		if kind == certificate.Overseas {
 			cert.VDSNC = `{"data":{"hdr":{"t":"icao.vacc","v":1,"is":"JPN"}},"sig":{}}`
@@ -227,6 +369,26 @@ func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 		RequestID: req.RequestID, CardDigest: protocol.CardDigest(req.Card),
 		Certificates: certs, Copies: req.Copies, FeeYen: FeePerCopyYen * req.Copies,
 	}, nil
+}
+
+// withDoses cuts ds to n doses or extends it with copies of its last dose
+// a month apart.
+func withDoses(ds []certificate.Dose, n int) []certificate.Dose {
+	if n <= len(ds) {
+		return ds[:n]
+	}
+	out := slices.Clone(ds)
+	last := ds[len(ds)-1]
+	date, _ := time.Parse(time.DateOnly, last.Date)
+	for len(out) < n {
+		d := last
+		d.Number = len(out) + 1
+		date = date.AddDate(0, 1, 0)
+		d.Date = date.Format(time.DateOnly)
+		d.Lot = fmt.Sprintf("%s%d", last.Lot[:min(len(last.Lot), 4)], d.Number)
+		out = append(out, d)
+	}
+	return out
 }
 
 // ReportOutcome implements flow.Center and records o.
