@@ -23,6 +23,7 @@ const (
 	CodeNoRecord            Code = "no_record"             // no vaccination record in that municipality
 	CodeHolderMismatch      Code = "holder_mismatch"       // card holder differs from the record
 	CodeHolderSexMismatch   Code = "holder_sex_mismatch"   // name and birth date agree, sex differs
+	CodeCounterOnly         Code = "counter_only"          // issued at the municipal counter only (the reason stays with the municipality)
 	CodePassportRequired    Code = "passport_required"     // overseas kind without passport data on record
 	CodeRequestIDReused     Code = "request_id_reused"     // same request ID with different data
 	CodeUnknownRequest      Code = "unknown_request"       // outcome for a request the center does not hold
@@ -67,6 +68,9 @@ var codes = map[Code]codeInfo{
 	CodeMyNumberInvalid:     {Text{"マイナンバーカードの情報を確認できませんでした。市区町村の窓口にお問い合わせください。", "The information on your My Number card could not be verified. Please contact your municipal office."}, false},
 	CodeNoRecord:            {Text{"選択された市区町村に接種記録がありません。接種時に住民登録のあった市区町村を選んでください。", "No vaccination record was found in the selected municipality. Please choose the municipality where you were registered when vaccinated."}, false},
 	CodeHolderMismatch:      {Text{"カードの情報と接種記録が一致しません。市区町村の窓口にお問い合わせください。", "Your card does not match the vaccination record. Please contact your municipal office."}, false},
+	// One neutral answer whatever the reason (a support measure, an alias,
+	// a death on record…): a person behind the resident learns nothing.
+	CodeCounterOnly: {Text{"この証明書は市区町村の窓口で発行します。お手数ですが、窓口でお申し込みください。料金はかかっていません。", "Please apply for this certificate at your municipal office. You have not been charged."}, false},
 	// The same words as holder_mismatch: the screen does not say which item
 	// differs to whoever stands behind the resident; the code tells the
 	// municipality.

@@ -15,7 +15,10 @@
 //  4. the card data verifies against the configured issuing-authority keys;
 //  5. My Number's check digit is right (before any lookup);
 //  6. the record is found in that municipality's region;
-//  7. the card's holder is the record's holder (pkg/holder: name after
+//  7. the resident is not one the municipality serves at its counter only
+//     (record flags: support measure, alias on record, travel document,
+//     staff review, deceased; or a former name or alias on the card), and
+//     the card's holder is the record's holder (pkg/holder: name after
 //     normalising width and spaces, birth date, and sex where both know it);
 //  8. the overseas kind has passport data on record;
 //  9. the certificates are built and linted (lint mints the only value sign accepts);
@@ -40,6 +43,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -306,6 +310,19 @@ func (s *Service) lookupRecord(ctx context.Context, municipality string, card *c
 // 7. The card's holder must be the record's holder. 8. Overseas use needs
 // passport data on record: the kiosk reads no passport.
 func checkHolder(card *carddata.Data, rec records.Record, kind certificate.Kind) error {
+	// 7a. Residents the municipality serves at its counter, whatever the
+	// reason, get one answer at this one point of the flow: the reason
+	// goes into the audit event type only (counter_only.<reason>).
+	if reason, ok := rec.Flags.CounterOnlyReason(); ok {
+		return refusal.Internal(protocol.CodeCounterOnly, "counter_only."+reason, nil)
+	}
+	if holder.HasFormerName(card.FourItems.Name) {
+		return refusal.Internal(protocol.CodeCounterOnly, "counter_only.alias_on_card", nil)
+	}
+	if m := rec.Flags.MovedOutOn; m != "" && !slices.ContainsFunc(rec.Doses, func(d records.Dose) bool { return d.Date <= m }) {
+		// Every dose on record came after the move: nothing to certify here.
+		return refusal.New(protocol.CodeNoRecord, nil)
+	}
 	if err := holder.Match(card.FourItems, holder.Holder{Name: rec.Name, BirthDate: rec.BirthDate, Sex: rec.Sex}); err != nil {
 		// The cause names which item differed; the kiosk learns only the code.
 		return refusal.New(holder.RefusalCode(err), err)
@@ -381,6 +398,11 @@ func (s *Service) build(kind certificate.Kind, m store.Municipality, rec records
 		c.Holder.Nationality, c.Holder.PassportNumber = rec.Nationality, rec.PassportNumber
 	}
 	for _, d := range rec.Doses {
+		if rec.Flags.MovedOutOn != "" && d.Date > rec.Flags.MovedOutOn {
+			// Given after the resident moved out: not this municipality's
+			// to certify (the new one's ledger holds it).
+			continue
+		}
 		p, err := vaccine.Lookup(d.Product)
 		if err != nil {
 			return nil, fmt.Errorf("issuance: dose %d: %w", d.Number, err)

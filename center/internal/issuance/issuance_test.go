@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certid"
@@ -601,4 +602,79 @@ func TestHolderSexMismatch(t *testing.T) {
 	if _, perr := f.issue(context.Background(), req); perr == nil || perr.Code != protocol.CodeHolderSexMismatch {
 		t.Fatalf("record with sex 7: %v", perr)
 	}
+}
+
+// TestCounterOnly: every reason a municipality sends a resident to its
+// counter gets the same public answer at the same step — no certificate
+// signed, no record detail on the wire — and the audit event records the
+// reason for the municipality.
+func TestCounterOnly(t *testing.T) {
+	tests := []struct {
+		name      string
+		flags     records.Flags
+		cardName  string
+		wantEvent store.EventType
+	}{
+		{"support measure", records.Flags{CounterOnly: records.CounterSupportMeasure}, "", "counter_only.support_measure"},
+		{"alias on record", records.Flags{CounterOnly: records.CounterAliasOnRecord}, "", "counter_only.alias_on_record"},
+		{"travel document", records.Flags{CounterOnly: records.CounterTravelDocument}, "", "counter_only.travel_document"},
+		{"staff review", records.Flags{CounterOnly: records.CounterStaffReview}, "", "counter_only.staff_review"},
+		{"deceased", records.Flags{DeceasedOn: "2023-01-05"}, "", "counter_only.deceased"},
+		{"former name on the card", records.Flags{}, "試験　花子［鈴木］", "counter_only.alias_on_card"},
+	}
+	var answers []string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			r := f.resident(t, "hanako")
+			rec := f.records.regions[asahikawa][r.MyNumber]
+			rec.Flags = tt.flags
+			f.records.put(r.MyNumber, rec)
+			card := f.card(t, "hanako", func(fi *carddata.FourItems) {
+				if tt.cardName != "" {
+					fi.Name = tt.cardName
+				}
+			})
+			req := request(protocol.NewRequestID(), asahikawa, certificate.Domestic, card)
+			resp, perr := f.issue(context.Background(), req)
+			if resp != nil || perr == nil || perr.Code != protocol.CodeCounterOnly || perr.Detail != "" || perr.Retryable {
+				t.Fatalf("Issue = %+v, %+v; want counter_only without detail", resp, perr)
+			}
+			b, _ := json.Marshal(perr)
+			answers = append(answers, strings.Replace(string(b), req.RequestID, "R", 1))
+			if f.shc.count() != 0 {
+				t.Error("signed for a resident sent to the counter")
+			}
+			evs := f.audit.all(t)
+			if got := eventTypes(evs); got != "[requested "+string(tt.wantEvent)+"]" {
+				t.Fatalf("events %s, want requested then %s", got, tt.wantEvent)
+			}
+			// The early check answers the same, at the same point.
+			_, err := f.svc.Check(context.Background(), CheckRequest{KioskID: goodKiosk,
+				Check: protocol.Check{RequestID: protocol.NewRequestID(), Municipality: asahikawa, Card: card}})
+			if code, _ := refusal.CodeOf(err); code != protocol.CodeCounterOnly {
+				t.Fatalf("Check: %v, want counter_only", err)
+			}
+			f.checkNoPersonalData(t, evs, perr.Detail)
+		})
+	}
+	for _, a := range answers[1:] {
+		if a != answers[0] {
+			t.Fatalf("the kiosk can tell the reasons apart:\n%s\n%s", answers[0], a)
+		}
+	}
+	t.Run("moved out", func(t *testing.T) {
+		f := newFixture(t)
+		r := f.resident(t, "taro")
+		rec := f.records.regions[asahikawa][r.MyNumber]
+		rec.Flags = records.Flags{MovedOutOn: rec.Doses[2].Date}
+		f.records.put(r.MyNumber, rec)
+		resp, perr := f.issue(context.Background(), request(protocol.NewRequestID(), asahikawa, certificate.Domestic, f.card(t, "taro", nil)))
+		if perr != nil {
+			t.Fatalf("a moved-out resident's doses from while registered: %v", perr)
+		}
+		if n := len(resp.Certificates[0].Doses); n != 3 {
+			t.Errorf("%d doses certified, want the 3 given before the move", n)
+		}
+	})
 }

@@ -145,6 +145,9 @@ func (s *Service) finish(ctx context.Context, req Request, attempt int, ev store
 		f, events = store.RequestFinish{State: store.RequestReleased, At: now}, []store.Event{ev}
 	default:
 		ev.Type, ev.Result = store.EventRefused, string(code)
+		if t := refusal.AuditType(issueErr); t != "" {
+			ev.Type = store.EventType(t)
+		}
 		f, events = store.RequestFinish{State: store.RequestRefused, Code: string(code), At: now}, []store.Event{ev}
 	}
 	if issueErr != nil && f.State == "" {

@@ -25,6 +25,28 @@ type Error struct {
 	code   protocol.Code
 	detail string // public: a constant naming what failed, never a value
 	cause  error
+	// auditType, when set, is the audit event type the refusal is recorded
+	// under instead of "refused": a code the municipality reads and the
+	// kiosk never sees (why a resident was sent to the counter).
+	auditType string
+}
+
+// Internal returns a refusal whose public code is code but whose audit
+// event records auditType (a code of [a-z0-9_.], no personal data): the
+// municipality can tell the reasons apart; the kiosk, and whoever stands
+// beside the resident, cannot.
+func Internal(code protocol.Code, auditType string, cause error) error {
+	return &Error{code: code, cause: cause, auditType: auditType}
+}
+
+// AuditType returns the audit event type of the first refusal in err's
+// chain that names one, or "".
+func AuditType(err error) string {
+	var r *Error
+	if errors.As(err, &r) {
+		return r.auditType
+	}
+	return ""
 }
 
 // New returns a refusal with code, wrapping cause (which may be nil).
