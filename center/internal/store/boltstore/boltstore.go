@@ -230,7 +230,6 @@ func (s *Store) CommitStats() (commits, writes int64, seconds float64) {
 	return s.commit.commits.Load(), s.commit.writes.Load(), time.Duration(s.commit.commitNanos.Load()).Seconds()
 }
 
-
 func (s *Store) check(ctx context.Context) error {
 	if s.closed.Load() {
 		return errClosed
