@@ -79,7 +79,7 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.KioskListen, "kiosk-listen", "", "kiosk listener address")
 	fs.StringVar(&o.PublicListen, "public-listen", "", "public (JWKS, CRL) listener address")
 	fs.StringVar(&o.OpsListen, "ops-listen", "", "operations listener address")
-	fs.StringVar(&o.ConsoleListen, "console-listen", "127.0.0.1:8444", "operations console address (HTTPS); empty turns the console off")
+	fs.StringVar(&o.ConsoleListen, "console-listen", "127.0.0.1:8445", "operations console address (HTTPS); empty turns the console off")
 	fs.StringVar(&o.Operator, "operator", os.Getenv("KIOSKCERT_OPERATOR"), "ID of the first operator, whose API token goes to keys/ops.token (default $KIOSKCERT_OPERATOR, else admin)")
 	fs.StringVar(&o.EnrollListen, "enroll-listen", "", "kiosk enrollment listener address")
 	fs.StringVar(&o.CSCACertFile, "csca-cert", "", "production: the offline CSCA's certificate (with -kiosk-ca-cert)")

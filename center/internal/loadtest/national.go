@@ -76,7 +76,7 @@ func SetupNational(ctx context.Context, dir string, n int, progress io.Writer) e
 	}
 	cfg, err := admin.Init(ctx, admin.InitOptions{
 		Dir: filepath.Join(dir, "center"), CardTrustFile: trustFile, IssuerURL: "https://issuer.loadtest.invalid/kioskcert",
-		KioskListen: "0.0.0.0:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0",
+		KioskListen: "0.0.0.0:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0",
 	}, time.Now())
 	if err != nil {
 		return err

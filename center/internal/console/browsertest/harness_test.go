@@ -106,7 +106,7 @@ func startCenter(t *testing.T) *center {
 	}
 	cfg, err := admin.Init(ctx, admin.InitOptions{Dir: filepath.Join(dir, "center"), CardTrustFile: trustFile,
 		IssuerURL: "https://issuer.console-test.invalid/kc", KioskListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
-		OpsListen: "127.0.0.1:0", ConsoleListen: "127.0.0.1:0", Operator: "op-setup"}, time.Now())
+		OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0", ConsoleListen: "127.0.0.1:0", Operator: "op-setup"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
