@@ -70,6 +70,13 @@ test: deps
 	CGO_ENABLED=0 $(GO) build ./center/... ./pkg/...
 	@if $(GO) list -deps ./center/... ./pkg/... | grep -q '^github.com/kioskcert/kioskcert/\(cardreader\|kiosk\)\(/\|$$\)'; then \
 		echo "center or pkg imports cardreader or kiosk" >&2; exit 1; fi
+	@# Only the bbolt implementations (and the records benchmark) know bbolt;
+	@# the production center links no demo resident.
+	@bad=$$($(GO) list -f '{{.ImportPath}} {{join .Imports " "}}' ./center/... | grep ' go.etcd.io/bbolt' | cut -d' ' -f1 | \
+		grep -v -E '/(store/boltstore|store/boltfile|records/boltrecords|records/recordsbench)$$' || true); \
+	if [ -n "$$bad" ]; then echo "bbolt imported outside its implementations: $$bad" >&2; exit 1; fi
+	@if $(GO) list -deps ./center/cmd/issuance-center | grep -q '^github.com/kioskcert/kioskcert/assets/demo$$'; then \
+		echo "the production issuance-center links the demo residents" >&2; exit 1; fi
 	$(GO) test -race -count=1 -timeout 40m ./...
 	$(MAKE) test-pkcs11
 

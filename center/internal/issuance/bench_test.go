@@ -12,7 +12,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/boltrecords"
-	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv/demoledger"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
@@ -74,7 +74,7 @@ func benchService(b *testing.B, sync bool) (*Service, *fixture) {
 		b.Fatal(err)
 	}
 	for _, code := range []string{asahikawa, sapporo} {
-		entries, err := ledgercsv.FromDemo(f.demo, code)
+		entries, err := demoledger.FromDemo(f.demo, code)
 		if err != nil {
 			b.Fatal(err)
 		}

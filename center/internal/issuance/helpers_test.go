@@ -20,7 +20,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/records"
-	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv/demoledger"
 	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
@@ -363,7 +363,7 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	for _, m := range d.Municipalities {
 		f.munis.munis[m.Code] = store.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn,
 			AuthorityJa: m.AuthorityJa, AuthorityEn: m.AuthorityEn, Participating: m.Participating}
-		entries, err := ledgercsv.FromDemo(d, m.Code)
+		entries, err := demoledger.FromDemo(d, m.Code)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -77,7 +77,7 @@ func changes() records.ImportOptions {
 	return records.ImportOptions{Operator: operator, Mode: records.ModeChanges}
 }
 
-// demoEntries is the demo ledger of one municipality. (ledgercsv.FromDemo
+// demoEntries is the demo ledger of one municipality. (demoledger.FromDemo
 // does the same with the ledger's product wording; records cannot import
 // it without a cycle.)
 func demoEntries(t testing.TB, code string) []records.Entry {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv/demoledger"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -156,7 +157,7 @@ func TestImportChangesFile(t *testing.T) {
 	if res.Persons != 1 || res.Replaced != 1 || res.Removed != 1 || res.Added != 0 || res.Mode != records.ModeChanges {
 		t.Errorf("Import = %+v", res)
 	}
-	entries, _ := FromDemo(demoData(t), sapporo)
+	entries, _ := demoledger.FromDemo(demoData(t), sapporo)
 	for _, e := range entries {
 		got, err := v.Lookup(ctx, sapporo, e.MyNumber)
 		switch e.Record.Name {
@@ -292,7 +293,7 @@ func TestStartProgressAndCancel(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	big := bytes.NewBuffer(nil)
 	lw, _ := NewWriter(big, records.ModeFull)
-	entries, _ := FromDemo(demoData(t), asahikawa)
+	entries, _ := demoledger.FromDemo(demoData(t), asahikawa)
 	for _, e := range entries[:3] {
 		lw.Set(e)
 	}

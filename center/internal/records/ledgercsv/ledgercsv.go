@@ -17,7 +17,7 @@
 // Start runs an import in the background with progress to poll.
 //
 // Parse reads a small full ledger into memory (tests, the demo); Writer and
-// WriteDemo write the format, so the demo and the tests feed the importer
+// demoledger.WriteDemo write the format, so the demo and the tests feed the importer
 // exactly as a municipality would.
 package ledgercsv
 
@@ -34,6 +34,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/mynumber"
+	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
 // Column names, as they appear in the header row.
@@ -179,8 +180,7 @@ type Options struct {
 	// UTF-8 or CP932.
 	Encoding Encoding
 	// KnownProduct reports whether a product code is in the vaccine
-	// catalogue. Nil means KnownDemoProduct, this package's small list;
-	// the center passes its catalogue's lookup.
+	// catalogue. Nil means pkg/vaccine's catalogue.
 	KnownProduct func(code string) bool
 	// MaxRows caps the data rows (0: DefaultMaxRows).
 	MaxRows int
@@ -199,7 +199,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.KnownProduct == nil {
-		o.KnownProduct = KnownDemoProduct
+		o.KnownProduct = func(code string) bool { _, err := vaccine.Lookup(code); return err == nil }
 	}
 	if o.MaxRows <= 0 {
 		o.MaxRows = DefaultMaxRows

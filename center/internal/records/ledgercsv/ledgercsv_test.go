@@ -6,6 +6,8 @@ import (
 	"encoding/csv"
 	"errors"
 	"flag"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv/demoledger"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,7 +42,7 @@ func demoData(t testing.TB) *demo.Data {
 func demoCSV(t testing.TB, code string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteDemo(&b, demoData(t), code); err != nil {
+	if err := writeDemo(&b, demoData(t), code); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -90,7 +92,7 @@ func toCP932(t testing.TB, utf8 []byte) []byte {
 // (to Asahikawa, where his later doses are) and an is removed.
 func sapporoChanges(t testing.TB) []byte {
 	t.Helper()
-	entries, err := FromDemo(demoData(t), sapporo)
+	entries, err := demoledger.FromDemo(demoData(t), sapporo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func sapporoChanges(t testing.TB) []byte {
 func TestParseRoundTrip(t *testing.T) {
 	for _, code := range []string{asahikawa, sapporo} {
 		t.Run(code, func(t *testing.T) {
-			want, err := FromDemo(demoData(t), code)
+			want, err := demoledger.FromDemo(demoData(t), code)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -477,7 +479,7 @@ func TestImportAllOrNothing(t *testing.T) {
 	if !errors.Is(err, ErrInvalidFile) {
 		t.Fatalf("Import of a file with a bad row: %v", err)
 	}
-	entries, _ := FromDemo(demoData(t), asahikawa)
+	entries, _ := demoledger.FromDemo(demoData(t), asahikawa)
 	for _, e := range entries {
 		got, err := v.Lookup(ctx, asahikawa, e.MyNumber)
 		if err != nil || !reflect.DeepEqual(got, e.Record) {
@@ -513,7 +515,7 @@ func TestImportAllOrNothing(t *testing.T) {
 }
 
 func TestWriteRequiresMunicipality(t *testing.T) {
-	entries, _ := FromDemo(demoData(t), asahikawa)
+	entries, _ := demoledger.FromDemo(demoData(t), asahikawa)
 	entries[0].Record.Municipality = ""
 	if err := Write(&bytes.Buffer{}, entries); err == nil {
 		t.Error("Write accepted a record without municipality")
@@ -536,4 +538,13 @@ func TestColumnIndexes(t *testing.T) {
 			t.Errorf("index %d is %s, want %s", i, allColumns[i], name)
 		}
 	}
+}
+
+// writeDemo writes the demo ledger of one municipality in the ledger format.
+func writeDemo(w io.Writer, d *demo.Data, municipality string) error {
+	entries, err := demoledger.FromDemo(d, municipality)
+	if err != nil {
+		return err
+	}
+	return Write(w, entries)
 }

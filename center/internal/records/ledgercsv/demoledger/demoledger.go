@@ -1,8 +1,11 @@
-package ledgercsv
+// Package demoledger turns the synthetic demo residents (assets/demo) into
+// the municipal ledger entries and CSV the records component imports. Tests
+// and benchmarks use it; the production center does not link it, so no
+// demo resident ships in the center.
+package demoledger
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/records"
@@ -31,8 +34,6 @@ var demoProducts = map[string]demoProduct{
 }
 
 // KnownDemoProduct reports whether code is one of the demo's product codes.
-// It is Parse's default product check; the center passes its catalogue's
-// lookup in Options.KnownProduct instead.
 func KnownDemoProduct(code string) bool {
 	_, ok := demoProducts[code]
 	return ok
@@ -74,14 +75,4 @@ func FromDemo(d *demo.Data, municipality string) ([]records.Entry, error) {
 		}
 	}
 	return entries, nil
-}
-
-// WriteDemo writes the demo ledger of one municipality (see FromDemo) in
-// the ledger format.
-func WriteDemo(w io.Writer, d *demo.Data, municipality string) error {
-	entries, err := FromDemo(d, municipality)
-	if err != nil {
-		return err
-	}
-	return Write(w, entries)
 }
