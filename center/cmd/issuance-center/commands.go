@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskcert/kioskcert/assets/municipalities"
@@ -21,6 +23,8 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/municipalitylist"
 	"github.com/kioskcert/kioskcert/center/internal/opsclient"
+	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/records/progress"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
 
@@ -50,6 +54,8 @@ var commands = map[string]command{
 	"records import":           cmdRecordsImport,
 	"records count":            cmdRecordsCount,
 	"records delete":           cmdRecordsDelete,
+	"records flag-set":         cmdRecordsFlag(false),
+	"records flag-clear":       cmdRecordsFlag(true),
 	"rotate-shc-key":           cmdRotate,
 	"revoke":                   cmdRevoke,
 	"audit verify":             cmdAuditVerify,
@@ -413,27 +419,108 @@ func cmdParticipation(on bool) command {
 }
 
 func cmdRecordsImport(ctx context.Context, e *env, name string, args []string) error {
-	var code, file string
+	var code, file, mode, encoding string
 	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&code, "municipality", "", "6-digit local government code")
 		fs.StringVar(&file, "file", "", "CSV export of the municipal ledger (docs/RECORDS.md); - for standard input")
+		fs.StringVar(&mode, "mode", "full", "full (the whole ledger: persons not in it are removed) or changes (added, changed and removed persons)")
+		fs.StringVar(&encoding, "encoding", "auto", "auto (detect), utf-8 or cp932 (Shift_JIS as Windows writes it)")
 	}, func(ops admin.Operations, a admin.Actor) error {
 		in := e.stdin
+		var size int64
 		if file != "-" {
 			f, err := os.Open(file)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
+			if fi, err := f.Stat(); err == nil {
+				size = fi.Size()
+			}
 			in = f
 		}
-		res, err := ops.ImportRecords(ctx, a, code, in)
+		// Progress of the file sent: a bar on a terminal, a line every ten
+		// seconds otherwise (the center validates and stages as it reads).
+		counted := &countingReader{r: in}
+		r := progress.New(e.stderr, progress.Options{})
+		start := time.Now()
+		stop := progress.Follow(r, func() progress.Status {
+			done := counted.n.Load()
+			st := progress.Status{Label: "records " + code + " sending", Done: done, Total: size, Unit: progress.Bytes,
+				Elapsed: time.Since(start)}
+			if el := st.Elapsed.Seconds(); el > 0 && done > 0 && size > 0 {
+				st.Remaining, st.RemainingKnown = time.Duration(float64(size-done)/(float64(done)/el)*float64(time.Second)), true
+			}
+			return st
+		}, time.Second)
+		res, err := ops.ImportRecords(ctx, a, code, admin.ImportOptions{Mode: records.ImportMode(mode), Encoding: encoding}, counted)
+		stop()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "imported %d persons (%d new, %d replaced), %d doses into %s\n", res.Persons, res.Added, res.Replaced, res.Doses, code)
+		fmt.Fprintf(e.stdout, "imported %d persons (%d new, %d replaced, %d removed), %d doses into %s\n", res.Persons, res.Added, res.Replaced, res.Removed, res.Doses, code)
 		return nil
 	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// cmdRecordsFlag sets or clears one person's flag. The My Number is read
+// from standard input, never from the command line, where the shell's
+// history and the process list would keep it.
+func cmdRecordsFlag(clear bool) command {
+	return func(ctx context.Context, e *env, name string, args []string) error {
+		var code, kind, reason, date string
+		return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+			fs.StringVar(&code, "municipality", "", "6-digit local government code")
+			fs.StringVar(&kind, "kind", "", "counter_only, deceased or moved_out")
+			if !clear {
+				fs.StringVar(&reason, "reason", "", "for counter_only: support_measure, alias_on_record, travel_document or staff_review")
+				fs.StringVar(&date, "date", "", "for deceased and moved_out: YYYY-MM-DD")
+			}
+		}, func(ops admin.Operations, a admin.Actor) error {
+			k, err := records.ParseFlagKind(kind)
+			if err != nil {
+				return errors.New("-kind must be counter_only, deceased or moved_out")
+			}
+			line, err := bufio.NewReader(io.LimitReader(e.stdin, 64)).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			myNumber := strings.TrimSpace(line)
+			if myNumber == "" {
+				return errors.New("give the person's My Number on standard input (never on the command line)")
+			}
+			if clear {
+				err = ops.ClearRecordFlag(ctx, a, code, myNumber, k)
+			} else {
+				r, rerr := records.ParseCounterReason(reason)
+				if rerr != nil {
+					return errors.New("-reason must be support_measure, alias_on_record, travel_document or staff_review")
+				}
+				err = ops.SetRecordFlag(ctx, a, code, myNumber, records.FlagChange{Kind: k, Reason: r, Date: date})
+			}
+			if err != nil {
+				return err
+			}
+			verb := "set"
+			if clear {
+				verb = "cleared"
+			}
+			fmt.Fprintf(e.stdout, "flag %s %s for one person in %s\n", kind, verb, code)
+			return nil
+		})
+	}
 }
 
 func cmdRecordsCount(ctx context.Context, e *env, name string, args []string) error {

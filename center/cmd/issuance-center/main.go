@@ -81,7 +81,7 @@ func usage(w io.Writer) {
   serve           run the center
   kiosk           enroll | suspend | activate | revoke | list
   municipality    list | add | enable | disable
-  records         import | count | delete
+  records         import | count | delete | flag-set | flag-clear
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
   audit verify    check the audit log's hash chain and signed checkpoints; recompute settlement

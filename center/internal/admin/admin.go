@@ -48,7 +48,12 @@ type Operations interface {
 	ListMunicipalities(ctx context.Context) ([]store.Municipality, error)
 	PutMunicipality(ctx context.Context, a Actor, m store.Municipality) error
 	SetParticipation(ctx context.Context, a Actor, code string, participating bool) error
-	ImportRecords(ctx context.Context, a Actor, municipality string, csv io.Reader) (records.ImportResult, error)
+	ImportRecords(ctx context.Context, a Actor, municipality string, opts ImportOptions, csv io.Reader) (records.ImportResult, error)
+	// SetRecordFlag and ClearRecordFlag change one person's flags
+	// (counter only with its reason, deceased, moved out): the operator
+	// types the My Number; it goes to the records only.
+	SetRecordFlag(ctx context.Context, a Actor, municipality, myNumber string, c records.FlagChange) error
+	ClearRecordFlag(ctx context.Context, a Actor, municipality, myNumber string, k records.FlagKind) error
 	RecordCounts(ctx context.Context) ([]records.RegionCount, error)
 	DeleteRecords(ctx context.Context, a Actor, municipality string) (int, error)
 	RotateSHCKey(ctx context.Context, a Actor) (string, error)
@@ -316,12 +321,21 @@ func participation(on bool) string {
 	return "not_participating"
 }
 
+// ImportOptions say what a ledger file is.
+type ImportOptions struct {
+	// Mode is records.ModeFull (the whole ledger; the default) or
+	// records.ModeChanges (added, changed and removed persons).
+	Mode records.ImportMode `json:"mode,omitempty"`
+	// Encoding is "auto" (the default), "utf-8" or "cp932".
+	Encoding string `json:"encoding,omitempty"`
+}
+
 // ImportRecords imports a municipality's ledger export (all or nothing).
-func (s *Service) ImportRecords(ctx context.Context, a Actor, municipality string, csv io.Reader) (records.ImportResult, error) {
+func (s *Service) ImportRecords(ctx context.Context, a Actor, municipality string, opts ImportOptions, csv io.Reader) (records.ImportResult, error) {
 	if err := checkActor(a); err != nil {
 		return records.ImportResult{}, err
 	}
-	res, err := s.cfg.Records.ImportCSV(ctx, municipality, a.Operator, csv)
+	res, err := s.cfg.Records.ImportCSV(ctx, municipality, a.Operator, opts.Mode, opts.Encoding, csv)
 	if err != nil {
 		return res, err
 	}
@@ -395,4 +409,27 @@ func (s *Service) VerifyAudit(ctx context.Context, firstDay, lastDay string) (*a
 		}
 	}
 	return auditlog.Verify(ctx, s.cfg.Store, firstDay, lastDay)
+}
+
+// SetRecordFlag implements Operations. The audit event names the
+// municipality and the flag's kind, never the person or the reason.
+func (s *Service) SetRecordFlag(ctx context.Context, a Actor, municipality, myNumber string, c records.FlagChange) error {
+	if err := checkActor(a); err != nil {
+		return err
+	}
+	if err := s.cfg.Records.SetFlag(ctx, municipality, myNumber, a.Operator, c); err != nil {
+		return err
+	}
+	return s.audit(ctx, a, store.Event{Type: store.EventRecordFlagSet, Municipality: municipality, Result: c.Kind.String()})
+}
+
+// ClearRecordFlag implements Operations.
+func (s *Service) ClearRecordFlag(ctx context.Context, a Actor, municipality, myNumber string, k records.FlagKind) error {
+	if err := checkActor(a); err != nil {
+		return err
+	}
+	if err := s.cfg.Records.ClearFlag(ctx, municipality, myNumber, a.Operator, k); err != nil {
+		return err
+	}
+	return s.audit(ctx, a, store.Event{Type: store.EventRecordFlagCleared, Municipality: municipality, Result: k.String()})
 }

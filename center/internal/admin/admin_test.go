@@ -260,7 +260,7 @@ func TestMunicipalitiesRecordsKeysAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	res, err := s.ImportRecords(ctx, op, "012041", f)
+	res, err := s.ImportRecords(ctx, op, "012041", ImportOptions{}, f)
 	if err != nil || res.Persons == 0 {
 		t.Fatalf("CSV import: %+v, %v", res, err)
 	}

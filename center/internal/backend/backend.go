@@ -29,8 +29,13 @@ type Records interface {
 	// Lookup returns a person's record in one municipality's region.
 	Lookup(ctx context.Context, municipality, myNumber string) (records.Record, error)
 	// ImportCSV imports a municipality's ledger export (docs/RECORDS.md),
-	// all or nothing.
-	ImportCSV(ctx context.Context, municipality, operator string, r io.Reader) (records.ImportResult, error)
+	// all or nothing: the whole ledger (records.ModeFull, the default) or
+	// a file of changes (records.ModeChanges), in UTF-8 or CP932
+	// (encoding "auto", "utf-8" or "cp932"; empty is auto).
+	ImportCSV(ctx context.Context, municipality, operator string, mode records.ImportMode, encoding string, r io.Reader) (records.ImportResult, error)
+	// SetFlag and ClearFlag change one person's record flags (docs/RECORDS.md).
+	SetFlag(ctx context.Context, municipality, myNumber, operator string, c records.FlagChange) error
+	ClearFlag(ctx context.Context, municipality, myNumber, operator string, k records.FlagKind) error
 	// Counts returns the number of records per region.
 	Counts(ctx context.Context) ([]records.RegionCount, error)
 	// DeleteRegion destroys a municipality's records and keys and returns
@@ -101,11 +106,28 @@ func (r vaultRecords) Lookup(ctx context.Context, municipality, myNumber string)
 	return r.v.Lookup(ctx, municipality, myNumber)
 }
 
-func (r vaultRecords) ImportCSV(ctx context.Context, municipality, operator string, in io.Reader) (records.ImportResult, error) {
+func (r vaultRecords) ImportCSV(ctx context.Context, municipality, operator string, mode records.ImportMode, encoding string, in io.Reader) (records.ImportResult, error) {
+	enc, err := ledgercsv.ParseEncoding(encoding)
+	if err != nil {
+		return records.ImportResult{Municipality: municipality}, err
+	}
+	if mode == "" {
+		mode = records.ModeFull
+	}
 	return ledgercsv.Import(ctx, r.v, in, municipality, operator, ledgercsv.Options{
-		Mode:         records.ModeFull,
+		Mode: mode, Encoding: enc,
 		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
 	})
+}
+
+func (r vaultRecords) SetFlag(ctx context.Context, municipality, myNumber, operator string, c records.FlagChange) error {
+	_, err := r.v.SetFlag(ctx, municipality, myNumber, operator, c)
+	return err
+}
+
+func (r vaultRecords) ClearFlag(ctx context.Context, municipality, myNumber, operator string, k records.FlagKind) error {
+	_, err := r.v.ClearFlag(ctx, municipality, myNumber, operator, k)
+	return err
 }
 
 func (r vaultRecords) Counts(ctx context.Context) ([]records.RegionCount, error) {

@@ -39,7 +39,7 @@ func Load(ctx context.Context, ops admin.Operations, a admin.Actor) (int, error)
 		if n == 0 {
 			continue
 		}
-		res, err := ops.ImportRecords(ctx, a, m.Code, &csv)
+		res, err := ops.ImportRecords(ctx, a, m.Code, admin.ImportOptions{}, &csv)
 		if err != nil {
 			return 0, fmt.Errorf("demodata: records of %s: %w", m.Code, err)
 		}

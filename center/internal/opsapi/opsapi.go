@@ -106,6 +106,7 @@ func Handler(cfg Config) http.Handler {
 		mux.HandleFunc("POST /ops/keys/shc/rotate", h.auth(opauth.RotateKeys, h.rotate))
 		mux.HandleFunc("POST /ops/revocations", h.auth(opauth.RevokeCertificates, h.revoke))
 		mux.HandleFunc("GET /ops/audit/verify", h.auth(opauth.ViewAll, h.verifyAudit))
+		mux.HandleFunc("POST /ops/records/{code}/flags", h.auth(opauth.ImportRecords, h.recordFlag))
 		h.keyRoutes(mux)
 	}
 	if cfg.Accounts != nil {
@@ -380,7 +381,8 @@ func (h *handler) recordCounts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) importRecords(w http.ResponseWriter, r *http.Request) {
-	res, err := h.cfg.Admin.ImportRecords(r.Context(), actor(r), r.PathValue("code"), r.Body)
+	opts := admin.ImportOptions{Mode: records.ImportMode(r.URL.Query().Get("mode")), Encoding: r.URL.Query().Get("encoding")}
+	res, err := h.cfg.Admin.ImportRecords(r.Context(), actor(r), r.PathValue("code"), opts, r.Body)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -443,4 +445,45 @@ func (h *handler) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// RecordFlag is the body of POST /ops/records/{code}/flags: set (or, with
+// Clear, clear) one flag of the person with MyNumber. The My Number goes
+// to the records only; keep the operations listener private (loopback or
+// behind TLS).
+type RecordFlag struct {
+	MyNumber string `json:"myNumber"`
+	Kind     string `json:"kind"`             // counter_only, deceased, moved_out
+	Reason   string `json:"reason,omitempty"` // for counter_only
+	Date     string `json:"date,omitempty"`   // for deceased and moved_out
+	Clear    bool   `json:"clear,omitempty"`
+}
+
+func (h *handler) recordFlag(w http.ResponseWriter, r *http.Request) {
+	var f RecordFlag
+	if !decodeBody(w, r, &f) {
+		return
+	}
+	kind, err := records.ParseFlagKind(f.Kind)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", "kind must be counter_only, deceased or moved_out")
+		return
+	}
+	if f.Clear {
+		err = h.cfg.Admin.ClearRecordFlag(r.Context(), actor(r), r.PathValue("code"), f.MyNumber, kind)
+	} else {
+		reason, rerr := records.ParseCounterReason(f.Reason)
+		if rerr != nil {
+			writeError(w, http.StatusBadRequest, "invalid", "reason must be support_measure, alias_on_record, travel_document or staff_review")
+			return
+		}
+		err = h.cfg.Admin.SetRecordFlag(r.Context(), actor(r), r.PathValue("code"), f.MyNumber, records.FlagChange{Kind: kind, Reason: reason, Date: f.Date})
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		OK bool `json:"ok"`
+	}{true})
 }

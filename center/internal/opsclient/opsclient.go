@@ -215,10 +215,29 @@ func (c *Client) SetParticipation(ctx context.Context, a admin.Actor, code strin
 }
 
 // ImportRecords implements admin.Operations; the file streams to the center.
-func (c *Client) ImportRecords(ctx context.Context, a admin.Actor, municipality string, csv io.Reader) (records.ImportResult, error) {
+func (c *Client) ImportRecords(ctx context.Context, a admin.Actor, municipality string, opts admin.ImportOptions, csv io.Reader) (records.ImportResult, error) {
 	var out records.ImportResult
-	err := c.withActor(a).do(ctx, http.MethodPost, "/ops/records/"+url.PathEscape(municipality), csv, "text/csv", &out)
+	q := url.Values{}
+	if opts.Mode != "" {
+		q.Set("mode", string(opts.Mode))
+	}
+	if opts.Encoding != "" {
+		q.Set("encoding", opts.Encoding)
+	}
+	err := c.withActor(a).do(ctx, http.MethodPost, "/ops/records/"+url.PathEscape(municipality)+"?"+q.Encode(), csv, "text/csv", &out)
 	return out, err
+}
+
+// SetRecordFlag implements admin.Operations.
+func (c *Client) SetRecordFlag(ctx context.Context, a admin.Actor, municipality, myNumber string, ch records.FlagChange) error {
+	return c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/records/"+url.PathEscape(municipality)+"/flags",
+		opsapi.RecordFlag{MyNumber: myNumber, Kind: ch.Kind.String(), Reason: ch.Reason.String(), Date: ch.Date}, nil)
+}
+
+// ClearRecordFlag implements admin.Operations.
+func (c *Client) ClearRecordFlag(ctx context.Context, a admin.Actor, municipality, myNumber string, k records.FlagKind) error {
+	return c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/records/"+url.PathEscape(municipality)+"/flags",
+		opsapi.RecordFlag{MyNumber: myNumber, Kind: k.String(), Clear: true}, nil)
 }
 
 // RecordCounts implements admin.Operations.

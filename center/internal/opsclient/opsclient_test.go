@@ -112,7 +112,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A rejected file names rows and columns, and nothing is imported.
-	_, err = c.ImportRecords(ctx, op, "012041", strings.NewReader("municipality_code,my_number\n012041,123\n"))
+	_, err = c.ImportRecords(ctx, op, "012041", admin.ImportOptions{}, strings.NewReader("municipality_code,my_number\n012041,123\n"))
 	var ae *opsclient.APIError
 	if !errors.As(err, &ae) || ae.Code != "invalid_file" || len(ae.Problems) == 0 || strings.Contains(err.Error(), "123\n") {
 		t.Fatalf("bad file: %v", err)

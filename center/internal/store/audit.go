@@ -81,6 +81,8 @@ const (
 	EventParticipation     EventType = "municipality_participation"
 	EventRecordsImported   EventType = "records_imported"
 	EventRecordsDeleted    EventType = "records_deleted"
+	EventRecordFlagSet     EventType = "record_flag_set"
+	EventRecordFlagCleared EventType = "record_flag_cleared"
 	EventKeyRotated        EventType = "key_rotated"
 	EventCertificateRevoke EventType = "certificate_revoked"
 	// Operator accounts and their sessions (the operations console).
