@@ -355,65 +355,15 @@ type choices struct {
 	checks     int
 }
 
-// requestPhase runs the choices, the request, the preview, payment and printing.
+// requestPhase runs the steps after the card is read: the choices and the
+// request, the binding check, the preview, payment and printing, and the
+// reminders to take the certificate. Each step reports its own outcome to
+// the center when it ends the session.
 func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
-	to := k.cfg.Timeouts
-	hello, ok := k.cfg.Center.Hello()
-	if !ok || len(hello.Municipalities) == 0 {
-		return k.fail(ctx, s, msgCenterDown)
+	base, c, req, err := k.obtain(ctx, s)
+	if err != nil {
+		return err
 	}
-	kinds := make([]certificate.Kind, 0, len(hello.Kinds))
-	for _, kd := range hello.Kinds {
-		kinds = append(kinds, certificate.Kind(kd))
-	}
-	base := Snapshot{Session: s.id, Kinds: kinds, MaxCopies: hello.MaxCopies, FeePerCopyYen: hello.FeePerCopyYen}
-	checker, _ := k.cfg.Center.(Checker)
-	if !hello.HasFeature(protocol.FeatureCheck) {
-		checker = nil
-	}
-
-	var c choices
-	step := 0
-	var resp *protocol.CertificateResponse
-	var req protocol.Issue
-	for {
-		if err := k.choose(ctx, s, &c, step, hello, base, checker); err != nil {
-			return err
-		}
-		// Request. The ID is fresh and random, so two kiosks' requests can
-		// never collide, and it is reused unchanged on every retry.
-		s.requestID = protocol.NewRequestID()
-		req = protocol.Issue{RequestID: s.requestID, Municipality: c.muni, Kind: c.kind, Copies: c.copies, Card: s.raw}
-		k.publish(Snapshot{Session: s.id, State: StateRequesting, Municipality: c.muni, Kind: c.kind, Copies: c.copies})
-		rctx, cancel := context.WithTimeout(ctx, to.Request)
-		var err error
-		resp, err = k.cfg.Center.Issue(rctx, req)
-		cancel()
-		if err == nil {
-			break
-		}
-		var pe *protocol.Error
-		if !errors.As(err, &pe) {
-			k.cfg.Log.Warn("no answer from the center", "session", s.id, "request", s.requestID, "err", err)
-			return k.fail(ctx, s, msgCenterDown)
-		}
-		s.reported = true // a refusal leaves nothing pending at the center
-		// The two refusals the resident can put right, with the card data
-		// already read: another municipality, or the domestic kind.
-		switch {
-		case pe.Code == protocol.CodeNoRecord && c.checks < maxChecks:
-			c.checks++
-			c.notice, c.refused, step = msg(pe.Code), nil, 0
-			continue
-		case pe.Code == protocol.CodePassportRequired && c.kind == certificate.Overseas && kindOffered(kinds, certificate.Domestic):
-			c.refused = map[certificate.Kind]*Message{certificate.Overseas: msg(pe.Code)}
-			c.notice, c.keepCopies, step = msgDomesticOffer, true, 1
-			continue
-		}
-		return k.fail(ctx, s, msg(pe.Code))
-	}
-	s.arena.Own(resp)
-	s.resp = resp
 	// The card files are no longer needed.
 	s.raw.Wipe()
 
@@ -424,14 +374,87 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 		k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeRefused, Reason: code})
 		return k.fail(ctx, s, msgBinding)
 	}
+	if err := k.preview(ctx, s, base, c); err != nil {
+		return err
+	}
+	if err := k.render(ctx, s); err != nil {
+		return err
+	}
+	if err := k.payAndPrint(ctx, s, c.copies); err != nil {
+		return err
+	}
+	k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomePrinted, Copies: c.copies})
+	// Nothing personal is needed any more: wipe before the reminders.
+	s.wipe()
+	return k.remindTake(ctx, s)
+}
 
-	// Preview.
-	muni, kind, copies := c.muni, c.kind, c.copies
-	preview := base
-	preview.State, preview.Municipality, preview.Kind, preview.Copies, preview.FeeYen = StatePreview, muni, kind, copies, resp.FeeYen
-	preview.Preview = resp.Certificates
-	preview.Deadline = k.cfg.Now().Add(to.Preview)
-	k.publish(preview)
+// obtain runs the choice screens and the request until the center issues
+// (s.resp set) or refuses in a way the resident cannot put right. The two
+// refusals the resident can put right with the card data already read, no
+// record in the chosen municipality and an overseas certificate without a
+// passport, take them back to the choice that fixes them.
+func (k *Kiosk) obtain(ctx context.Context, s *session) (base Snapshot, c choices, req protocol.Issue, err error) {
+	hello, ok := k.cfg.Center.Hello()
+	if !ok || len(hello.Municipalities) == 0 {
+		return base, c, req, k.fail(ctx, s, msgCenterDown)
+	}
+	kinds := make([]certificate.Kind, 0, len(hello.Kinds))
+	for _, kd := range hello.Kinds {
+		kinds = append(kinds, certificate.Kind(kd))
+	}
+	base = Snapshot{Session: s.id, Kinds: kinds, MaxCopies: hello.MaxCopies, FeePerCopyYen: hello.FeePerCopyYen}
+	checker, _ := k.cfg.Center.(Checker)
+	if !hello.HasFeature(protocol.FeatureCheck) {
+		checker = nil
+	}
+
+	step := 0
+	for {
+		if err := k.choose(ctx, s, &c, step, hello, base, checker); err != nil {
+			return base, c, req, err
+		}
+		// The ID is fresh and random, so two kiosks' requests can never
+		// collide, and it is reused unchanged on every retry.
+		s.requestID = protocol.NewRequestID()
+		req = protocol.Issue{RequestID: s.requestID, Municipality: c.muni, Kind: c.kind, Copies: c.copies, Card: s.raw}
+		k.publish(Snapshot{Session: s.id, State: StateRequesting, Municipality: c.muni, Kind: c.kind, Copies: c.copies})
+		rctx, cancel := context.WithTimeout(ctx, k.cfg.Timeouts.Request)
+		resp, err := k.cfg.Center.Issue(rctx, req)
+		cancel()
+		if err == nil {
+			s.arena.Own(resp)
+			s.resp = resp
+			return base, c, req, nil
+		}
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			k.cfg.Log.Warn("no answer from the center", "session", s.id, "request", s.requestID, "err", err)
+			return base, c, req, k.fail(ctx, s, msgCenterDown)
+		}
+		s.reported = true // a refusal leaves nothing pending at the center
+		switch {
+		case pe.Code == protocol.CodeNoRecord && c.checks < maxChecks:
+			c.checks++
+			c.notice, c.refused, step = msg(pe.Code), nil, 0
+			continue
+		case pe.Code == protocol.CodePassportRequired && c.kind == certificate.Overseas && kindOffered(kinds, certificate.Domestic):
+			c.refused = map[certificate.Kind]*Message{certificate.Overseas: msg(pe.Code)}
+			c.notice, c.keepCopies, step = msgDomesticOffer, true, 1
+			continue
+		}
+		return base, c, req, k.fail(ctx, s, msg(pe.Code))
+	}
+}
+
+// preview shows the issued certificates until the resident confirms.
+func (k *Kiosk) preview(ctx context.Context, s *session, base Snapshot, c choices) error {
+	to := k.cfg.Timeouts
+	p := base
+	p.State, p.Municipality, p.Kind, p.Copies, p.FeeYen = StatePreview, c.muni, c.kind, c.copies, s.resp.FeeYen
+	p.Preview = s.resp.Certificates
+	p.Deadline = k.cfg.Now().Add(to.Preview)
+	k.publish(p)
 	in, err := k.await(ctx, to.Preview, nil, InputConfirm, InputCancel)
 	if err != nil {
 		return k.endByResident(ctx, s, err)
@@ -439,12 +462,16 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	if in.Type == InputCancel {
 		return k.endByResident(ctx, s, errCancelled)
 	}
+	return nil
+}
 
-	// Render before taking money, so a document we cannot print costs nothing.
+// render makes the PDF before any money is taken, so a document the kiosk
+// cannot print costs the resident nothing.
+func (k *Kiosk) render(ctx context.Context, s *session) error {
 	var buf bytes.Buffer
-	certs := make([]*certificate.Certificate, len(resp.Certificates))
-	for i := range resp.Certificates {
-		certs[i] = &resp.Certificates[i]
+	certs := make([]*certificate.Certificate, len(s.resp.Certificates))
+	for i := range s.resp.Certificates {
+		certs[i] = &s.resp.Certificates[i]
 	}
 	if err := k.cfg.Renderer.Render(&buf, certs...); err != nil {
 		k.cfg.Log.Error("render certificate", "session", s.id, "err", err)
@@ -452,11 +479,18 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 		return k.fail(ctx, s, msgRenderFailed)
 	}
 	s.pdf = buf.Bytes()
+	return nil
+}
 
-	// Payment.
-	k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: resp.FeeYen, Copies: copies, Deadline: k.cfg.Now().Add(to.Payment)})
+// payAndPrint takes the fee and prints. A failed print voids the payment
+// and offers the resident one retry, paid again; the payment is captured
+// only once the printer has the job.
+func (k *Kiosk) payAndPrint(ctx context.Context, s *session, copies int) error {
+	to := k.cfg.Timeouts
+	fee := s.resp.FeeYen
+	k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: fee, Copies: copies, Deadline: k.cfg.Now().Add(to.Payment)})
 	pctx, cancel := context.WithTimeout(ctx, to.Payment)
-	err = k.cfg.Payment.Authorize(pctx, s.requestID, resp.FeeYen)
+	err := k.cfg.Payment.Authorize(pctx, s.requestID, fee)
 	cancel()
 	if err != nil {
 		k.cfg.Log.Warn("payment not authorised", "session", s.id, "err", err)
@@ -464,7 +498,6 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 		return k.fail(ctx, s, msgPaymentFailed)
 	}
 
-	// Print; on failure void the payment and offer one retry.
 	for attempt := 1; ; attempt++ {
 		k.publish(Snapshot{Session: s.id, State: StatePrinting, Copies: copies})
 		pctx, cancel := context.WithTimeout(ctx, to.Print)
@@ -490,8 +523,8 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 			return err
 		}
 		pctx, cancel = context.WithTimeout(ctx, to.Payment)
-		k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: resp.FeeYen, Copies: copies})
-		err = k.cfg.Payment.Authorize(pctx, s.requestID, resp.FeeYen)
+		k.publish(Snapshot{Session: s.id, State: StatePayment, FeeYen: fee, Copies: copies})
+		err = k.cfg.Payment.Authorize(pctx, s.requestID, fee)
 		cancel()
 		if err != nil {
 			k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomeFailed, Reason: code})
@@ -501,17 +534,19 @@ func (k *Kiosk) requestPhase(ctx context.Context, s *session) error {
 	if err := k.cfg.Payment.Capture(ctx, s.requestID); err != nil {
 		k.cfg.Log.Error("capture payment", "session", s.id, "request", s.requestID, "err", err)
 	}
-	k.report(s, protocol.Outcome{RequestID: s.requestID, Outcome: protocol.OutcomePrinted, Copies: copies})
-	// Nothing personal is needed any more: wipe before the reminders.
-	s.wipe()
+	return nil
+}
 
-	// Take your certificate (and card): repeat until the resident stops it.
+// remindTake repeats "take your certificate (and card)" until the
+// resident stops it or the reminder time is over.
+func (k *Kiosk) remindTake(ctx context.Context, s *session) error {
+	to := k.cfg.Timeouts
 	deadline := k.cfg.Now().Add(to.TakeCert)
 	for n := 0; k.cfg.Now().Before(deadline); n++ {
 		k.publish(Snapshot{Session: s.id, State: StateTakeCertificate, Reminder: n, Deadline: deadline})
 		in, err := k.await(ctx, to.Reminder, nil, InputStop, InputConfirm)
 		if err == nil && (in.Type == InputStop || in.Type == InputConfirm) {
-			break
+			return nil
 		}
 		if err != nil && !errors.Is(err, errTimeout) {
 			return err
