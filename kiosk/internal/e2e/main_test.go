@@ -271,7 +271,9 @@ func syntheticResident(i int) (demodata.Resident, error) {
 
 // importLoadResidents makes the synthetic residents and their cards and
 // loads their records into the center exactly as a municipality would:
-// a ledger CSV (docs/RECORDS.md) through `issuance-center records import`.
+// a changes file (docs/RECORDS.md) through `issuance-center records import
+// -mode changes`, layered over the demo residents of the same municipality
+// (a full ledger would replace them).
 // The file holds personal data, so it is removed right after the import.
 func (e *environment) importLoadResidents(ctx context.Context, bin string) error {
 	// One AP key for all synthetic cards: generating 50 RSA keys would take
@@ -286,7 +288,7 @@ func (e *environment) importLoadResidents(ctx context.Context, bin string) error
 
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
-	w.Write([]string{"municipality_code", "my_number", "resident_number", "ticket_number", "name", "name_kana",
+	w.Write([]string{"action", "municipality_code", "my_number", "resident_number", "ticket_number", "name", "name_kana",
 		"roman_family", "roman_given", "birth_date", "sex", "nationality", "passport_number", "dose_number",
 		"vaccination_date", "product_code", "manufacturer", "lot_number", "vaccine_type"})
 	for i := range loadKiosks {
@@ -304,7 +306,7 @@ func (e *environment) importLoadResidents(ctx context.Context, bin string) error
 		e.loadCards = append(e.loadCards, raw)
 		rec := r.Records[0]
 		for _, d := range rec.Doses {
-			w.Write([]string{loadMunicipality, r.MyNumber, rec.ResidentNumber, "", r.Name, "",
+			w.Write([]string{"set", loadMunicipality, r.MyNumber, rec.ResidentNumber, "", r.Name, "",
 				r.RomanFamily, r.RomanGiven, r.BirthDate, r.Sex, r.Nationality, r.PassportNumber, strconv.Itoa(d.Number),
 				d.Date, d.Product, "ファイザー", d.Lot, "mRNAワクチン"})
 		}
@@ -323,7 +325,7 @@ func (e *environment) importLoadResidents(ctx context.Context, bin string) error
 		return err
 	}
 	out, err := exec.CommandContext(ctx, bin, "records", "import", "-config", e.center.Config, "-offline",
-		"-municipality", loadMunicipality, "-file", file, "-operator", "e2e-test").CombinedOutput()
+		"-municipality", loadMunicipality, "-mode", "changes", "-file", file, "-operator", "e2e-test").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("issuance-center records import: %w\n%s", err, out)
 	}

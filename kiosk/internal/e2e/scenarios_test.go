@@ -563,8 +563,13 @@ func TestCenterDownThenBack(t *testing.T) {
 			}()
 		}}
 		res := play(t, k, pc, headless.Resident{PIN: r.PIN, Municipality: "012041", Kind: certificate.Domestic, Copies: 1})
-		if err := <-restarted; err != nil {
-			t.Fatalf("center stop/start: %v", err)
+		select {
+		case err := <-restarted:
+			if err != nil {
+				t.Fatalf("center stop/start: %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("the center was never stopped (session: %v)", res.Must())
 		}
 		if err := res.Must(); err != nil {
 			t.Fatal(err)
@@ -667,8 +672,15 @@ func TestCenterDownThenBack(t *testing.T) {
 		k := startKiosk(t, kioskOptions{id: kioskKilled, printerURI: p.URI, payment: pay})
 		card, r := demoCard(t, "hanako")
 		res := play(t, k, &pcscCard{card: card}, headless.Resident{PIN: r.PIN, Municipality: "012041", Kind: certificate.Domestic, Copies: 1})
-		if err := <-restarted; err != nil {
-			t.Fatalf("center restart: %v", err)
+		// A session that ended before payment never ran the hook: say
+		// why instead of waiting for a restart that never comes.
+		select {
+		case err := <-restarted:
+			if err != nil {
+				t.Fatalf("center restart: %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("the center was never killed (session: %v)", res.Must())
 		}
 		if err := res.Must(); err != nil {
 			t.Fatal(err)
