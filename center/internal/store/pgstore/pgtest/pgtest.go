@@ -292,14 +292,20 @@ func (s *Server) TCPURL(db string) string {
 }
 
 // CreateDatabase creates an empty database and returns its URL. Creating
-// from template0 copies a few megabytes: tens of milliseconds.
+// from template0 copies a few megabytes; the FILE_COPY strategy (PostgreSQL
+// 15 and later) is about twice as fast as the default here, since the
+// checkpoint it needs costs little without fsync.
 func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error) {
 	c, err := pgx.Connect(ctx, s.URL("postgres"))
 	if err != nil {
 		return "", fmt.Errorf("pgtest: %w", err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"
+	if c.PgConn().ParameterStatus("server_version") >= "15" && !s.opts.Durable {
+		create += " STRATEGY FILE_COPY"
+	}
+	if _, err := c.Exec(ctx, create); err != nil {
 		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
 	return s.URL(name), nil

@@ -1,0 +1,259 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kioskcert/kioskcert/center/internal/store"
+)
+
+// writeOp is one caller's part of a group commit. run may run more than
+// once (a failed batch is retried operation by operation), always in a
+// fresh transaction, so it must reset what it captures for its caller and
+// report refusals through captured results, not errors: an error aborts
+// the whole transaction.
+type writeOp struct {
+	run  func(ctx context.Context, tx pgx.Tx, b *batch) error
+	done chan error
+}
+
+// batch collects what a transaction's operations append, written by flush
+// just before the commit.
+type batch struct {
+	events []*store.Event
+}
+
+// appendEvents queues events (validated and normalised by the caller) for
+// the batch's insert; their Seq is set by flush.
+func (b *batch) appendEvents(evs []store.Event) {
+	for i := range evs {
+		b.events = append(b.events, &evs[i])
+	}
+}
+
+// counterShards is how many rows a settlement counter is spread over.
+const counterShards = 16
+
+type dailyKey struct{ day, municipality, typ, kind string }
+
+// flush inserts the batch's events and adds them to the settlement
+// counters: two round trips whatever the batch's size.
+func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
+	n := len(b.events)
+	if n == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, "SELECT nextval('audit_seq') FROM generate_series(1, $1)", n)
+	if err != nil {
+		return err
+	}
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	slices.Sort(seqs)
+	var (
+		cols = struct {
+			seq, copies, latency                                                      []int64
+			times                                                                     []time.Time
+			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source []string
+		}{}
+		counts = map[dailyKey][2]int64{}
+	)
+	for i, e := range b.events {
+		e.Seq = uint64(seqs[i])
+		cols.seq = append(cols.seq, seqs[i])
+		cols.times = append(cols.times, e.Time)
+		cols.typ = append(cols.typ, string(e.Type))
+		cols.kiosk = append(cols.kiosk, e.KioskID)
+		cols.storeCode = append(cols.storeCode, e.StoreCode)
+		cols.muni = append(cols.muni, e.Municipality)
+		cols.kind = append(cols.kind, string(e.Kind))
+		cols.copies = append(cols.copies, int64(e.Copies))
+		cols.certID = append(cols.certID, e.CertificateID)
+		cols.reqID = append(cols.reqID, e.RequestID)
+		cols.result = append(cols.result, e.Result)
+		cols.latency = append(cols.latency, int64(e.Latency))
+		cols.operator = append(cols.operator, e.Operator)
+		cols.source = append(cols.source, e.Source)
+		if e.Municipality != "" {
+			k := dailyKey{store.SettlementDay(e.Time), e.Municipality, string(e.Type), string(e.Kind)}
+			c := counts[k]
+			counts[k] = [2]int64{c[0] + 1, c[1] + int64(e.Copies)}
+		}
+	}
+	var pb pgx.Batch
+	pb.Queue(`INSERT INTO audit_events (seq, time, type, kiosk_id, store_code, municipality, kind, copies,
+			certificate_id, request_id, result, latency_ns, operator, source)
+		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+			$7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[])`,
+		cols.seq, cols.times, cols.typ, cols.kiosk, cols.storeCode, cols.muni, cols.kind, cols.copies,
+		cols.certID, cols.reqID, cols.result, cols.latency, cols.operator, cols.source)
+	if len(counts) > 0 {
+		keys := make([]dailyKey, 0, len(counts))
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		// One lock order for every transaction: no deadlocks between batches.
+		slices.SortFunc(keys, func(a, b dailyKey) int {
+			return strings.Compare(a.day+"\x00"+a.municipality+"\x00"+a.typ+"\x00"+a.kind, b.day+"\x00"+b.municipality+"\x00"+b.typ+"\x00"+b.kind)
+		})
+		var days, munis, types, kinds []string
+		var events, copies []int64
+		for _, k := range keys {
+			days, munis, types, kinds = append(days, k.day), append(munis, k.municipality), append(types, k.typ), append(kinds, k.kind)
+			events, copies = append(events, counts[k][0]), append(copies, counts[k][1])
+		}
+		pb.Queue(`INSERT INTO audit_daily (day, municipality, type, kind, shard, events, copies)
+			SELECT d, m, t, k, $5, e, c FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[], $7::bigint[]) AS u(d, m, t, k, e, c)
+			ON CONFLICT (day, municipality, type, kind, shard)
+			DO UPDATE SET events = audit_daily.events + excluded.events, copies = audit_daily.copies + excluded.copies`,
+			days, munis, types, kinds, int16(rand.IntN(counterShards)), events, copies)
+	}
+	return tx.SendBatch(ctx, &pb).Close()
+}
+
+// committer runs write operations in transactions: grouped (one
+// transaction for everything queued while the previous one committed), or
+// one each.
+type committer struct {
+	pool     *pgxpool.Pool
+	maxBatch int
+	timeout  time.Duration
+	solo     bool
+
+	mu      sync.Mutex
+	pending []*writeOp
+	closed  bool
+	wake    chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newCommitter(pool *pgxpool.Pool, maxBatch int, timeout time.Duration) *committer {
+	c := &committer{pool: pool, maxBatch: maxBatch, timeout: timeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+func newSoloCommitter(pool *pgxpool.Pool, timeout time.Duration) *committer {
+	return &committer{pool: pool, timeout: timeout, solo: true, stop: make(chan struct{})}
+}
+
+// do runs fn in a (shared) transaction and returns once it committed or
+// failed. The caller's context was checked before; the transaction has its
+// own deadline, so an acknowledged write is always a committed one.
+func (c *committer) do(fn func(ctx context.Context, tx pgx.Tx, b *batch) error) error {
+	op := &writeOp{run: fn, done: make(chan error, 1)}
+	if c.solo {
+		c.runBatch([]*writeOp{op})
+		return <-op.done
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	c.pending = append(c.pending, op)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return <-op.done
+}
+
+func (c *committer) loop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			c.mu.Lock()
+			ops := c.pending
+			c.pending, c.closed = nil, true
+			c.mu.Unlock()
+			if len(ops) > 0 {
+				c.runBatch(ops)
+			}
+			return
+		}
+		for {
+			c.mu.Lock()
+			n := min(len(c.pending), c.maxBatch)
+			ops := slices.Clone(c.pending[:n])
+			c.pending = c.pending[n:]
+			c.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			c.runBatch(ops)
+		}
+	}
+}
+
+// close runs what is queued and stops the loop.
+func (c *committer) close() {
+	close(c.stop)
+	c.wg.Wait()
+}
+
+func (c *committer) runBatch(ops []*writeOp) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	err := c.try(ctx, ops)
+	if err == nil || len(ops) == 1 || isUnavailable(err) {
+		for _, op := range ops {
+			op.done <- err
+		}
+		return
+	}
+	// Something in the batch failed: each operation alone, so only the
+	// failing one fails.
+	for _, op := range ops {
+		op.done <- c.try(ctx, []*writeOp{op})
+	}
+}
+
+// try runs ops in one transaction, again on a deadlock or serialisation
+// failure.
+func (c *committer) try(ctx context.Context, ops []*writeOp) error {
+	var err error
+	for range 3 {
+		err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+			b := &batch{}
+			for _, op := range ops {
+				if err := op.run(ctx, tx, b); err != nil {
+					return err
+				}
+			}
+			return b.flush(ctx, tx)
+		})
+		if !isRetryable(err) {
+			break
+		}
+	}
+	return err
+}
+
+// write runs fn through the committer after checking ctx, and maps errors
+// like Store.tx.
+func (s *Store) write(ctx context.Context, what string, fn func(ctx context.Context, tx pgx.Tx, b *batch) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	err := s.group.do(fn)
+	if errors.Is(err, errClosed) {
+		return err
+	}
+	return s.result(context.Background(), what, err)
+}

@@ -1,0 +1,128 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kioskcert/kioskcert/center/internal/store"
+)
+
+const kioskColumns = `id, store_name, store_code, chain, prefecture, region, cert_serial, cert_sha256,
+	enrolled_at, status, status_reason, status_at, last_seen`
+
+func scanKiosk(row pgx.Row, k *store.Kiosk) error {
+	var enrolled, statusAt time.Time
+	var lastSeen *time.Time
+	var status string
+	err := row.Scan(&k.ID, &k.StoreName, &k.StoreCode, &k.Chain, &k.Prefecture, &k.Region, &k.CertSerial, &k.CertSHA256,
+		&enrolled, &status, &k.StatusReason, &statusAt, &lastSeen)
+	k.EnrolledAt, k.StatusAt, k.LastSeen, k.Status = utc(&enrolled), utc(&statusAt), utc(lastSeen), store.KioskStatus(status)
+	return err
+}
+
+// EnrollKiosk implements store.KioskStore.
+func (s *Store) EnrollKiosk(ctx context.Context, k store.Kiosk) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	k.EnrolledAt = store.Time(k.EnrolledAt)
+	return s.tx(ctx, "enroll kiosk", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO kiosks (`+kioskColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $9, NULL)`,
+			k.ID, k.StoreName, k.StoreCode, k.Chain, k.Prefecture, k.Region, k.CertSerial, k.CertSHA256, k.EnrolledAt, string(store.KioskActive))
+		switch {
+		case isUniqueViolation(err, "kiosks_pkey"):
+			return fmt.Errorf("%w: kiosk %s is already enrolled", store.ErrExists, k.ID)
+		case isUniqueViolation(err, ""):
+			return fmt.Errorf("%w: the client certificate of kiosk %s is already enrolled for another kiosk", store.ErrExists, k.ID)
+		}
+		return err
+	})
+}
+
+// Kiosk implements store.KioskStore.
+func (s *Store) Kiosk(ctx context.Context, id string) (store.Kiosk, error) {
+	return s.kioskWhere(ctx, "id", id, fmt.Sprintf("kiosk %q", id))
+}
+
+// KioskByCertificate implements store.KioskStore.
+func (s *Store) KioskByCertificate(ctx context.Context, sha256Hex string) (store.Kiosk, error) {
+	return s.kioskWhere(ctx, "cert_sha256", sha256Hex, "no kiosk has this client certificate")
+}
+
+func (s *Store) kioskWhere(ctx context.Context, column, v, notFound string) (store.Kiosk, error) {
+	var k store.Kiosk
+	if err := s.check(ctx); err != nil {
+		return k, err
+	}
+	err := scanKiosk(s.pool.QueryRow(ctx, `SELECT `+kioskColumns+` FROM kiosks WHERE `+column+` = $1`, v), &k)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Kiosk{}, fmt.Errorf("%w: %s", store.ErrNotFound, notFound)
+	}
+	return k, s.result(ctx, "read kiosk", err)
+}
+
+// ListKiosks implements store.KioskStore.
+func (s *Store) ListKiosks(ctx context.Context) ([]store.Kiosk, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+kioskColumns+` FROM kiosks ORDER BY id`)
+	if err != nil {
+		return nil, s.result(ctx, "list kiosks", err)
+	}
+	out, err := collect(ctx, rows, func(r pgx.Rows, k *store.Kiosk) error { return scanKiosk(r, k) })
+	return out, s.result(ctx, "list kiosks", err)
+}
+
+// SetKioskStatus implements store.KioskStore. Every instance hears of the
+// change through WatchChanges.
+func (s *Store) SetKioskStatus(ctx context.Context, id string, status store.KioskStatus, reason string, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("%w: kiosk status time is required", store.ErrInvalid)
+	}
+	return s.tx(ctx, "set kiosk status", func(tx pgx.Tx) error {
+		var from string
+		err := tx.QueryRow(ctx, `SELECT status FROM kiosks WHERE id = $1 FOR UPDATE`, id).Scan(&from)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: kiosk %q", store.ErrNotFound, id)
+		} else if err != nil {
+			return err
+		}
+		if err := store.CheckKioskStatusChange(store.KioskStatus(from), status, reason); err != nil {
+			return fmt.Errorf("kiosk %s: %s → %s: %w", id, from, status, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiosks SET status = $2, status_reason = $3, status_at = $4 WHERE id = $1`,
+			id, string(status), reason, store.Time(at)); err != nil {
+			return err
+		}
+		return notify(ctx, tx, store.ChangeKiosk, id)
+	})
+}
+
+// TouchKiosk implements store.KioskStore.
+func (s *Store) TouchKiosk(ctx context.Context, id string, at time.Time) error {
+	at = store.Time(at)
+	if at.IsZero() {
+		return fmt.Errorf("%w: last-seen time is required", store.ErrInvalid)
+	}
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	// One statement: moves last_seen forward only, and says whether the
+	// kiosk exists.
+	var exists bool
+	err := s.pool.QueryRow(ctx, `WITH u AS (
+			UPDATE kiosks SET last_seen = $2 WHERE id = $1 AND (last_seen IS NULL OR last_seen < $2) RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM kiosks WHERE id = $1)`, id, at).Scan(&exists)
+	if err != nil {
+		return s.result(ctx, "touch kiosk", err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: kiosk %q", store.ErrNotFound, id)
+	}
+	return nil
+}
