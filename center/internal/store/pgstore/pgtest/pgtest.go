@@ -302,7 +302,8 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 	}
 	defer c.Close(context.Background())
 	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE template0"
-	if c.PgConn().ParameterStatus("server_version") >= "15" && !s.opts.Durable {
+	major, _ := strconv.Atoi(strings.FieldsFunc(c.PgConn().ParameterStatus("server_version"), func(r rune) bool { return r < '0' || r > '9' })[0])
+	if major >= 15 && !s.opts.Durable {
 		create += " STRATEGY FILE_COPY"
 	}
 	if _, err := c.Exec(ctx, create); err != nil {
