@@ -62,8 +62,8 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 	slices.Sort(seqs)
 	var (
 		cols = struct {
-			seq, copies, latency                                                      []int64
-			times                                                                     []time.Time
+			seq, copies, latency                                                       []int64
+			times                                                                      []time.Time
 			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source []string
 		}{}
 		counts = map[dailyKey][2]int64{}
