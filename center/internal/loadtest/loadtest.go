@@ -326,14 +326,21 @@ func (r *runner) one(card Card, fault Fault) Result {
 	// Printed: report the outcome and wait for the Ack.
 	var perr *protocol.Error
 	var err error
-	for {
+	for settleRetries := 0; ; {
 		perr, err = r.settle(req)
-		if err == nil || errors.Is(err, errBinding) || reconnects >= r.cfg.Reconnects {
-			break
+		switch {
+		case err != nil && !errors.Is(err, errBinding) && reconnects < r.cfg.Reconnects:
+			reconnects++
+			res.Retries = append(res.Retries, ErrCodeConnection)
+			r.reconnectPause(reconnects)
+			continue
+		case err == nil && perr != nil && perr.Retryable && settleRetries < r.cfg.Retries:
+			settleRetries++
+			res.Retries = append(res.Retries, string(perr.Code))
+			time.Sleep(time.Duration(20*settleRetries) * time.Millisecond)
+			continue
 		}
-		reconnects++
-		res.Retries = append(res.Retries, ErrCodeConnection)
-		r.reconnectPause(reconnects)
+		break
 	}
 	switch {
 	case errors.Is(err, errBinding):
