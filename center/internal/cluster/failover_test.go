@@ -20,6 +20,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store/pgstore"
 	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgtest"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
+	"github.com/kioskcert/kioskcert/pkg/shc"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -128,6 +129,30 @@ func TestFailover(t *testing.T) {
 
 	// run drives the kiosks through haproxy (requests each, or for a
 	// duration when requests is 0) while during breaks something.
+	t.Run("KeyRotationReachesEveryInstance", func(t *testing.T) {
+		k, card := c.Kiosks[1], c.Cards[1][0]
+		before := issueDirect(t, ctx, c.Instances[0].KioskAddr, k, card)
+		kid, err := c.Ops(c.Instances[1], "failover-test").RotateSHCKey(ctx, admin.Actor{Operator: "failover-test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kid == before {
+			t.Fatalf("rotation kept key %s", kid)
+		}
+		start := time.Now()
+		for {
+			got := issueDirect(t, ctx, c.Instances[0].KioskAddr, k, card)
+			if got == kid {
+				t.Logf("key rotated through %s signs on %s after %v", c.Instances[1].ID, c.Instances[0].ID, time.Since(start))
+				break
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Fatalf("%s still signs with %s 3 s after the rotation to %s on %s", c.Instances[0].ID, got, kid, c.Instances[1].ID)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 	run := func(t *testing.T, requests int, duration time.Duration, retries int, during func()) (*loadtest.Report, time.Time) {
 		t.Helper()
 		since := time.Now()
@@ -251,6 +276,51 @@ func TestFailover(t *testing.T) {
 			}
 		}
 	})
+}
+
+// issueDirect is one kiosk request straight to an instance (no load
+// balancer); it returns the key ID of the SMART Health Card it got.
+func issueDirect(t *testing.T, ctx context.Context, addr string, k loadtest.Kiosk, card loadtest.Card) string {
+	t.Helper()
+	d := websocket.Dialer{TLSClientConfig: k.TLS.Clone(), HandshakeTimeout: 5 * time.Second}
+	ws, _, err := d.DialContext(ctx, "wss://"+addr+server.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	req := protocol.Issue{RequestID: protocol.NewRequestID(), Municipality: card.Municipality, Kind: card.Kind, Copies: 1, Card: card.Raw}
+	b, err := protocol.Encode(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := protocol.Decode(b, protocol.MaxCenterFrame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case protocol.CertificateResponse:
+			jws, err := shc.DecodeQR(m.Certificates[0].SHC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := shc.ParseJWS(jws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return parsed.Kid
+		case *protocol.Error:
+			t.Fatalf("issue: %s", m.Code)
+		}
+	}
 }
 
 func get(t *testing.T, ctx context.Context, url string) string {
