@@ -427,3 +427,13 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// PID is the postmaster's process ID (0 when stopped).
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
