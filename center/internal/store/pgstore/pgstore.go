@@ -241,8 +241,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // unavailable marks errors that mean the database cannot be reached (or is
 // shutting down) with store.ErrUnavailable, so the center answers
 // "unavailable" and the kiosk retries.
+//
+// A deadline reaching here is the store's own (the committer's write
+// timeout, a connect timeout): callers' cancelled contexts are answered
+// with the context's error before. A database that hangs is unavailable.
 func unavailable(err error) error {
-	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	if isUnavailable(err) {
