@@ -330,14 +330,6 @@ func (s *Store) result(ctx context.Context, what string, err error) error {
 	return wrap(what, err)
 }
 
-// nullTime maps the zero time to NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}
-
 // utc converts a scanned time to UTC (the zero time stays zero).
 func utc(t *time.Time) time.Time {
 	if t == nil || t.IsZero() {
