@@ -244,7 +244,7 @@ func TestFailover(t *testing.T) {
 		pids := []int{c.Instances[0].PID(), c.Instances[1].PID()}
 		time.Sleep(time.Second) // haproxy's health check sees it back
 		var down time.Duration
-		rep, since := run(t, 0, 7*time.Second, 2, func() {
+		rep, since := run(t, 0, 10*time.Second, 2, func() {
 			time.Sleep(1500 * time.Millisecond)
 			start := time.Now()
 			if err := srv.StopServer(); err != nil {
