@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -212,28 +213,37 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	return res, nil
 }
 
-// treeCPU sums the CPU seconds of a process and its children (the
-// PostgreSQL postmaster and its backends).
+// treeCPU is the CPU seconds of a process and its children: its own
+// time, the time of the children it has reaped (PostgreSQL's backends that
+// ended), and the time of the children alive now.
 func treeCPU(pid int) float64 {
-	entries, _ := os.ReadDir("/proc")
-	total := 0.0
-	for _, e := range entries {
-		var p int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &p); err != nil {
-			continue
-		}
+	fields := func(p int) []string {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
 		if err != nil {
+			return nil
+		}
+		s := string(b)
+		return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	}
+	ticks := func(f []string, from, to int) float64 {
+		t := 0.0
+		for i := from; i <= to && i < len(f); i++ {
+			v, _ := strconv.ParseFloat(f[i], 64)
+			t += v
+		}
+		return t / 100
+	}
+	// Fields after the name: state(0) ppid(1) … utime(11) stime(12)
+	// cutime(13) cstime(14).
+	total := ticks(fields(pid), 11, 14)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p == pid {
 			continue
 		}
-		// Fields after the command name: state ppid …
-		s := string(b)
-		rest := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		var ppid int
-		fmt.Sscanf(rest[1], "%d", &ppid)
-		if p == pid || ppid == pid {
-			v, _, _ := loadtest.ProcStat(p)
-			total += v
+		if f := fields(p); len(f) > 14 && f[1] == strconv.Itoa(pid) {
+			total += ticks(f, 11, 12)
 		}
 	}
 	return total
