@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgtest"
 	"github.com/kioskcert/kioskcert/center/internal/store/storetest"
@@ -142,9 +140,7 @@ func TestInstancesShareRegister(t *testing.T) {
 func TestWatchChanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	url := pgtest.NewDatabase(t)
 	a := openTemp(t, Options{})
-	_ = url
 	b, err := Open(ctx, a.url, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -266,5 +262,3 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("requests after a failed claim: %d (%v), want 0", n, err)
 	}
 }
-
-var _ = pgx.ErrNoRows
