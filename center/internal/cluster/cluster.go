@@ -196,6 +196,9 @@ func Setup(ctx context.Context, opts Options) (*Cluster, error) {
 			}
 		}
 		icfg.KioskListen, icfg.PublicListen, icfg.OpsListen = in.KioskAddr, in.PublicAddr, in.OpsAddr
+		// The test's kiosks issue far faster than a kiosk with a resident
+		// at it: raise the per-kiosk limits as the national load test does.
+		icfg.Limits.KioskIssueRate, icfg.Limits.KioskIssueBurst, icfg.Limits.DistinctResidentsPerHour = 100, 100, 1<<20
 		if opts.IssueTimeout > 0 {
 			icfg.IssueTimeout.Duration = opts.IssueTimeout
 		}

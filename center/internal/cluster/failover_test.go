@@ -129,6 +129,62 @@ func TestFailover(t *testing.T) {
 
 	// run drives the kiosks through haproxy (requests each, or for a
 	// duration when requests is 0) while during breaks something.
+	t.Run("OneRequestOneCertificateAcrossInstances", func(t *testing.T) {
+		k, card := c.Kiosks[2], c.Cards[2][0]
+		// The same request sent to both instances at once: one issues,
+		// the other answers with the same certificate.
+		req := protocol.Issue{RequestID: protocol.NewRequestID(), Municipality: card.Municipality, Kind: card.Kind, Copies: 1, Card: card.Raw}
+		type answer struct {
+			resp *protocol.CertificateResponse
+			err  error
+		}
+		answers := make(chan answer, 2)
+		for _, in := range c.Instances {
+			go func() {
+				resp, err := send(ctx, in.KioskAddr, k, req)
+				answers <- answer{resp, err}
+			}()
+		}
+		var got []*protocol.CertificateResponse
+		for range 2 {
+			a := <-answers
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			got = append(got, a.resp)
+		}
+		if got[0].Certificates[0].ID != got[1].Certificates[0].ID || got[0].Certificates[0].SHC != got[1].Certificates[0].SHC {
+			t.Errorf("the two instances answered one request with certificates %s and %s", got[0].Certificates[0].ID, got[1].Certificates[0].ID)
+		}
+		if got[0].Replayed == got[1].Replayed {
+			t.Errorf("replayed flags %v and %v, want one issue and one replay", got[0].Replayed, got[1].Replayed)
+		}
+		// A kiosk that lost its instance repeats the request elsewhere:
+		// the replay, whichever instance it reaches.
+		for _, in := range c.Instances {
+			again, err := send(ctx, in.KioskAddr, k, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !again.Replayed || again.Certificates[0].ID != got[0].Certificates[0].ID {
+				t.Errorf("repeat through %s: replayed %v, certificate %s; want the replay of %s", in.ID, again.Replayed, again.Certificates[0].ID, got[0].Certificates[0].ID)
+			}
+		}
+		evs, err := audit.Events(ctx, store.EventQuery{RequestID: req.RequestID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		issued := 0
+		for _, e := range evs {
+			if e.Type == store.EventIssued {
+				issued++
+			}
+		}
+		if issued != 1 {
+			t.Errorf("%d issued events for one request sent to two instances, want 1", issued)
+		}
+	})
+
 	t.Run("KeyRotationReachesEveryInstance", func(t *testing.T) {
 		k, card := c.Kiosks[1], c.Cards[1][0]
 		before := issueDirect(t, ctx, c.Instances[0].KioskAddr, k, card)
@@ -282,43 +338,58 @@ func TestFailover(t *testing.T) {
 // balancer); it returns the key ID of the SMART Health Card it got.
 func issueDirect(t *testing.T, ctx context.Context, addr string, k loadtest.Kiosk, card loadtest.Card) string {
 	t.Helper()
+	req := protocol.Issue{RequestID: protocol.NewRequestID(), Municipality: card.Municipality, Kind: card.Kind, Copies: 1, Card: card.Raw}
+	resp, err := send(ctx, addr, k, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := shc.DecodeQR(resp.Certificates[0].SHC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := shc.ParseJWS(jws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed.Kid
+}
+
+// send sends one Issue straight to an instance as kiosk k and returns the
+// certificate response.
+func send(ctx context.Context, addr string, k loadtest.Kiosk, req protocol.Issue) (*protocol.CertificateResponse, error) {
 	d := websocket.Dialer{TLSClientConfig: k.TLS.Clone(), HandshakeTimeout: 5 * time.Second}
 	ws, _, err := d.DialContext(ctx, "wss://"+addr+server.Path, nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer ws.Close()
-	req := protocol.Issue{RequestID: protocol.NewRequestID(), Municipality: card.Municipality, Kind: card.Kind, Copies: 1, Card: card.Raw}
 	b, err := protocol.Encode(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ws.SetReadDeadline(time.Now().Add(15 * time.Second))
 	for {
 		_, b, err := ws.ReadMessage()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		m, err := protocol.Decode(b, protocol.MaxCenterFrame)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		switch m := m.(type) {
 		case protocol.CertificateResponse:
-			jws, err := shc.DecodeQR(m.Certificates[0].SHC)
-			if err != nil {
-				t.Fatal(err)
+			if m.RequestID != req.RequestID || m.CardDigest != protocol.CardDigest(req.Card) {
+				return nil, fmt.Errorf("answer for request %s, sent %s", m.RequestID, req.RequestID)
 			}
-			parsed, err := shc.ParseJWS(jws)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return parsed.Kid
+			return &m, nil
 		case *protocol.Error:
-			t.Fatalf("issue: %s", m.Code)
+			if m.RequestID == req.RequestID {
+				return nil, m
+			}
 		}
 	}
 }
