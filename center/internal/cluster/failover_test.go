@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +65,24 @@ func TestFailover(t *testing.T) {
 		}
 		t.Cleanup(in.Kill)
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// The instances' logs (no personal data by design) say why.
+		for _, in := range c.Instances {
+			b, _ := os.ReadFile(filepath.Join(in.Dir, "center.log"))
+			var lines []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("last warnings and errors of %s:\n%s", in.ID, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+		t.Logf("haproxy's log:\n%s", b)
+	})
 	lb, err := StartHAProxy(ctx, dir, []string{c.Instances[0].KioskAddr, c.Instances[1].KioskAddr})
 	if err != nil {
 		t.Fatal(err)

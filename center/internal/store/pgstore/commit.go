@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 // report refusals through captured results, not errors: an error aborts
 // the whole transaction.
 type writeOp struct {
+	ctx  context.Context // the caller's: an op whose caller gave up is left out
 	run  func(ctx context.Context, tx pgx.Tx, b *batch) error
 	done chan error
 }
@@ -150,10 +152,13 @@ func newSoloCommitter(pool *pgxpool.Pool, timeout time.Duration) *committer {
 }
 
 // do runs fn in a (shared) transaction and returns once it committed or
-// failed. The caller's context was checked before; the transaction has its
-// own deadline, so an acknowledged write is always a committed one.
-func (c *committer) do(fn func(ctx context.Context, tx pgx.Tx, b *batch) error) error {
-	op := &writeOp{run: fn, done: make(chan error, 1)}
+// failed, or once the caller's ctx ended. An operation whose caller gave up
+// before its batch started is left out; one whose caller gives up while
+// its batch commits may still commit, as a write whose acknowledgement was
+// lost may with any database (the request register's take-over and replay
+// cover that). Nothing is ever acknowledged that did not commit.
+func (c *committer) do(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx, b *batch) error) error {
+	op := &writeOp{ctx: ctx, run: fn, done: make(chan error, 1)}
 	if c.solo {
 		c.runBatch([]*writeOp{op})
 		return <-op.done
@@ -169,7 +174,12 @@ func (c *committer) do(fn func(ctx context.Context, tx pgx.Tx, b *batch) error) 
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return <-op.done
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the database: %w", ctx.Err())
+	}
 }
 
 func (c *committer) loop() {
@@ -208,6 +218,17 @@ func (c *committer) close() {
 }
 
 func (c *committer) runBatch(ops []*writeOp) {
+	live := ops[:0:0]
+	for _, op := range ops {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
+		live = append(live, op)
+	}
+	if ops = live; len(ops) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	err := c.try(ctx, ops)
@@ -251,9 +272,15 @@ func (s *Store) write(ctx context.Context, what string, fn func(ctx context.Cont
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	err := s.group.do(fn)
+	err := s.group.do(ctx, fn)
 	if errors.Is(err, errClosed) {
 		return err
+	}
+	if ctx.Err() != nil && err != nil {
+		// The caller's deadline passed waiting for the database: the
+		// database is too slow to serve, which the center answers as
+		// unavailable.
+		return fmt.Errorf("pgstore: %s: %w: %w", what, store.ErrUnavailable, err)
 	}
 	return s.result(context.Background(), what, err)
 }
