@@ -47,14 +47,14 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 }
 
 const eventColumns = `seq, time, type, kiosk_id, store_code, municipality, kind, copies, certificate_id,
-	request_id, result, latency_ns, operator, source`
+	request_id, result, latency_ns, operator, source, prev_hash, hash`
 
 func scanEvent(row pgx.Row, e *store.Event) error {
 	var seq, latency int64
 	var at time.Time
 	var typ, kind string
 	err := row.Scan(&seq, &at, &typ, &e.KioskID, &e.StoreCode, &e.Municipality, &kind, &e.Copies, &e.CertificateID,
-		&e.RequestID, &e.Result, &latency, &e.Operator, &e.Source)
+		&e.RequestID, &e.Result, &latency, &e.Operator, &e.Source, &e.PrevHash, &e.Hash)
 	e.Seq, e.Time, e.Type, e.Kind, e.Latency = uint64(seq), utc(&at), store.EventType(typ), certificate.Kind(kind), time.Duration(latency)
 	return err
 }
@@ -122,4 +122,65 @@ func (s *Store) DailyCounts(ctx context.Context, firstDay, lastDay string) ([]st
 		return err
 	})
 	return out, s.result(ctx, "read settlement counts", err)
+}
+
+// EventsBySeq implements store.AuditLog.
+func (s *Store) EventsBySeq(ctx context.Context, from uint64, limit int) ([]store.Event, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2`,
+		int64(min(from, 1<<62)), store.EventQuery{Limit: limit}.EffectiveLimit())
+	if err != nil {
+		return nil, s.result(ctx, "read audit events", err)
+	}
+	out, err := collect(ctx, rows, func(r pgx.Rows, e *store.Event) error { return scanEvent(r, e) })
+	return out, s.result(ctx, "read audit events", err)
+}
+
+// AuditHead implements store.AuditLog.
+func (s *Store) AuditHead(ctx context.Context) (uint64, string, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, "", err
+	}
+	var seq int64
+	var hash string
+	if err := s.pool.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
+		return 0, "", s.result(ctx, "read the audit head", err)
+	}
+	return uint64(seq), hash, nil
+}
+
+// PutCheckpoint implements store.AuditLog.
+func (s *Store) PutCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	return s.tx(ctx, "put audit checkpoint", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (seq) DO NOTHING`, int64(c.Seq), c.Hash, store.Time(c.Time), c.KeyID, c.Signature)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("%w: a checkpoint at sequence %d", store.ErrExists, c.Seq)
+		}
+		return err
+	})
+}
+
+// Checkpoints implements store.AuditLog.
+func (s *Store) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq`)
+	if err != nil {
+		return nil, s.result(ctx, "read audit checkpoints", err)
+	}
+	out, err := collect(ctx, rows, func(r pgx.Rows, c *store.Checkpoint) error {
+		var seq int64
+		var at time.Time
+		err := r.Scan(&seq, &c.Hash, &at, &c.KeyID, &c.Signature)
+		c.Seq, c.Time = uint64(seq), utc(&at)
+		return err
+	})
+	return out, s.result(ctx, "read audit checkpoints", err)
 }

@@ -46,33 +46,39 @@ const counterShards = 16
 
 type dailyKey struct{ day, municipality, typ, kind string }
 
-// flush inserts the batch's events and adds them to the settlement
-// counters: two round trips whatever the batch's size.
+// flush appends the batch's events to the hash chain and adds them to
+// the settlement counters: two round trips whatever the batch's size.
+//
+// The chain's head row is locked first and held to the commit: appends
+// from every connection and every instance take their sequence numbers and
+// hashes one batch after another, so the chain has no holes and follows
+// commit order. It is the last lock a batch takes but for the counters,
+// which every batch takes after it, so batches cannot deadlock on it. The
+// lock is what makes group commit matter here: one holder per commit, many
+// events per holder.
 func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 	n := len(b.events)
 	if n == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, "SELECT nextval('audit_seq') FROM generate_series(1, $1)", n)
-	if err != nil {
+	var head int64
+	var prev string
+	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").Scan(&head, &prev); err != nil {
 		return err
 	}
-	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return err
-	}
-	slices.Sort(seqs)
 	var (
 		cols = struct {
-			seq, copies, latency                                                       []int64
-			times                                                                      []time.Time
-			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source []string
+			seq, copies, latency                                                                       []int64
+			times                                                                                      []time.Time
+			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source, prevHash, hash []string
 		}{}
 		counts = map[dailyKey][2]int64{}
 	)
 	for i, e := range b.events {
-		e.Seq = uint64(seqs[i])
-		cols.seq = append(cols.seq, seqs[i])
+		e.Seq = uint64(head) + uint64(i) + 1
+		e.Hash, e.PrevHash = store.ChainHash(prev, *e), prev
+		prev = e.Hash
+		cols.seq = append(cols.seq, int64(e.Seq))
 		cols.times = append(cols.times, e.Time)
 		cols.typ = append(cols.typ, string(e.Type))
 		cols.kiosk = append(cols.kiosk, e.KioskID)
@@ -86,6 +92,8 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 		cols.latency = append(cols.latency, int64(e.Latency))
 		cols.operator = append(cols.operator, e.Operator)
 		cols.source = append(cols.source, e.Source)
+		cols.prevHash = append(cols.prevHash, e.PrevHash)
+		cols.hash = append(cols.hash, e.Hash)
 		if e.Municipality != "" {
 			k := dailyKey{store.SettlementDay(e.Time), e.Municipality, string(e.Type), string(e.Kind)}
 			c := counts[k]
@@ -94,11 +102,13 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 	}
 	var pb pgx.Batch
 	pb.Queue(`INSERT INTO audit_events (seq, time, type, kiosk_id, store_code, municipality, kind, copies,
-			certificate_id, request_id, result, latency_ns, operator, source)
+			certificate_id, request_id, result, latency_ns, operator, source, prev_hash, hash)
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-			$7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[])`,
+			$7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[],
+			$15::text[], $16::text[])`,
 		cols.seq, cols.times, cols.typ, cols.kiosk, cols.storeCode, cols.muni, cols.kind, cols.copies,
-		cols.certID, cols.reqID, cols.result, cols.latency, cols.operator, cols.source)
+		cols.certID, cols.reqID, cols.result, cols.latency, cols.operator, cols.source, cols.prevHash, cols.hash)
+	pb.Queue("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", int64(head)+int64(n), prev)
 	if len(counts) > 0 {
 		keys := make([]dailyKey, 0, len(counts))
 		for k := range counts {

@@ -30,35 +30,42 @@ func (s *Store) EnrollKiosk(ctx context.Context, k store.Kiosk) error {
 		return err
 	}
 	k.EnrolledAt = store.Time(k.EnrolledAt)
-	return s.tx(ctx, "enroll kiosk", func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO kiosks (`+kioskColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $9, NULL)`,
-			k.ID, k.StoreName, k.StoreCode, k.Chain, k.Prefecture, k.Region, k.CertSerial, k.CertSHA256, k.EnrolledAt, string(store.KioskActive))
-		switch {
-		case isUniqueViolation(err, "kiosks_pkey"):
-			return fmt.Errorf("%w: kiosk %s is already enrolled", store.ErrExists, k.ID)
-		case isUniqueViolation(err, ""):
-			return fmt.Errorf("%w: the client certificate of kiosk %s is already enrolled for another kiosk", store.ErrExists, k.ID)
-		}
+	return s.tx(ctx, "enroll kiosk", func(tx pgx.Tx) error { return insertKiosk(ctx, tx, k) })
+}
+
+// insertKiosk adds an active kiosk and its certificate.
+func insertKiosk(ctx context.Context, tx pgx.Tx, k store.Kiosk) error {
+	_, err := tx.Exec(ctx, `INSERT INTO kiosks (`+kioskColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '', $9, NULL)`,
+		k.ID, k.StoreName, k.StoreCode, k.Chain, k.Prefecture, k.Region, k.CertSerial, k.CertSHA256, k.EnrolledAt, string(store.KioskActive))
+	if isUniqueViolation(err, "kiosks_pkey") {
+		return fmt.Errorf("%w: kiosk %s is already enrolled", store.ErrExists, k.ID)
+	} else if err != nil {
 		return err
-	})
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO kiosk_certs (cert_sha256, kiosk_id) VALUES ($1, $2)`, k.CertSHA256, k.ID)
+	if isUniqueViolation(err, "") {
+		return fmt.Errorf("%w: the client certificate of kiosk %s is already enrolled for another kiosk", store.ErrExists, k.ID)
+	}
+	return err
 }
 
 // Kiosk implements store.KioskStore.
 func (s *Store) Kiosk(ctx context.Context, id string) (store.Kiosk, error) {
-	return s.kioskWhere(ctx, "id", id, fmt.Sprintf("kiosk %q", id))
+	return s.kioskWhere(ctx, "id = $1", id, fmt.Sprintf("kiosk %q", id))
 }
 
-// KioskByCertificate implements store.KioskStore.
+// KioskByCertificate implements store.KioskStore: the kiosk's current
+// certificate or one it was renewed from.
 func (s *Store) KioskByCertificate(ctx context.Context, sha256Hex string) (store.Kiosk, error) {
-	return s.kioskWhere(ctx, "cert_sha256", sha256Hex, "no kiosk has this client certificate")
+	return s.kioskWhere(ctx, "id = (SELECT kiosk_id FROM kiosk_certs WHERE cert_sha256 = $1)", sha256Hex, "no kiosk has this client certificate")
 }
 
-func (s *Store) kioskWhere(ctx context.Context, column, v, notFound string) (store.Kiosk, error) {
+func (s *Store) kioskWhere(ctx context.Context, where, v, notFound string) (store.Kiosk, error) {
 	var k store.Kiosk
 	if err := s.check(ctx); err != nil {
 		return k, err
 	}
-	err := scanKiosk(s.pool.QueryRow(ctx, `SELECT `+kioskColumns+` FROM kiosks WHERE `+column+` = $1`, v), &k)
+	err := scanKiosk(s.pool.QueryRow(ctx, `SELECT `+kioskColumns+` FROM kiosks WHERE `+where, v), &k)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Kiosk{}, fmt.Errorf("%w: %s", store.ErrNotFound, notFound)
 	}
@@ -126,4 +133,37 @@ func (s *Store) TouchKiosk(ctx context.Context, id string, at time.Time) error {
 		return fmt.Errorf("%w: kiosk %q", store.ErrNotFound, id)
 	}
 	return nil
+}
+
+// RenewKioskCertificate implements store.KioskStore.
+func (s *Store) RenewKioskCertificate(ctx context.Context, id string, cert store.KioskCertificate, at time.Time) error {
+	if err := cert.Validate(); err != nil {
+		return err
+	}
+	if at.IsZero() {
+		return fmt.Errorf("%w: renewal time is required", store.ErrInvalid)
+	}
+	return s.tx(ctx, "renew kiosk certificate", func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, `SELECT status FROM kiosks WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: kiosk %q", store.ErrNotFound, id)
+		} else if err != nil {
+			return err
+		}
+		if status != string(store.KioskActive) {
+			return fmt.Errorf("store: kiosk %s is %s: %w", id, status, store.ErrTransition)
+		}
+		var owner string
+		err = tx.QueryRow(ctx, `INSERT INTO kiosk_certs (cert_sha256, kiosk_id) VALUES ($1, $2)
+			ON CONFLICT (cert_sha256) DO UPDATE SET kiosk_id = kiosk_certs.kiosk_id RETURNING kiosk_id`, cert.SHA256, id).Scan(&owner)
+		if err != nil {
+			return err
+		}
+		if owner != id {
+			return fmt.Errorf("%w: the client certificate is enrolled for another kiosk", store.ErrExists)
+		}
+		_, err = tx.Exec(ctx, `UPDATE kiosks SET cert_serial = $2, cert_sha256 = $3 WHERE id = $1`, id, cert.Serial, cert.SHA256)
+		return err
+	})
 }

@@ -10,12 +10,35 @@ CREATE TABLE kiosks (
     prefecture    text NOT NULL,
     region        text NOT NULL,
     cert_serial   text NOT NULL,
-    cert_sha256   text NOT NULL UNIQUE,
+    cert_sha256   text NOT NULL,
     enrolled_at   timestamptz NOT NULL,
     status        text NOT NULL,
     status_reason text NOT NULL,
     status_at     timestamptz NOT NULL,
     last_seen     timestamptz
+);
+
+-- Every client certificate a kiosk was enrolled or renewed with: a kiosk
+-- that lost the answer to its renewal still connects with the previous one
+-- until it expires. The primary key keeps a certificate to one kiosk.
+CREATE TABLE kiosk_certs (
+    cert_sha256 text PRIMARY KEY,
+    kiosk_id    text COLLATE "C" NOT NULL REFERENCES kiosks (id)
+);
+
+-- One-time enrollment codes (only their SHA-256).
+CREATE TABLE enrollment_codes (
+    kiosk_id   text COLLATE "C" PRIMARY KEY,
+    store_name text NOT NULL,
+    store_code text NOT NULL,
+    chain      text NOT NULL,
+    prefecture text NOT NULL,
+    region     text NOT NULL,
+    code_hash  text NOT NULL,
+    created    timestamptz NOT NULL,
+    expires    timestamptz NOT NULL,
+    used_at    timestamptz,
+    attempts   integer NOT NULL
 );
 
 CREATE TABLE municipalities (
@@ -39,9 +62,16 @@ CREATE TABLE signing_keys (
     status_at  timestamptz NOT NULL
 );
 
--- The audit log: append-only. seq comes from audit_seq, allocated by the
--- writer before the insert so a batch knows its numbers.
-CREATE SEQUENCE audit_seq AS bigint;
+-- The audit log: append-only, a hash chain in sequence order. seq and the
+-- hashes are assigned under the lock of audit_head's one row, so sequence
+-- numbers have no holes and the chain follows commit order across every
+-- center instance.
+CREATE TABLE audit_head (
+    id   integer PRIMARY KEY CHECK (id = 1),
+    seq  bigint NOT NULL,
+    hash text NOT NULL
+);
+INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 CREATE TABLE audit_events (
     seq            bigint PRIMARY KEY,
     time           timestamptz NOT NULL,
@@ -56,7 +86,9 @@ CREATE TABLE audit_events (
     result         text NOT NULL,
     latency_ns     bigint NOT NULL,
     operator       text NOT NULL,
-    source         text NOT NULL
+    source         text NOT NULL,
+    prev_hash      text NOT NULL,
+    hash           text NOT NULL
 );
 CREATE INDEX audit_events_time ON audit_events (time, seq);
 CREATE INDEX audit_events_kiosk ON audit_events (kiosk_id, time, seq) WHERE kiosk_id <> '';
@@ -75,6 +107,15 @@ CREATE TABLE audit_daily (
     events       bigint NOT NULL,
     copies       bigint NOT NULL,
     PRIMARY KEY (day, municipality, type, kind, shard)
+);
+
+-- Signed checkpoints of the chain's head.
+CREATE TABLE audit_checkpoints (
+    seq       bigint PRIMARY KEY,
+    hash      text NOT NULL,
+    time      timestamptz NOT NULL,
+    key_id    text NOT NULL,
+    signature bytea NOT NULL
 );
 
 CREATE TABLE revocations (
