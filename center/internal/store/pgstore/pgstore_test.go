@@ -15,7 +15,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func openTemp(t testing.TB, opts Options) *Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: a loaded CI machine can take long to start a backend.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := Open(ctx, pgtest.NewDatabase(t), opts)
 	if err != nil {
