@@ -22,10 +22,13 @@
 // since its last commit in one transaction: one commit (one WAL flush) for
 // many callers, each acknowledged only once that commit returned. While a
 // commit is in flight the next batch gathers, so a lone caller waits for no
-// timer. A batch's events get their sequence numbers in one round trip and
-// are inserted in one statement; settlement counters are summed per batch
-// and upserted in key order (no deadlock between batches), into one of
-// several shards per counter so instances rarely wait on one row.
+// timer. A batch's events take their sequence numbers and hashes (the
+// audit log is a hash chain, store.ChainHash) under the lock of the
+// chain's head row, held to the commit, so the chain has no holes and
+// follows commit order across every instance; they are inserted in one
+// statement. Settlement counters are summed per batch and upserted in key
+// order after the head (no deadlock between batches), into one of several
+// shards per counter.
 //
 // Refusals inside a batch (a request already claimed, a settlement already
 // recorded) are results, not errors, so they never abort the batch; if a
