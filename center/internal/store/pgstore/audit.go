@@ -47,14 +47,14 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 }
 
 const eventColumns = `seq, time, type, kiosk_id, store_code, municipality, kind, copies, certificate_id,
-	request_id, result, latency_ns, operator, source, prev_hash, hash`
+	request_id, result, latency_ns, operator, source, object, prev_hash, hash`
 
 func scanEvent(row pgx.Row, e *store.Event) error {
 	var seq, latency int64
 	var at time.Time
 	var typ, kind string
 	err := row.Scan(&seq, &at, &typ, &e.KioskID, &e.StoreCode, &e.Municipality, &kind, &e.Copies, &e.CertificateID,
-		&e.RequestID, &e.Result, &latency, &e.Operator, &e.Source, &e.PrevHash, &e.Hash)
+		&e.RequestID, &e.Result, &latency, &e.Operator, &e.Source, &e.Object, &e.PrevHash, &e.Hash)
 	e.Seq, e.Time, e.Type, e.Kind, e.Latency = uint64(seq), utc(&at), store.EventType(typ), certificate.Kind(kind), time.Duration(latency)
 	return err
 }
@@ -74,17 +74,36 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 		where = append(where, "time < "+arg(store.Time(q.To)))
 	}
 	// The "<> ''" terms let the planner use the partial indexes.
-	if q.KioskID != "" {
-		where = append(where, "kiosk_id = "+arg(q.KioskID), "kiosk_id <> ''")
+	for _, f := range []struct{ column, v string }{
+		{"kiosk_id", q.KioskID}, {"request_id", q.RequestID}, {"municipality", q.Municipality},
+		{"certificate_id", q.CertificateID}, {"operator", q.Operator},
+	} {
+		if f.v != "" {
+			where = append(where, f.column+" = "+arg(f.v), f.column+" <> ''")
+		}
 	}
-	if q.RequestID != "" {
-		where = append(where, "request_id = "+arg(q.RequestID), "request_id <> ''")
+	if q.Result != "" {
+		where = append(where, "result = "+arg(q.Result))
+	}
+	if q.Type != "" {
+		where = append(where, "type = "+arg(string(q.Type)))
+	}
+	order := " ORDER BY time, seq"
+	if q.Descending {
+		order = " ORDER BY time DESC, seq DESC"
+	}
+	if !q.After.IsZero() {
+		cmp := ">"
+		if q.Descending {
+			cmp = "<"
+		}
+		where = append(where, "(time, seq) "+cmp+" ("+arg(store.Time(q.After.Time))+"::timestamptz, "+arg(int64(min(q.After.Seq, 1<<62)))+"::bigint)")
 	}
 	sql := `SELECT ` + eventColumns + ` FROM audit_events`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
-	sql += " ORDER BY time, seq LIMIT " + arg(q.EffectiveLimit())
+	sql += order + " LIMIT " + arg(q.EffectiveLimit())
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, s.result(ctx, "read audit events", err)
@@ -183,4 +202,40 @@ func (s *Store) Checkpoints(ctx context.Context) ([]store.Checkpoint, error) {
 		return err
 	})
 	return out, s.result(ctx, "read audit checkpoints", err)
+}
+
+// SettlementCounts implements store.AuditLog: the printed events of the
+// settlement days asked for, grouped by period, municipality, the printing
+// kiosk's chain, kind and copies.
+func (s *Store) SettlementCounts(ctx context.Context, q store.SettlementQuery) ([]store.SettlementCount, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	first, _ := store.ParseDay(q.FirstDay)
+	last, _ := store.ParseDay(q.LastDay)
+	// Settlement days are Japan's dates: UTC+9 all year.
+	period := "to_char(e.time AT TIME ZONE 'UTC' + interval '9 hours', 'YYYY-MM-DD')"
+	if q.Monthly {
+		period = "to_char(e.time AT TIME ZONE 'UTC' + interval '9 hours', 'YYYY-MM')"
+	}
+	rows, err := s.pool.Query(ctx, `SELECT p, m, c, k, n, count FROM (SELECT `+period+` AS p, e.municipality AS m, coalesce(k.chain, '') AS c, e.kind AS k, e.copies AS n, count(*)
+		FROM audit_events e LEFT JOIN kiosks k ON k.id = e.kiosk_id
+		WHERE e.type = $1 AND e.municipality <> '' AND e.time >= $2 AND e.time < $3
+			AND ($4 = '' OR e.municipality = $4) AND ($5 = '' OR k.chain = $5)
+		GROUP BY 1, 2, 3, 4, 5) g
+		ORDER BY p COLLATE "C", m COLLATE "C", c COLLATE "C", k COLLATE "C", n`,
+		string(store.EventPrinted), first.UTC(), last.AddDate(0, 0, 1).UTC(), q.Municipality, q.Chain)
+	if err != nil {
+		return nil, s.result(ctx, "read settlement counts", err)
+	}
+	out, err := collect(ctx, rows, func(r pgx.Rows, c *store.SettlementCount) error {
+		var kind string
+		err := r.Scan(&c.Period, &c.Municipality, &c.Chain, &kind, &c.Copies, &c.Issuances)
+		c.Kind = certificate.Kind(kind)
+		return err
+	})
+	return out, s.result(ctx, "read settlement counts", err)
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,7 +71,7 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 		cols = struct {
 			seq, copies, latency                                                                       []int64
 			times                                                                                      []time.Time
-			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source, prevHash, hash []string
+			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source, object, prevHash, hash []string
 		}{}
 		counts = map[dailyKey][2]int64{}
 	)
@@ -92,6 +93,7 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 		cols.latency = append(cols.latency, int64(e.Latency))
 		cols.operator = append(cols.operator, e.Operator)
 		cols.source = append(cols.source, e.Source)
+		cols.object = append(cols.object, e.Object)
 		cols.prevHash = append(cols.prevHash, e.PrevHash)
 		cols.hash = append(cols.hash, e.Hash)
 		if e.Municipality != "" {
@@ -102,12 +104,12 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 	}
 	var pb pgx.Batch
 	pb.Queue(`INSERT INTO audit_events (seq, time, type, kiosk_id, store_code, municipality, kind, copies,
-			certificate_id, request_id, result, latency_ns, operator, source, prev_hash, hash)
+			certificate_id, request_id, result, latency_ns, operator, source, object, prev_hash, hash)
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
 			$7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[],
-			$15::text[], $16::text[])`,
+			$15::text[], $16::text[], $17::text[])`,
 		cols.seq, cols.times, cols.typ, cols.kiosk, cols.storeCode, cols.muni, cols.kind, cols.copies,
-		cols.certID, cols.reqID, cols.result, cols.latency, cols.operator, cols.source, cols.prevHash, cols.hash)
+		cols.certID, cols.reqID, cols.result, cols.latency, cols.operator, cols.source, cols.object, cols.prevHash, cols.hash)
 	pb.Queue("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", int64(head)+int64(n), prev)
 	if len(counts) > 0 {
 		keys := make([]dailyKey, 0, len(counts))
@@ -141,6 +143,9 @@ type committer struct {
 	maxBatch int
 	timeout  time.Duration
 	solo     bool
+
+	// Counters for CommitStats.
+	commits, writes, nanos atomic.Int64
 
 	mu      sync.Mutex
 	pending []*writeOp
@@ -241,7 +246,13 @@ func (c *committer) runBatch(ops []*writeOp) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
+	start := time.Now()
 	err := c.try(ctx, ops)
+	c.nanos.Add(int64(time.Since(start)))
+	if err == nil {
+		c.commits.Add(1)
+		c.writes.Add(int64(len(ops)))
+	}
 	if err == nil || len(ops) == 1 || isUnavailable(err) {
 		for _, op := range ops {
 			op.done <- err
@@ -274,6 +285,14 @@ func (c *committer) try(ctx context.Context, ops []*writeOp) error {
 		}
 	}
 	return err
+}
+
+// CommitStats reports the issuance path's transactions: how many committed,
+// the writes they carried, and the seconds spent running them (the app
+// exports them as metrics; writes per commit show the grouping).
+func (s *Store) CommitStats() (commits, writes int64, seconds float64) {
+	c := s.group
+	return c.commits.Load(), c.writes.Load(), time.Duration(c.nanos.Load()).Seconds()
 }
 
 // write runs fn through the committer after checking ctx, and maps errors

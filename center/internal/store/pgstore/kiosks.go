@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,4 +168,61 @@ func (s *Store) RenewKioskCertificate(ctx context.Context, id string, cert store
 		_, err = tx.Exec(ctx, `UPDATE kiosks SET cert_serial = $2, cert_sha256 = $3 WHERE id = $1`, id, cert.Serial, cert.SHA256)
 		return err
 	})
+}
+
+// QueryKiosks implements store.KioskStore: one page, in ID order, with the
+// number of kiosks matching in all.
+func (s *Store) QueryKiosks(ctx context.Context, q store.KioskQuery) (store.KioskPage, error) {
+	if err := q.Validate(); err != nil {
+		return store.KioskPage{}, err
+	}
+	if err := s.check(ctx); err != nil {
+		return store.KioskPage{}, err
+	}
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if q.IDPrefix != "" {
+		where = append(where, "left(id, "+strconv.Itoa(len([]rune(q.IDPrefix)))+") = "+arg(q.IDPrefix))
+	}
+	for _, f := range []struct{ column, v string }{
+		{"chain", q.Chain}, {"prefecture", q.Prefecture}, {"region", q.Region}, {"status", string(q.Status)},
+	} {
+		if f.v != "" {
+			where = append(where, f.column+" = "+arg(f.v))
+		}
+	}
+	if len(q.IDs) > 0 {
+		where = append(where, "id = ANY("+arg(q.IDs)+"::text[])")
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	var page store.KioskPage
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM kiosks`+cond, args...).Scan(&page.Total); err != nil {
+		return store.KioskPage{}, s.result(ctx, "count kiosks", err)
+	}
+	if q.After != "" {
+		if cond == "" {
+			cond = " WHERE "
+		} else {
+			cond += " AND "
+		}
+		cond += "id > " + arg(q.After)
+	}
+	limit := q.EffectiveLimit()
+	rows, err := s.pool.Query(ctx, `SELECT `+kioskColumns+` FROM kiosks`+cond+` ORDER BY id LIMIT `+arg(limit+1), args...)
+	if err != nil {
+		return store.KioskPage{}, s.result(ctx, "query kiosks", err)
+	}
+	ks, err := collect(ctx, rows, func(r pgx.Rows, k *store.Kiosk) error { return scanKiosk(r, k) })
+	if err != nil {
+		return store.KioskPage{}, s.result(ctx, "query kiosks", err)
+	}
+	if len(ks) > limit {
+		ks, page.More = ks[:limit], true
+	}
+	page.Kiosks = ks
+	return page, nil
 }

@@ -87,12 +87,16 @@ CREATE TABLE audit_events (
     latency_ns     bigint NOT NULL,
     operator       text NOT NULL,
     source         text NOT NULL,
+    object         text NOT NULL,
     prev_hash      text NOT NULL,
     hash           text NOT NULL
 );
 CREATE INDEX audit_events_time ON audit_events (time, seq);
 CREATE INDEX audit_events_kiosk ON audit_events (kiosk_id, time, seq) WHERE kiosk_id <> '';
 CREATE INDEX audit_events_request ON audit_events (request_id, time, seq) WHERE request_id <> '';
+CREATE INDEX audit_events_municipality ON audit_events (municipality, time, seq) WHERE municipality <> '';
+CREATE INDEX audit_events_certificate ON audit_events (certificate_id) WHERE certificate_id <> '';
+CREATE INDEX audit_events_operator ON audit_events (operator, time, seq) WHERE operator <> '';
 
 -- Settlement counters, updated in the transaction that appends the event.
 -- Each writer adds to one of several shards of a counter so concurrent
@@ -147,3 +151,21 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_claimed ON requests (claimed_at);
 CREATE INDEX requests_replay ON requests (finished_at) WHERE replay IS NOT NULL;
+
+-- Operator accounts: the store keeps each as a document it does not
+-- interpret (password hash, sealed second factor), keyed by its ID.
+CREATE TABLE operators (
+    id  text COLLATE "C" PRIMARY KEY,
+    doc jsonb NOT NULL
+);
+
+-- Operations API tokens: only their SHA-256.
+CREATE TABLE api_tokens (
+    id       text COLLATE "C" PRIMARY KEY,
+    operator text COLLATE "C" NOT NULL REFERENCES operators (id),
+    sha256   text NOT NULL UNIQUE,
+    label    text NOT NULL,
+    created  timestamptz NOT NULL,
+    expires  timestamptz,
+    revoked  timestamptz
+);
