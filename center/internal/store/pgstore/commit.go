@@ -69,8 +69,8 @@ func (b *batch) flush(ctx context.Context, tx pgx.Tx) error {
 	}
 	var (
 		cols = struct {
-			seq, copies, latency                                                                       []int64
-			times                                                                                      []time.Time
+			seq, copies, latency                                                                               []int64
+			times                                                                                              []time.Time
 			typ, kiosk, storeCode, muni, kind, certID, reqID, result, operator, source, object, prevHash, hash []string
 		}{}
 		counts = map[dailyKey][2]int64{}
