@@ -196,6 +196,12 @@ func Setup(ctx context.Context, opts Options) (*Cluster, error) {
 			}
 		}
 		icfg.KioskListen, icfg.PublicListen, icfg.OpsListen = in.KioskAddr, in.PublicAddr, in.OpsAddr
+		// The other listeners of each instance on ports of their own.
+		for _, l := range []*string{&icfg.EnrollListen, &icfg.ConsoleListen, &icfg.MetricsListen} {
+			if *l != "" {
+				*l = "127.0.0.1:0"
+			}
+		}
 		// The test's kiosks issue far faster than a kiosk with a resident
 		// at it: raise the per-kiosk limits as the national load test does.
 		icfg.Limits.KioskIssueRate, icfg.Limits.KioskIssueBurst, icfg.Limits.DistinctResidentsPerHour = 100, 100, 1<<20
@@ -339,7 +345,8 @@ func (in *Instance) Stop() error {
 	return err
 }
 
-// Ops returns an operations API client for the instance.
+// Ops returns an operations API client for the instance, acting as the
+// operator whose token Init wrote (keys/ops.token: "admin").
 func (c *Cluster) Ops(in *Instance, operator string) *opsclient.Client {
 	return &opsclient.Client{BaseURL: "http://" + in.OpsAddr, Token: c.Token, Operator: operator}
 }

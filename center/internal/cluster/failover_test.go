@@ -123,8 +123,8 @@ func TestFailover(t *testing.T) {
 		}
 		// Suspended through the other instance's operations API.
 		start := time.Now()
-		actor := admin.Actor{Operator: "failover-test"}
-		if _, err := c.Ops(c.Instances[1], "failover-test").SetKioskStatus(ctx, actor, k.ID, store.KioskSuspended, "investigation"); err != nil {
+		actor := admin.Actor{Operator: "admin"}
+		if _, err := c.Ops(c.Instances[1], "admin").SetKioskStatus(ctx, actor, k.ID, store.KioskSuspended, "investigation"); err != nil {
 			t.Fatal(err)
 		}
 		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -142,7 +142,7 @@ func TestFailover(t *testing.T) {
 			t.Errorf("the connection closed %v after the suspension, want within 2 s", elapsed)
 		}
 		t.Logf("suspended through %s; connection to %s closed after %v", c.Instances[1].ID, c.Instances[0].ID, elapsed)
-		if _, err := c.Ops(c.Instances[0], "failover-test").SetKioskStatus(ctx, actor, k.ID, store.KioskActive, ""); err != nil {
+		if _, err := c.Ops(c.Instances[0], "admin").SetKioskStatus(ctx, actor, k.ID, store.KioskActive, ""); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -208,7 +208,7 @@ func TestFailover(t *testing.T) {
 	t.Run("KeyRotationReachesEveryInstance", func(t *testing.T) {
 		k, card := c.Kiosks[1], c.Cards[1][0]
 		before := issueDirect(t, ctx, c.Instances[0].KioskAddr, k, card)
-		kid, err := c.Ops(c.Instances[1], "failover-test").RotateSHCKey(ctx, admin.Actor{Operator: "failover-test"})
+		kid, err := c.Ops(c.Instances[1], "admin").RotateSHCKey(ctx, admin.Actor{Operator: "admin"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -124,6 +124,12 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 		cfg.KeysDir = baseCfg.Path(baseCfg.KeysDir)
 		cfg.MasterKeyFile = filepath.Join(dir, baseCfg.MasterKeyFile)
 		cfg.Limits.MaxConns = o.Kiosks
+		// The other listeners of each instance on ports of their own.
+		for _, l := range []*string{&cfg.EnrollListen, &cfg.ConsoleListen, &cfg.MetricsListen} {
+			if *l != "" {
+				*l = "127.0.0.1:0"
+			}
+		}
 		if err := cfg.Write(cfgPath); err != nil {
 			return nil, err
 		}
