@@ -16,8 +16,8 @@
 // signing key rotated on any instance is loaded at once. The polling below
 // stays as the backstop (keys every KeyRefreshInterval); municipalities
 // are read from the store on every request. Each instance has an ID
-// (config instanceId) in its logs, its operations view and as the
-// center_instance label on every metric.
+// (config instanceId) in its logs, its operations view and in the metric
+// kioskcert_center_instance_info{center_instance, store}.
 package app
 
 import (
@@ -122,9 +122,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.registry = prometheus.NewRegistry()
-	// Every metric carries the instance, so a Prometheus scraping all
-	// instances tells them apart and sums across them.
-	reg := prometheus.WrapRegistererWith(prometheus.Labels{"center_instance": instance}, c.registry)
+	// Metrics keep their names and labels on every instance (Prometheus's
+	// target label tells scrapes apart; sums run across them); one info
+	// series names this instance.
+	reg := c.registry
 	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_center_audit_write_failures_total",
 		Help: "Audit and settlement events the store failed to record."})
 	reg.MustRegister(auditFailures)
@@ -196,7 +197,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	storeKind, _ := cfg.StoreLocation()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kioskcert_center_instance_info", Help: "Always 1; labels name this center instance and its store.",
-		ConstLabels: prometheus.Labels{"store": storeKind},
+		ConstLabels: prometheus.Labels{"center_instance": instance, "store": storeKind},
 	}, func() float64 { return 1 }))
 	centerCA, err := os.ReadFile(cfg.Path(cfg.KioskCAFile))
 	if err != nil {

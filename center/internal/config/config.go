@@ -49,7 +49,8 @@ type Config struct {
 	// client certificates (sslcert=, sslkey=).
 	Store string `json:"store,omitempty"`
 	// InstanceID names this center instance in the operations views,
-	// logs and metrics (label center_instance): 1-64 of [A-Za-z0-9._:-].
+	// logs and metrics (kioskcert_center_instance_info{center_instance}):
+	// 1-64 of [A-Za-z0-9._:-].
 	// Empty: the host name and the kiosk listener's port.
 	InstanceID string `json:"instanceId,omitempty"`
 
