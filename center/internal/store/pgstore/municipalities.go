@@ -10,10 +10,10 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
 
-const municipalityColumns = `code, name_ja, name_en, authority_ja, authority_en, participating`
+const municipalityColumns = `code, name_ja, name_en, authority_ja, authority_en, participating, kana, kind`
 
 func scanMunicipality(row pgx.Row, m *store.Municipality) error {
-	return row.Scan(&m.Code, &m.NameJa, &m.NameEn, &m.AuthorityJa, &m.AuthorityEn, &m.Participating)
+	return row.Scan(&m.Code, &m.NameJa, &m.NameEn, &m.AuthorityJa, &m.AuthorityEn, &m.Participating, &m.Kana, &m.Kind)
 }
 
 // UpsertMunicipality implements store.MunicipalityStore.
@@ -21,16 +21,37 @@ func (s *Store) UpsertMunicipality(ctx context.Context, m store.Municipality) er
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	return s.tx(ctx, "upsert municipality", func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO municipalities (`+municipalityColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (code) DO UPDATE SET name_ja = excluded.name_ja, name_en = excluded.name_en,
-				authority_ja = excluded.authority_ja, authority_en = excluded.authority_en, participating = excluded.participating`,
-			m.Code, m.NameJa, m.NameEn, m.AuthorityJa, m.AuthorityEn, m.Participating)
-		if err != nil {
+	return s.tx(ctx, "upsert municipality", func(tx pgx.Tx) error { return upsertMunicipality(ctx, tx, m) })
+}
+
+// UpsertMunicipalities writes ms in one transaction, all or none (the
+// national list's import, municipalitylist).
+func (s *Store) UpsertMunicipalities(ctx context.Context, ms []store.Municipality) error {
+	for i := range ms {
+		if err := ms[i].Validate(); err != nil {
 			return err
 		}
-		return notify(ctx, tx, store.ChangeMunicipality, m.Code)
+	}
+	return s.tx(ctx, "upsert municipalities", func(tx pgx.Tx) error {
+		for _, m := range ms {
+			if err := upsertMunicipality(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+func upsertMunicipality(ctx context.Context, tx pgx.Tx, m store.Municipality) error {
+	_, err := tx.Exec(ctx, `INSERT INTO municipalities (`+municipalityColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (code) DO UPDATE SET name_ja = excluded.name_ja, name_en = excluded.name_en,
+			authority_ja = excluded.authority_ja, authority_en = excluded.authority_en, participating = excluded.participating,
+			kana = excluded.kana, kind = excluded.kind`,
+		m.Code, m.NameJa, m.NameEn, m.AuthorityJa, m.AuthorityEn, m.Participating, m.Kana, m.Kind)
+	if err != nil {
+		return err
+	}
+	return notify(ctx, tx, store.ChangeMunicipality, m.Code)
 }
 
 // Municipality implements store.MunicipalityStore.

@@ -47,7 +47,9 @@ CREATE TABLE municipalities (
     name_en       text NOT NULL,
     authority_ja  text NOT NULL,
     authority_en  text NOT NULL,
-    participating boolean NOT NULL
+    participating boolean NOT NULL,
+    kana          text NOT NULL,
+    kind          text NOT NULL
 );
 
 CREATE TABLE signing_keys (
