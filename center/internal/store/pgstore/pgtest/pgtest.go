@@ -73,7 +73,14 @@ type Server struct {
 
 // root holds every server's directory; names start with the owning test
 // binary's process ID so a later Start can clean up after a killed binary.
-var root = filepath.Join(os.TempDir(), "kioskcert-pgtest")
+// As root it is under /tmp whatever $TMPDIR says: the postgres user must
+// be able to reach it, and a private $TMPDIR (mode 0700) would stop it.
+var root = func() string {
+	if os.Geteuid() == 0 {
+		return "/tmp/kioskcert-pgtest"
+	}
+	return filepath.Join(os.TempDir(), "kioskcert-pgtest")
+}()
 
 // Start initialises a new cluster and starts a server on it.
 func Start(opts Options) (*Server, error) {
