@@ -96,6 +96,8 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.KeySource.PINFile, "pkcs11-pin-file", "", "file holding the token PIN (mode 0600)")
 	fs.StringVar(&o.KeySource.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token PIN")
 	fs.IntVar(&o.KeySource.Sessions, "pkcs11-sessions", 0, "token sessions open at once (default 8)")
+	fs.StringVar(&o.Store, "store", "", "the store: bolt:PATH (default bolt:center.db) or a postgres:// URL shared by several instances")
+	fs.StringVar(&o.InstanceID, "instance-id", "", "this instance's ID in operations views and metrics (default: host name and kiosk port)")
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}

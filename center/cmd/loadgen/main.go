@@ -31,6 +31,16 @@
 // connections held, issuances a second, latency percentiles, errors by
 // code, the center's CPU per issuance and its ratio to the cryptographic
 // floor. The exit status is 1 when any answer was not bound to its request.
+//
+// Several center instances on one PostgreSQL (docs/DEPLOYMENT.md):
+//
+//	loadgen cluster [-dir out/cluster] [-instances 4] [-kiosks 60000] [-rate 400] [-duration 60s]
+//	                [-store postgres://…] [-center-bin bin/issuance-center]
+//
+// sets up a center on the store (a private PostgreSQL with fsync on when
+// -store is empty), starts -instances `issuance-center serve` processes on
+// it and one fleet process per instance, and prints the issuance rate,
+// latency and CPU per issuance across them.
 package main
 
 import (
@@ -58,6 +68,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "cluster" {
+		if err := clusterRun(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen cluster:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && (os.Args[1] == "national" || os.Args[1] == "worker") {
 		if err := sub(os.Args[1], os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)

@@ -51,6 +51,10 @@ type InitOptions struct {
 	// Empty means "admin". Create console accounts with AddOperator
 	// (`issuance-center operator add`).
 	Operator string
+	// Store is the config's store: "" (the bbolt default), "bolt:PATH" or
+	// a postgres:// URL. InstanceID is the config's instanceId.
+	Store      string
+	InstanceID string
 }
 
 // Production reports whether the options make a production center.
@@ -97,6 +101,7 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	}
 	cfg.KeySource = opts.KeySource
 	cfg.Demo = !opts.Production()
+	cfg.Store, cfg.InstanceID = opts.Store, opts.InstanceID
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}

@@ -6,6 +6,18 @@
 // status, statistics, audit, operator actions). It also runs the center's
 // housekeeping: key refresh (a rotation made on another instance) and the
 // request register's expiry.
+//
+// # Several instances
+//
+// Instances sharing one PostgreSQL store learn of each other's changes
+// through the store's change feed (store.Notifier, LISTEN/NOTIFY): a kiosk
+// suspended or revoked through any instance loses its connections on every
+// instance as soon as the notification arrives (milliseconds), and a
+// signing key rotated on any instance is loaded at once. The polling below
+// stays as the backstop (keys every KeyRefreshInterval); municipalities
+// are read from the store on every request. Each instance has an ID
+// (config instanceId) in its logs, its operations view and in the metric
+// kioskcert_center_instance_info{center_instance, store}.
 package app
 
 import (
@@ -76,6 +88,8 @@ type Center struct {
 	Checkpoints *auditlog.Checkpointer
 	// Enrollment enrolls kiosks by CSR and renews their certificates.
 	Enrollment *enrollment.Service
+	// Instance is this instance's ID (config.Config.Instance).
+	Instance string
 
 	log       *slog.Logger
 	registry  *prometheus.Registry
@@ -94,7 +108,9 @@ type Center struct {
 
 // Open opens the backend and keys named by cfg and builds the services.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, error) {
-	c := &Center{Config: cfg, log: log, listeners: map[string]net.Listener{}, Now: time.Now}
+	instance := cfg.Instance()
+	log = log.With("instance", instance)
+	c := &Center{Config: cfg, Instance: instance, log: log, listeners: map[string]net.Listener{}, Now: time.Now}
 	ok := false
 	defer func() {
 		if !ok {
@@ -106,9 +122,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		return nil, err
 	}
 	c.registry = prometheus.NewRegistry()
+	// Metrics keep their names and labels on every instance (Prometheus's
+	// target label tells scrapes apart; sums run across them); one info
+	// series names this instance.
+	reg := c.registry
 	auditFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "kioskcert_center_audit_write_failures_total",
 		Help: "Audit and settlement events the store failed to record."})
-	c.registry.MustRegister(auditFailures)
+	reg.MustRegister(auditFailures)
 	if cs, ok := c.Backend.Store.(interface {
 		CommitStats() (commits, writes int64, seconds float64)
 	}); ok {
@@ -120,7 +140,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 				return [3]float64{float64(c), float64(w), s}[i]
 			}
 		}
-		c.registry.MustRegister(
+		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commits_total", Help: "Store transactions committed on the issuance path (group commit)."}, stat(0)),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commit_writes_total", Help: "Writes carried by those transactions."}, stat(1)),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kioskcert_center_store_commit_seconds_total", Help: "Time spent committing them (work and fsync)."}, stat(2)),
@@ -172,8 +192,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if cfg.ConsoleListen != "" {
 		certs["console_tls"] = cfg.Path(cfg.ConsoleCertFile)
 	}
-	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newExpiryCollector(c.Store, certs))
+	storeKind, _ := cfg.StoreLocation()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kioskcert_center_instance_info", Help: "Always 1; labels name this center instance and its store.",
+		ConstLabels: prometheus.Labels{"center_instance": instance, "store": storeKind},
+	}, func() float64 { return 1 }))
 	centerCA, err := os.ReadFile(cfg.Path(cfg.KioskCAFile))
 	if err != nil {
 		return nil, fmt.Errorf("app: kiosk CA certificate: %w", err)
@@ -189,7 +214,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		KioskIssueRate: lim.KioskIssueRate, KioskIssueBurst: lim.KioskIssueBurst,
 		DistinctResidentsPerHour: lim.DistinctResidentsPerHour,
 		Renewer:                  c.Enrollment,
-		Log:                      log, Metrics: server.NewMetrics(c.registry),
+		Log:                      log, Metrics: server.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
@@ -241,7 +266,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 	if err := c.adoptLegacyToken(ctx); err != nil {
 		return nil, err
 	}
-	c.ops = opsapi.Handler(opsapi.Config{Auth: c.Auth, Store: c.Store, Admin: c.Admin, Accounts: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
+	c.ops = opsapi.Handler(opsapi.Config{Auth: c.Auth, Instance: instance, Store: c.Store, Admin: c.Admin, Accounts: c.Admin, Live: c.Server, Gatherer: c.registry, Log: log})
 	c.metrics = promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{})
 	if err := c.openConsole(u.Path); err != nil {
 		return nil, err
@@ -416,6 +441,10 @@ func (c *Center) Serve(ctx context.Context) error {
 	go func() { defer wg.Done(); c.Checkpoints.Run(hctx, CheckpointInterval) }()
 	go func() { defer wg.Done(); c.Signers.Run(hctx, KeyRefreshInterval) }()
 	go func() { defer wg.Done(); c.expireLoop(hctx) }()
+	if n, ok := c.Backend.Store.(store.Notifier); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.WatchChanges(hctx, func(ch store.Change) { c.onChange(hctx, ch) }) }()
+	}
 	run(func() error { return kiosk.Serve(kioskListener) })
 	run(func() error { return public.Serve(c.listeners["public"]) })
 	run(func() error { return ops.Serve(c.listeners["ops"]) })
@@ -453,6 +482,51 @@ func (c *Center) Serve(ctx context.Context) error {
 	stopHousekeeping()
 	wg.Wait()
 	return serveErr
+}
+
+// onChange acts on a change committed by any instance (store.Notifier).
+func (c *Center) onChange(ctx context.Context, ch store.Change) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	switch ch.Kind {
+	case store.ChangeKiosk:
+		c.checkKiosk(ctx, ch.ID)
+	case store.ChangeSigningKey:
+		c.refreshKeys(ctx)
+	case store.ChangeResync:
+		// Changes may have been missed while the feed was down: check
+		// every connected kiosk and the keys again.
+		for _, k := range c.Server.Live() {
+			if k.Connected {
+				c.checkKiosk(ctx, k.KioskID)
+			}
+		}
+		c.refreshKeys(ctx)
+	}
+}
+
+// checkKiosk closes the connections of a kiosk that is no longer active.
+func (c *Center) checkKiosk(ctx context.Context, id string) {
+	k, err := c.Store.Kiosk(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		c.log.Warn("kiosk changed elsewhere: lookup failed", "kiosk", id, "err", err)
+		return
+	case k.Status == store.KioskActive:
+		return
+	}
+	if n := c.Server.CloseKiosk(id); n > 0 {
+		c.log.Info("kiosk connections closed after a status change", "kiosk", id, "status", k.Status, "connections", n)
+	}
+}
+
+func (c *Center) refreshKeys(ctx context.Context) {
+	if changed, err := c.Signers.Refresh(ctx); err != nil {
+		c.log.Error("refresh signing keys after a change", "err", err)
+	} else if changed {
+		c.log.Info("signing keys reloaded after a change")
+	}
 }
 
 // expireLoop expires replays and old requests every ExpireInterval.

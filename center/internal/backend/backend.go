@@ -1,7 +1,9 @@
 // Package backend opens what a center keeps — the store and the encrypted
 // records — from the center's configuration, so that nothing above it
-// knows which database holds them. Today that is a pair of bbolt files
-// (the embedded default); a PostgreSQL backend plugs in here.
+// knows which database holds them. The store is a bbolt file (the embedded
+// default, config "store": "bolt:PATH") or PostgreSQL ("postgres://…",
+// shared by several center instances). The records are a bbolt file for
+// now, whichever the store.
 //
 // Records are reached through Records, the operations the center and its
 // operator procedures need, whatever the database.
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/records"
@@ -20,6 +23,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
+	"github.com/kioskcert/kioskcert/center/internal/store/pgstore"
 	"github.com/kioskcert/kioskcert/pkg/vaccine"
 )
 
@@ -60,8 +64,7 @@ func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
 		}
 	}()
 	lock := boltfile.Options{Timeout: cfg.LockTimeout.Duration}
-	// The store takes a commit per request step: keep commits small.
-	st, err := boltstore.Open(cfg.Path(cfg.StoreFile), boltfile.Options{Timeout: lock.Timeout, NoFreelistSync: true})
+	st, err := openStore(ctx, cfg, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +90,20 @@ func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
 	b.Records = vaultRecords{vault}
 	ok = true
 	return b, nil
+}
+
+// OpenTimeout bounds connecting to (and migrating) a PostgreSQL store.
+const OpenTimeout = 30 * time.Second
+
+func openStore(ctx context.Context, cfg *config.Config, lock boltfile.Options) (store.Store, error) {
+	kind, loc := cfg.StoreLocation()
+	if kind == config.StorePostgres {
+		ctx, cancel := context.WithTimeout(ctx, OpenTimeout)
+		defer cancel()
+		return pgstore.Open(ctx, loc, pgstore.Options{})
+	}
+	// The store takes a commit per request step: keep commits small.
+	return boltstore.Open(loc, boltfile.Options{Timeout: lock.Timeout, NoFreelistSync: true})
 }
 
 // Close closes everything Open opened.

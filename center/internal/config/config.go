@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,20 @@ type Config struct {
 	// (for a Prometheus that should not reach the operations API); it is
 	// always served on opsListen too.
 	MetricsListen string `json:"metricsListen,omitempty"`
+
+	// Store names the database of the center's store: "bolt:PATH" (the
+	// embedded default: a bbolt file, PATH relative to the config file's
+	// directory) or "postgres://…" (PostgreSQL, shared by several center
+	// instances; docs/DEPLOYMENT.md). Empty means "bolt:" + StoreFile, so
+	// configurations written before this field keep working. A PostgreSQL
+	// URL never holds a password: name a file with passfile=PATH, or use
+	// client certificates (sslcert=, sslkey=).
+	Store string `json:"store,omitempty"`
+	// InstanceID names this center instance in the operations views,
+	// logs and metrics (kioskcert_center_instance_info{center_instance}):
+	// 1-64 of [A-Za-z0-9._:-].
+	// Empty: the host name and the kiosk listener's port.
+	InstanceID string `json:"instanceId,omitempty"`
 
 	// Files (relative to the config file's directory).
 	StoreFile          string `json:"storeFile"`
@@ -252,6 +267,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s is required", name)
 		}
 	}
+	if err := c.validateStore(); err != nil {
+		return err
+	}
+	if c.InstanceID != "" && !isIdent(c.InstanceID, 64) {
+		return errors.New("instanceId must be 1-64 characters of [A-Za-z0-9._:-]")
+	}
 	switch {
 	case c.FeePerCopyYen < 0:
 		return errors.New("feePerCopyYen must not be negative")
@@ -269,6 +290,93 @@ func (c *Config) Validate() error {
 		return errors.New("limits must not be negative (zero takes the default)")
 	}
 	return nil
+}
+
+// Store kinds StoreURL returns.
+const (
+	StoreBolt     = "bolt"
+	StorePostgres = "postgres"
+)
+
+func (c *Config) validateStore() error {
+	switch kind, rest := c.storeKind(); kind {
+	case StoreBolt:
+		if rest == "" {
+			return errors.New("store \"bolt:\" needs a path (bolt:center.db)")
+		}
+	case StorePostgres:
+		u, err := url.Parse(c.Store)
+		if err != nil {
+			return errors.New("store is not a valid postgres:// URL")
+		}
+		if _, has := u.User.Password(); has || u.Query().Has("password") {
+			return errors.New("store URL holds a password; put it in a file named by passfile=PATH (mode 0600), or use client certificates (sslcert=, sslkey=)")
+		}
+	default:
+		return errors.New("store must be bolt:PATH or a postgres:// URL")
+	}
+	return nil
+}
+
+func (c *Config) storeKind() (kind, rest string) {
+	switch {
+	case c.Store == "":
+		return StoreBolt, c.StoreFile
+	case strings.HasPrefix(c.Store, "bolt:"):
+		return StoreBolt, strings.TrimPrefix(c.Store, "bolt:")
+	case strings.HasPrefix(c.Store, "postgres://"), strings.HasPrefix(c.Store, "postgresql://"):
+		return StorePostgres, c.Store
+	}
+	return "", ""
+}
+
+// StoreLocation returns the store's kind (StoreBolt or StorePostgres) and
+// where it is: the bbolt file's resolved path, or the PostgreSQL URL.
+func (c *Config) StoreLocation() (kind, location string) {
+	kind, rest := c.storeKind()
+	if kind == StoreBolt {
+		return kind, c.Path(rest)
+	}
+	return kind, rest
+}
+
+// Instance returns InstanceID, or the host name and the kiosk listener's
+// port when it is empty.
+func (c *Config) Instance() string {
+	if c.InstanceID != "" {
+		return c.InstanceID
+	}
+	host, _ := os.Hostname()
+	port := c.KioskListen[strings.LastIndex(c.KioskListen, ":")+1:]
+	if port == "0" || port == "" {
+		port = strconv.Itoa(os.Getpid())
+	}
+	var b strings.Builder
+	for _, r := range host + "-" + port {
+		if r < 0x80 && isIdent(string(r), 1) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	id := b.String()
+	if len(id) > 64 {
+		id = id[len(id)-64:]
+	}
+	return id
+}
+
+func isIdent(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Path resolves a configured file name against the config file's directory.

@@ -50,6 +50,11 @@ func TestParse(t *testing.T) {
 		{"empty listener", `{"opsListen":""}`, "opsListen"},
 		{"empty file name", `{"storeFile":""}`, "storeFile"},
 		{"empty key directory", `{"keysDir":""}`, "keysDir"},
+		{"bolt store without a path", `{"store":"bolt:"}`, "needs a path"},
+		{"unknown store", `{"store":"mysql://db/center"}`, "bolt:PATH or a postgres"},
+		{"store URL with a password", `{"store":"postgres://center:secret@db/kioskcert"}`, "passfile"},
+		{"store URL with a password parameter", `{"store":"postgres://center@db/kioskcert?password=secret"}`, "passfile"},
+		{"bad instance ID", `{"instanceId":"center a"}`, "instanceId"},
 		{"duration as a number", `{"heartbeat":15}`, "duration must be a string"},
 		{"duration without a unit", `{"heartbeat":"15"}`, "missing unit"},
 	}
@@ -186,4 +191,48 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the config")
 		}
 	})
+}
+
+func TestParseStoreAndInstance(t *testing.T) {
+	for _, js := range []string{
+		`{"store":"bolt:data/center.db"}`,
+		`{"store":"postgres://center@db.internal:5432/kioskcert?sslmode=verify-full&passfile=/etc/kioskcert/pgpass"}`,
+		`{"store":"postgresql://center@/kioskcert?host=/run/postgresql"}`,
+		`{"instanceId":"center-a.tokyo"}`,
+	} {
+		if _, err := Parse([]byte(js)); err != nil {
+			t.Errorf("Parse(%s): %v", js, err)
+		}
+	}
+}
+
+func TestStoreLocation(t *testing.T) {
+	tests := []struct{ store, kind, loc string }{
+		{"", StoreBolt, "/srv/center/center.db"},
+		{"bolt:other.db", StoreBolt, "/srv/center/other.db"},
+		{"bolt:/var/lib/center.db", StoreBolt, "/var/lib/center.db"},
+		{"postgres://center@db/kioskcert", StorePostgres, "postgres://center@db/kioskcert"},
+	}
+	for _, tc := range tests {
+		c := Default()
+		c.Store = tc.store
+		c.SetDir("/srv/center")
+		if kind, loc := c.StoreLocation(); kind != tc.kind || loc != tc.loc {
+			t.Errorf("store %q: %s %s, want %s %s", tc.store, kind, loc, tc.kind, tc.loc)
+		}
+	}
+}
+
+func TestInstance(t *testing.T) {
+	c := Default()
+	c.InstanceID = "center-a"
+	if got := c.Instance(); got != "center-a" {
+		t.Errorf("Instance = %q", got)
+	}
+	c.InstanceID = ""
+	host, _ := os.Hostname()
+	got := c.Instance()
+	if !strings.HasSuffix(got, "-8443") || !isIdent(got, 64) || !strings.HasPrefix(got, host[:min(len(host), 3)]) {
+		t.Errorf("generated Instance = %q, want the host name and the kiosk port", got)
+	}
 }

@@ -231,10 +231,14 @@ func (s *Service) issue(ctx context.Context, req Request, ev *store.Event) (*pro
 }
 
 // internal wraps a failure of a dependency: unavailable when the request's
-// deadline passed (the kiosk may retry), internal otherwise.
+// deadline passed or the database is unreachable (the kiosk may retry),
+// internal otherwise.
 func internal(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return refusal.New(protocol.CodeUnavailable, fmt.Errorf("deadline passed: %w", err))
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return refusal.New(protocol.CodeUnavailable, err)
 	}
 	return refusal.New(protocol.CodeInternal, err)
 }

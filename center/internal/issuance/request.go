@@ -253,6 +253,9 @@ func (s *Service) Settle(ctx context.Context, kioskID, storeCode string, o proto
 		return refusal.WithDetail(protocol.CodeUnknownRequest, "no certificate was issued for this request", err)
 	}
 	s.cfg.Log.Error("record outcome", "request", o.RequestID, "kiosk", kioskID, "err", err)
+	if errors.Is(err, store.ErrUnavailable) {
+		return refusal.WithDetail(protocol.CodeUnavailable, "outcome not recorded; send it again", err)
+	}
 	return refusal.WithDetail(protocol.CodeInternal, "outcome not recorded; send it again", err)
 }
 

@@ -79,6 +79,14 @@ type Config struct {
 	// (rate_limited, unavailable, internal_error) is repeated, with a short
 	// back-off. Default 3.
 	Retries int
+	// Reconnects is how often a request whose connection failed (its
+	// center instance died; a load balancer moves the kiosk to another)
+	// is repeated on a new connection under the same request ID, as the
+	// kiosk agent does: the center answers with the replay of what it
+	// issued, or issues it once. An outcome whose Ack was lost is sent
+	// again the same way. Default 0: a connection failure fails the
+	// request.
+	Reconnects int
 	// Seed makes the fault injection repeatable.
 	Seed uint64
 	Log  *slog.Logger
@@ -258,6 +266,7 @@ func (r *runner) one(card Card, fault Fault) Result {
 	}
 	start := time.Now()
 	var resp *protocol.CertificateResponse
+	reconnects := 0
 	for attempt := 0; ; attempt++ {
 		var perr *protocol.Error
 		var err error
@@ -266,6 +275,12 @@ func (r *runner) one(card Card, fault Fault) Result {
 		switch {
 		case errors.Is(err, errBinding):
 			return fail(ErrCodeBinding, err)
+		case err != nil && reconnects < r.cfg.Reconnects:
+			reconnects++
+			res.Retries = append(res.Retries, ErrCodeConnection)
+			r.reconnectPause(reconnects)
+			attempt-- // not a retryable answer: Retries counts those
+			continue
 		case err != nil:
 			return fail(ErrCodeConnection, err)
 		case perr != nil && perr.Retryable && attempt < r.cfg.Retries:
@@ -309,10 +324,24 @@ func (r *runner) one(card Card, fault Fault) Result {
 	}
 
 	// Printed: report the outcome and wait for the Ack.
-	if err := r.c.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: req.Copies}); err != nil {
-		return fail(ErrCodeConnection, err)
+	var perr *protocol.Error
+	var err error
+	for settleRetries := 0; ; {
+		perr, err = r.settle(req)
+		switch {
+		case err != nil && !errors.Is(err, errBinding) && reconnects < r.cfg.Reconnects:
+			reconnects++
+			res.Retries = append(res.Retries, ErrCodeConnection)
+			r.reconnectPause(reconnects)
+			continue
+		case err == nil && perr != nil && perr.Retryable && settleRetries < r.cfg.Retries:
+			settleRetries++
+			res.Retries = append(res.Retries, string(perr.Code))
+			time.Sleep(time.Duration(20*settleRetries) * time.Millisecond)
+			continue
+		}
+		break
 	}
-	perr, err := r.c.ack(req.RequestID)
 	switch {
 	case errors.Is(err, errBinding):
 		return fail(ErrCodeBinding, err)
@@ -324,6 +353,25 @@ func (r *runner) one(card Card, fault Fault) Result {
 	res.Acked = true
 	res.Cycle = time.Since(start)
 	return res
+}
+
+// settle sends the printed outcome (connecting if needed) and reads its Ack.
+func (r *runner) settle(req protocol.Issue) (*protocol.Error, error) {
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	if err := r.c.send(protocol.Outcome{RequestID: req.RequestID, Outcome: protocol.OutcomePrinted, Copies: req.Copies}); err != nil {
+		return nil, err
+	}
+	return r.c.ack(req.RequestID)
+}
+
+// reconnectPause drops the failed connection and waits before the n-th
+// reconnection (a growing pause: the load balancer needs a moment to see
+// the instance is gone).
+func (r *runner) reconnectPause(n int) {
+	r.drop()
+	time.Sleep(min(time.Duration(n)*200*time.Millisecond, 2*time.Second))
 }
 
 // checkBinding is what a kiosk checks before printing: the answer names

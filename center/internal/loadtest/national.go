@@ -44,6 +44,13 @@ import (
 // load test: the load generator's kiosks issue far faster than a kiosk
 // with a resident at it.
 func SetupNational(ctx context.Context, dir string, n int, progress io.Writer) error {
+	return SetupNationalStore(ctx, dir, n, "", progress)
+}
+
+// SetupNationalStore is SetupNational with the center's store named
+// (config "store": "" for the bbolt default, or a postgres:// URL that
+// several center instances share).
+func SetupNationalStore(ctx context.Context, dir string, n int, store string, progress io.Writer) error {
 	cfgPath := filepath.Join(dir, "center", admin.ConfigFile)
 	kioskDir := filepath.Join(dir, "kiosks")
 	if _, err := os.Stat(cfgPath); err == nil {
@@ -76,7 +83,7 @@ func SetupNational(ctx context.Context, dir string, n int, progress io.Writer) e
 	}
 	cfg, err := admin.Init(ctx, admin.InitOptions{
 		Dir: filepath.Join(dir, "center"), CardTrustFile: trustFile, IssuerURL: "https://issuer.loadtest.invalid/kioskcert",
-		KioskListen: "0.0.0.0:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0",
+		KioskListen: "0.0.0.0:0", PublicListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", EnrollListen: "127.0.0.1:0", Store: store,
 	}, time.Now())
 	if err != nil {
 		return err

@@ -56,6 +56,8 @@ type Config struct {
 	Admin admin.Operations
 	// Accounts, when set, serves the operator and token endpoints.
 	Accounts admin.Accounts
+	// Instance is this center instance's ID, shown with its live view.
+	Instance string
 	Live     Live
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
@@ -242,7 +244,7 @@ func (h *handler) kiosks(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"enrolled": enrolled, "live": h.cfg.Live.Live(), "inFlight": h.cfg.Live.InFlight()})
+	writeJSON(w, http.StatusOK, map[string]any{"instance": h.cfg.Instance, "enrolled": enrolled, "live": h.cfg.Live.Live(), "inFlight": h.cfg.Live.InFlight()})
 }
 
 func (h *handler) municipalities(w http.ResponseWriter, r *http.Request) {

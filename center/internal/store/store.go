@@ -75,6 +75,11 @@ var (
 	ErrUsed = errors.New("store: already used")
 	// ErrExpired means a one-time enrollment code is past its expiry.
 	ErrExpired = errors.New("store: expired")
+	// ErrUnavailable means the database could not be reached (down,
+	// restarting, failing over): nothing was written, and the same call
+	// may succeed later. The center answers "unavailable" and the kiosk
+	// retries. The embedded store never returns it.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Precision is the time precision every implementation keeps.
