@@ -28,7 +28,9 @@ import (
 	"time"
 
 	"github.com/ebfe/scard"
+
 	"github.com/kioskcert/kioskcert/cardreader/vpcd"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // ReaderName is the first slot of the vpcd driver as pcscd names it.
@@ -103,8 +105,7 @@ func (d *Daemon) start(driver string) error {
 	d.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// The daemon must not outlive a test binary that crashes.
-	d.cmd.SysProcAttr = childProcAttr()
-	if err := d.cmd.Start(); err != nil {
+	if err := childproc.Start(d.cmd); err != nil {
 		return fmt.Errorf("pcsctest: start pcscd: %w", err)
 	}
 	exited := make(chan struct{})

@@ -38,6 +38,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/opsclient"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // Options shape a cluster.
@@ -268,12 +269,11 @@ func (in *Instance) Start(ctx context.Context) error {
 	cmd := exec.Command(in.bin, "serve", "-config", in.Config)
 	cmd.Stderr = in.log
 	// The instance dies with the test binary.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("cluster: start %s: %w", in.ID, err)
 	}
 	in.cmd, in.exited = cmd, make(chan error, 1)

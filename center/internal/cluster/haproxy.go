@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // HAProxy is Debian's haproxy running as a TCP load balancer in front of
@@ -88,8 +90,7 @@ func StartHAProxy(ctx context.Context, dir string, backends []string) (*HAProxy,
 	defer logf.Close()
 	h.cmd = exec.Command(bin, "-db", "-f", h.Config)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := h.cmd.Start(); err != nil {
+	if err := childproc.Start(h.cmd); err != nil {
 		return nil, fmt.Errorf("cluster: start haproxy: %w", err)
 	}
 	h.exited = make(chan error, 1)

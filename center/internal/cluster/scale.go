@@ -18,6 +18,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/loadtest"
 	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgtest"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // ScaleOptions shape a scale run: many kiosks across several instances on
@@ -165,11 +166,10 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 			CardsPerKiosk: 1, Timeout: 30 * time.Second, Seed: uint64(i + 1)}
 		f := &fleet{args: w, cmd: exec.Command(o.LoadgenBin, w.Args()...)}
 		f.cmd.Stderr = o.Log
-		f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		f.in, _ = f.cmd.StdinPipe()
 		out, _ := f.cmd.StdoutPipe()
 		f.out = bufio.NewReader(out)
-		if err := f.cmd.Start(); err != nil {
+		if err := childproc.Start(f.cmd); err != nil {
 			return nil, err
 		}
 		fleets = append(fleets, f)

@@ -26,6 +26,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // A national run drives the real center process (bin/issuance-center
@@ -183,12 +184,11 @@ func StartCenter(bin, configPath string, logTo *os.File) (*CenterProcess, error)
 func (p *CenterProcess) start() error {
 	p.cmd = exec.Command(p.Bin, "serve", "-config", p.Config)
 	p.cmd.Stderr = p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		return fmt.Errorf("loadtest: start the center: %w", err)
 	}
 	p.exited = make(chan error, 1)

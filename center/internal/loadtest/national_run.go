@@ -24,6 +24,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/certificate/certtest"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 	"github.com/kioskcert/kioskcert/pkg/shc"
 )
 
@@ -138,11 +139,10 @@ func RunNational(ctx context.Context, o NationalOptions) (*National, error) {
 			f.args.Duration = o.Duration
 			f.cmd = exec.Command(o.LoadgenBin, f.args.Args()...)
 			f.cmd.Stderr = o.Log
-			f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			f.in, _ = f.cmd.StdinPipe()
 			out, _ := f.cmd.StdoutPipe()
 			f.out = bufio.NewReader(out)
-			if err := f.cmd.Start(); err != nil {
+			if err := childproc.Start(f.cmd); err != nil {
 				return err
 			}
 		}

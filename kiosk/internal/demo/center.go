@@ -25,6 +25,7 @@ import (
 	"github.com/kioskcert/kioskcert/cardreader/virtualcard"
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
 	"github.com/kioskcert/kioskcert/pkg/carddata"
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // Center is a running demo center process.
@@ -191,12 +192,11 @@ func (c *Center) Start(ctx context.Context) error {
 	}
 	c.cmd = exec.Command(c.bin, "serve", "-config", c.Config)
 	c.cmd.Stderr = c.logFile
-	c.cmd.SysProcAttr = childProcAttr()
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := c.cmd.Start(); err != nil {
+	if err := childproc.Start(c.cmd); err != nil {
 		return fmt.Errorf("demo: start center: %w", err)
 	}
 	c.exited = make(chan error, 1)

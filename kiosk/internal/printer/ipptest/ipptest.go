@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/OpenPrinting/goipp"
+
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // Options configures the printer.
@@ -128,8 +130,8 @@ func launch(t testing.TB, bin, spool string, opts Options) (*Printer, error) {
 	cmd := exec.Command(bin, args...)
 	log := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
+	// The printer must not outlive a test binary that crashes.
+	if err := childproc.Start(cmd); err != nil {
 		return nil, fmt.Errorf("starting ippeveprinter: %w", err)
 	}
 	p := &Printer{

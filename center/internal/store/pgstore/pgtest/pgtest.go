@@ -40,6 +40,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // Options tunes Start.
@@ -209,7 +211,7 @@ func (s *Server) startServer() error {
 	defer logf.Close()
 	cmd := s.command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("pgtest: starting postgres: %w", err)
 	}
 	exited := make(chan struct{})

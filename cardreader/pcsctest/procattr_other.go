@@ -1,9 +1,0 @@
-//go:build !linux
-
-package pcsctest
-
-import "syscall"
-
-// childProcAttr has no parent-death signal outside Linux: the caller stops
-// the child itself.
-func childProcAttr() *syscall.SysProcAttr { return nil }
