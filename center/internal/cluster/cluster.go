@@ -205,7 +205,10 @@ func Setup(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		// The test's kiosks issue far faster than a kiosk with a resident
 		// at it: raise the per-kiosk limits as the national load test does.
+		// Two frames per issuance (issue, outcome): the frame rate too,
+		// or a fast kiosk is answered rate_limited a second into a run.
 		icfg.Limits.KioskIssueRate, icfg.Limits.KioskIssueBurst, icfg.Limits.DistinctResidentsPerHour = 100, 100, 1<<20
+		icfg.Limits.FrameRate, icfg.Limits.FrameBurst = 400, 400
 		if opts.IssueTimeout > 0 {
 			icfg.IssueTimeout.Duration = opts.IssueTimeout
 		}

@@ -285,7 +285,7 @@ func (r *runner) one(card Card, fault Fault) Result {
 			return fail(ErrCodeConnection, err)
 		case perr != nil && perr.Retryable && attempt < r.cfg.Retries:
 			res.Retries = append(res.Retries, string(perr.Code))
-			time.Sleep(time.Duration(20*(attempt+1)) * time.Millisecond)
+			time.Sleep(max(time.Duration(20*(attempt+1))*time.Millisecond, time.Duration(perr.RetryAfterMs)*time.Millisecond))
 			continue
 		case perr != nil:
 			return fail(string(perr.Code), perr)
@@ -337,7 +337,7 @@ func (r *runner) one(card Card, fault Fault) Result {
 		case err == nil && perr != nil && perr.Retryable && settleRetries < r.cfg.Retries:
 			settleRetries++
 			res.Retries = append(res.Retries, string(perr.Code))
-			time.Sleep(time.Duration(20*settleRetries) * time.Millisecond)
+			time.Sleep(max(time.Duration(20*settleRetries)*time.Millisecond, time.Duration(perr.RetryAfterMs)*time.Millisecond))
 			continue
 		}
 		break

@@ -90,6 +90,7 @@ func (c *conn) run() {
 				c.closeWith(websocket.ClosePolicyViolation, "too many frames")
 				return
 			}
+			c.refuseOverRate(typ, data)
 			continue
 		}
 		if now := c.s.cfg.Now(); now.Sub(c.lastSeen) > time.Minute {
@@ -115,6 +116,38 @@ func (c *conn) run() {
 		}
 		c.handle(m)
 	}
+}
+
+// refuseOverRate answers a request frame that came over the frame rate
+// with rate_limited and when to send it again. Dropped unanswered, it
+// would leave its kiosk waiting for its whole timeout (a resident at the
+// screen) and then reconnecting; answered, the kiosk backs off and repeats
+// it. Frames without a request (pings, status) are dropped silently; a
+// kiosk that goes on is cut off by the flood grace.
+func (c *conn) refuseOverRate(typ int, data []byte) {
+	if typ != websocket.TextMessage {
+		return
+	}
+	m, err := protocol.Decode(data, protocol.MaxKioskFrame)
+	if err != nil {
+		return
+	}
+	var id string
+	switch m := m.(type) {
+	case protocol.Issue:
+		id = m.RequestID
+	case protocol.Check:
+		id = m.RequestID
+	case protocol.Outcome:
+		id = m.RequestID
+	case protocol.Renew:
+		id = m.RequestID
+	default:
+		return
+	}
+	e := protocol.NewError(id, protocol.CodeRateLimited, "too many frames on this connection; send it again after retryAfterMs")
+	e.RetryAfterMs = c.frames.refillMs()
+	c.send(e)
 }
 
 // extendDeadline moves the read deadline to three heartbeats from now, at

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"math"
 	"sync"
 	"time"
 
@@ -47,6 +48,16 @@ func (b *bucket) take(now time.Time) bool {
 		b.emptySince = now
 	}
 	return false
+}
+
+// refillMs is how long until the bucket holds a token again, in
+// milliseconds (at least 1, at most the protocol's retry bound).
+func (b *bucket) refillMs() int {
+	if b.rate <= 0 || b.tokens >= 1 {
+		return 1
+	}
+	ms := int(math.Ceil((1 - b.tokens) / b.rate * 1000))
+	return max(1, min(ms, protocol.MaxRetryAfterMs))
 }
 
 // overLimitFor is how long the bucket has been refusing without a break.

@@ -144,6 +144,46 @@ func TestKioskIssueRate(t *testing.T) {
 	}
 }
 
+// TestRequestOverFrameRate: a request frame over the connection's frame
+// rate is answered rate_limited with when to send it again, never dropped
+// unanswered (its kiosk would wait out its whole timeout); sent again after
+// that, it is served.
+func TestRequestOverFrameRate(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.FrameRate, c.FrameBurst, c.FloodGrace, c.Heartbeat = 2, 2, time.Minute, time.Minute
+	})
+	c, _, err := h.dial(t, h.enroll(t, "K1", store.KioskActive), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(protocol.Ping{Nonce: "a"})
+	c.send(protocol.Ping{Nonce: "b"})
+	c.send(protocol.Ping{Nonce: "dropped"}) // over the rate, carries no request: dropped
+	req := newIssue()
+	c.send(req)
+	var e *protocol.Error
+	for e == nil {
+		switch m := c.read().(type) {
+		case protocol.Pong:
+			if m.Nonce == "dropped" {
+				t.Fatal("a ping over the frame rate was answered")
+			}
+		case *protocol.Error:
+			e = m
+		default:
+			t.Fatalf("unexpected %#v", m)
+		}
+	}
+	if e.Code != protocol.CodeRateLimited || !e.Retryable || e.RequestID != req.RequestID || e.RetryAfterMs < 1 || e.RetryAfterMs > 1000 {
+		t.Fatalf("request over the frame rate: %#v", e)
+	}
+	time.Sleep(time.Duration(e.RetryAfterMs)*time.Millisecond + 50*time.Millisecond)
+	c.send(req)
+	if m := c.read(); m.Type() != protocol.TypeCertificate {
+		t.Fatalf("the request sent again after retryAfterMs: %#v", m)
+	}
+}
+
 // TestBusy: with every issuance slot taken, a request is answered busy at
 // once, with a retry-after, instead of queueing past its deadline.
 func TestBusy(t *testing.T) {

@@ -567,11 +567,19 @@ func (c *Client) ReportOutcome(ctx context.Context, o protocol.Outcome) error {
 // retryWait says whether Issue sends the request again after e, and when:
 // after unavailable in 500 ms; after busy when the center says
 // (retryAfterMs, 500 ms if it does not), with jitter in [½, 1½) of it so
-// that kiosks turned away together do not come back together.
+// that kiosks turned away together do not come back together; after
+// rate_limited only when the center says when (a frame over the
+// connection's rate, in a second or so; the kiosk's issue rate says
+// nothing and is final).
 func retryWait(e *protocol.Error) (time.Duration, bool) {
 	switch e.Code {
 	case protocol.CodeUnavailable:
 		return 500 * time.Millisecond, true
+	case protocol.CodeRateLimited:
+		if e.RetryAfterMs <= 0 || e.RetryAfterMs > 5000 {
+			return 0, false
+		}
+		return time.Duration(e.RetryAfterMs) * time.Millisecond, true
 	case protocol.CodeBusy:
 		d := time.Duration(e.RetryAfterMs) * time.Millisecond
 		if d <= 0 {

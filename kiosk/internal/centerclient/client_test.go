@@ -402,6 +402,8 @@ func TestRetryWait(t *testing.T) {
 		{&protocol.Error{Code: protocol.CodeBusy, RetryAfterMs: 1000}, 500 * time.Millisecond, 1500 * time.Millisecond, true},
 		{&protocol.Error{Code: protocol.CodeBusy}, 250 * time.Millisecond, 750 * time.Millisecond, true},
 		{protocol.NewError("", protocol.CodeRateLimited, ""), 0, 0, false},
+		{&protocol.Error{Code: protocol.CodeRateLimited, RetryAfterMs: 50}, 50 * time.Millisecond, 50 * time.Millisecond, true},
+		{&protocol.Error{Code: protocol.CodeRateLimited, RetryAfterMs: 60000}, 0, 0, false},
 		{protocol.NewError("", protocol.CodeInternal, ""), 0, 0, false},
 		{protocol.NewError("", protocol.CodeNoRecord, ""), 0, 0, false},
 	} {
