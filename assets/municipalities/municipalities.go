@@ -1,14 +1,16 @@
 // Package municipalities ships Japan's list of local public bodies
-// (全国地方公共団体コード, local-governments-jp.csv) and the designated cities
-// (designated-cities.csv), and reads them: Parse checks a list row by row
-// (a newer official file an operator imports goes through the same
-// checks), Shipped returns the copy in this folder. README.md gives the
-// source and date of each file.
+// (全国地方公共団体コード, local-governments-jp.csv), the designated cities
+// (designated-cities.csv) and their wards (designated-city-wards.csv), and
+// reads them: Parse checks a list row by row (a newer official file an
+// operator imports goes through the same checks), Shipped returns the copy
+// in this folder; ParseWards and ShippedWards do the same for the wards.
+// README.md gives the source and date of each file.
 //
 // The issuance center imports the list into its store
 // (center/internal/municipalitylist) and sends kiosks what they need to
 // show it: code, names, kana reading and kind. The kiosk needs no copy of
-// its own.
+// the list; it serves the wards to its screen (a navigation aid: a ward
+// chosen there sends its city's code).
 package municipalities
 
 import (
