@@ -159,10 +159,15 @@ func overlap(a, b Ward) bool {
 }
 
 // Exists reports whether the ward existed on day (its date in Japan).
-func (w Ward) Exists(day time.Time) bool {
-	d := day.In(jst).Format(dateLayout)
-	return (w.Since == "" || w.Since <= d) && (w.Until == "" || d <= w.Until)
-}
+func (w Ward) Exists(day time.Time) bool { return !w.Abolished(day) && !w.Future(day) }
+
+// Abolished reports whether the ward had been abolished by day.
+func (w Ward) Abolished(day time.Time) bool { return w.Until != "" && w.Until < jstDate(day) }
+
+// Future reports whether, on day, the ward was yet to be created.
+func (w Ward) Future(day time.Time) bool { return w.Since != "" && jstDate(day) < w.Since }
+
+func jstDate(t time.Time) string { return t.In(jst).Format(dateLayout) }
 
 var jst = time.FixedZone("JST", 9*60*60)
 

@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kioskcert/kioskcert/assets/audio"
 	"github.com/kioskcert/kioskcert/assets/fonts"
+	"github.com/kioskcert/kioskcert/assets/municipalities"
 	"github.com/kioskcert/kioskcert/assets/ui"
 	"github.com/kioskcert/kioskcert/kiosk/internal/flow"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
@@ -34,6 +36,7 @@ const maxInputBody = 1024
 //	GET  /                          the page (assets/ui/index.html)
 //	GET  /ui/...                    its scripts, styles and message files
 //	GET  /ui/i18n/languages.json    the languages the page offers
+//	GET  /ui/wards.json             the designated cities' wards (see pageWards)
 //	GET  /audio/<lang>/<key>.opus   voice prompts (assets/audio)
 //	GET  /fonts/ipaexg.ttf          the Japanese font
 //	GET  /api/v1/screen/events      server-sent snapshots (event "snapshot")
@@ -50,6 +53,15 @@ func (s *Server) pageRoutes() {
 			return
 		}
 		writeJSON(w, http.StatusOK, langs)
+	}))
+	s.mux.HandleFunc("GET /ui/wards.json", s.page(func(w http.ResponseWriter, r *http.Request) {
+		wards, err := pageWards(time.Now())
+		if err != nil {
+			s.cfg.Log.Error("page wards", "err", err)
+			writeError(w, http.StatusInternalServerError, "internal", "localapi: the ward list is broken; rebuild the agent")
+			return
+		}
+		writeJSON(w, http.StatusOK, wards)
 	}))
 	s.mux.HandleFunc("GET /ui/{file...}", s.page(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("file")
@@ -71,6 +83,43 @@ func (s *Server) pageRoutes() {
 		s.streamSnapshots(w, r, screenView)
 	}))
 	s.mux.HandleFunc("POST /api/v1/screen/input", s.page(s.screenInput))
+}
+
+// pageWard is one ward of a designated city as the page shows it. The
+// page sends City when the resident chooses it: the city keeps the records.
+type pageWard struct {
+	Code  string `json:"code"`
+	City  string `json:"city"`
+	Ja    string `json:"ja"`
+	Kana  string `json:"kana"`
+	En    string `json:"en"`
+	Until string `json:"until,omitempty"` // last day of an abolished ward
+}
+
+var shippedWards = sync.OnceValues(municipalities.ShippedWards)
+
+// pageWards lists the wards that exist on day or existed before it: an
+// abolished ward stays, marked with its last day, because residents are
+// asked where they were registered when vaccinated (Hamamatsu's seven
+// wards until 2023). A ward not yet created is left out. The page shows
+// the wards of the designated cities the center lists; about 180 entries.
+func pageWards(day time.Time) ([]pageWard, error) {
+	wards, err := shippedWards()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pageWard, 0, len(wards))
+	for _, w := range wards {
+		if w.Future(day) {
+			continue
+		}
+		pw := pageWard{Code: w.Code, City: w.CityCode, Ja: w.Name, Kana: w.NameKana, En: w.EnglishName()}
+		if w.Abolished(day) {
+			pw.Until = w.Until
+		}
+		out = append(out, pw)
+	}
+	return out, nil
 }
 
 // page adds the page's security headers.

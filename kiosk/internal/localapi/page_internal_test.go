@@ -249,3 +249,46 @@ func TestOffers(t *testing.T) {
 		})
 	}
 }
+
+// TestPageWards lists the designated cities' wards for the page: each with
+// its city's code (what the page sends), Hamamatsu's seven old wards until
+// 2023 and marked abolished after, its three new ones only from 2024.
+func TestPageWards(t *testing.T) {
+	jst := time.FixedZone("JST", 9*60*60)
+	for _, c := range []struct {
+		day              string
+		total, abolished int
+		hamamatsuNow     []string
+	}{
+		{"2023-06-01", 175, 0, []string{"中区", "東区", "西区", "南区", "北区", "浜北区", "天竜区"}},
+		{"2024-01-01", 178, 7, []string{"中央区", "浜名区", "天竜区"}},
+	} {
+		day, err := time.ParseInLocation("2006-01-02", c.day, jst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wards, err := pageWards(day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		abolished := 0
+		var hamamatsu []string
+		for _, w := range wards {
+			if w.City == "" || w.City == w.Code || w.Ja == "" || w.Kana == "" || !strings.HasSuffix(w.En, " Ward") {
+				t.Errorf("%s: incomplete ward %+v", c.day, w)
+			}
+			if w.Until != "" {
+				abolished++
+			} else if w.City == "221309" {
+				hamamatsu = append(hamamatsu, w.Ja)
+			}
+		}
+		if len(wards) != c.total || abolished != c.abolished || strings.Join(hamamatsu, " ") != strings.Join(c.hamamatsuNow, " ") {
+			t.Errorf("%s: %d wards, %d abolished, Hamamatsu's %v; want %d, %d, %v", c.day, len(wards), abolished, hamamatsu, c.total, c.abolished, c.hamamatsuNow)
+		}
+		b, _ := json.Marshal(wards[0])
+		if string(b) != `{"code":"011011","city":"011002","ja":"中央区","kana":"チュウオウク","en":"Chuo Ward"}` {
+			t.Errorf("first ward as JSON: %s", b)
+		}
+	}
+}

@@ -112,6 +112,7 @@ func TestPageRoutes(t *testing.T) {
 		{"styles", "GET", "/ui/style.css", host, "", "", "", 200, "text/css; charset=utf-8"},
 		{"messages", "GET", "/ui/i18n/ja.json", host, "", "", "", 200, "application/json"},
 		{"languages", "GET", "/ui/i18n/languages.json", host, "", "", "", 200, "application/json"},
+		{"wards", "GET", "/ui/wards.json", host, "", "", "", 200, "application/json"},
 		{"voice", "GET", "/audio/ja/idle.opus", host, "", "", "", 200, "audio/ogg; codecs=opus"},
 		{"font", "GET", "/fonts/ipaexg.ttf", host, "", "", "", 200, "font/ttf"},
 		{"no directory listing", "GET", "/ui/i18n/", host, "", "", "", 404, ""},
