@@ -15,6 +15,7 @@ const EVENTS = '/api/v1/screen/events';
 const INPUT = '/api/v1/screen/input';
 const LANGUAGES = '/ui/i18n/languages.json';
 const PREFECTURES = '/ui/prefectures.json';
+const WARDS = '/ui/wards.json';
 const PAGE = 24;         // municipalities one index tab shows at most (4 rows of 6)
 const WARN_MS = 15000; // speak and show the time-out warning this long before
 const BUSY_MS = 5000;  // give up waiting for the agent's answer to an input
@@ -32,6 +33,9 @@ const pin = [];          // PIN digits typed so far
 let pinSent = false;     // the PIN was sent; wait for the card's answer
 let lastHeading = '';
 let prefectures = [];    // [{code, ja, kana, en, region}] (prefectures.json)
+// The designated cities' wards, by city code: [{code, city, ja, kana, en,
+// until}] (wards.json), the wards of today first, each group in kana order.
+const wardsByCity = new Map();
 // The municipality screen's own navigation: the prefecture and index tab
 // shown. It is the page's alone (the agent sees only the final choice) and
 // is reset on every new municipality screen.
@@ -459,7 +463,10 @@ function errorText(e) {
 // municipality. A tab never holds more than PAGE municipalities: a crowded
 // row (Hokkaido's あ row has 40) is split by its first sounds (あいう, えお),
 // so nothing is ever scrolled out of sight. Tokyo's 23 special wards have
-// their own tab. Designated cities carry a line for their wards' residents.
+// their own tab. Each designated city's wards have a tab of their own
+// (札幌市の区): residents know their ward, but the city keeps the records,
+// so a ward sends its city's code. Tokyo's special wards are municipalities
+// and send their own.
 // Municipalities that do not take part are shown greyed with the reason.
 
 const ROWS = ['アイウエオ', 'カキクケコ', 'サシスセソ', 'タチツテト', 'ナニヌネノ', 'ハヒフヘホ', 'マミムメモ', 'ヤユヨ', 'ラリルレロ', 'ワヰヱヲン'];
@@ -507,6 +514,13 @@ function tabsOf(list) {
   const tabs = [];
   const wards = list.filter((x) => x.m.kind === 'special_ward');
   if (wards.length) tabs.push({ key: 'wards', label: () => nodes('municipality.wards'), items: wards });
+  for (const x of list) {
+    const ws = x.m.kind === 'designated_city' ? wardsByCity.get(x.m.code) : null;
+    if (!ws?.length) continue;
+    // Two short lines (札幌市 / の区), so that the kana tabs keep their room.
+    tabs.push({ key: `city-${x.m.code}`, label: () => nodes('municipality.cityWards', { city: el('span', { class: 'city-name' }, cityShort(x.m)) }), city: true,
+      items: ws.slice(0, PAGE).map((w) => ({ w, m: x.m, on: x.on })) });
+  }
   const rest = list.filter((x) => x.m.kind !== 'special_ward');
   for (const row of ROWS) {
     const items = rest.filter((x) => row.includes(initial(x.m.kana)));
@@ -535,6 +549,11 @@ function tabsOf(list) {
 function tabLabel(a, b) {
   if (lang === 'ja') return hiragana(a === b ? a : a + '〜' + b);
   return a === b ? ROMAJI[a] : `${ROMAJI[a]}–${ROMAJI[b]}`;
+}
+
+// cityShort is a city's name for its ward tab: 札幌市, Sapporo.
+function cityShort(m) {
+  return lang === 'ja' ? m.nameJa : muniName(m).replace(/ City$/, '');
 }
 
 function prefName(p) {
@@ -601,12 +620,12 @@ function municipalityList(s, idx) {
   if (!tabs.length) return [head, para('municipality.none', 'note calm')];
   const bar = el('div', { class: 'tabs', role: 'tablist', 'aria-label': text('municipality.index') }, tabs.map((t) => {
     const on = t.key === pick.tab;
-    return el('button', { type: 'button', role: 'tab', class: 'tab', 'data-id': `tab-${t.key}`, 'aria-selected': on ? 'true' : 'false',
+    return el('button', { type: 'button', role: 'tab', class: t.city ? 'tab city' : 'tab', 'data-id': `tab-${t.key}`, 'aria-selected': on ? 'true' : 'false',
       'aria-controls': 'muni-panel', disabled: !t.items.length, 'data-off': t.items.length ? '0' : '1',
       onclick: () => { pick.tab = t.key; render(); } }, t.label());
   }));
   const panel = el('div', { class: 'munis', id: 'muni-panel', role: 'tabpanel', 'aria-labelledby': 'pref-name' },
-    (tab?.items || []).map(({ m, on }) => muniTile(m, on)));
+    (tab?.items || []).map((x) => x.w ? wardTile(x.w, x.m, x.on) : muniTile(x.m, x.on)));
   return [head, bar, panel, el('div', { id: 'local-notice', role: 'status', 'aria-live': 'polite' })];
 }
 
@@ -624,6 +643,27 @@ function muniTile(m, on) {
       onclick: () => showNotice({ code: 'not_participating' }, nodes('municipality.notice', { name: muniName(m) })) }, label);
   }
   return button(`muni-${m.code}`, label, () => send({ type: 'municipality', municipality: m.code }), 'choice muni');
+}
+
+// wardTile is one ward of a designated city. It sends the city's code:
+// the city keeps the records. An abolished ward says until when it was.
+function wardTile(w, city, on) {
+  // In English the Japanese name, as on the resident's papers; left out of
+  // a greyed tile, which has a line to say why instead.
+  const reading = lang === 'ja'
+    ? el('span', { class: 'reading', 'aria-hidden': 'true' }, hiragana(w.kana))
+    : on ? el('span', { class: 'reading', lang: 'ja' }, w.ja) : null;
+  const until = () => new Intl.DateTimeFormat(lang, { year: 'numeric', month: 'short', timeZone: 'Asia/Tokyo' })
+    .format(new Date(`${w.until}T12:00:00+09:00`));
+  // At most one small line: until when an abolished ward was, or (greyed)
+  // that the city does not take part. The tab names the city.
+  const sub = !on ? text('municipality.notOffered') : w.until ? text('municipality.wardUntil', { date: until() }) : '';
+  const label = [reading, el('span', { class: 'name' }, lang === 'ja' ? w.ja : w.en), sub ? el('span', { class: 'sub' }, sub) : null];
+  if (!on) {
+    return el('button', { type: 'button', class: 'choice muni off', 'data-id': `ward-${w.code}`, 'aria-disabled': 'true',
+      onclick: () => showNotice({ code: 'not_participating' }, nodes('municipality.notice', { name: muniName(city) })) }, label);
+  }
+  return button(`ward-${w.code}`, label, () => send({ type: 'municipality', municipality: city.code }), 'choice muni');
 }
 
 function pinScreen(s) {
@@ -837,6 +877,12 @@ async function start() {
     dicts.set(l.code, await m.json());
   }));
   prefectures = await (await fetch(PREFECTURES, { cache: 'no-store' })).json();
+  const wards = await (await fetch(WARDS, { cache: 'no-store' })).json();
+  for (const w of wards) {
+    if (!wardsByCity.has(w.city)) wardsByCity.set(w.city, []);
+    wardsByCity.get(w.city).push(w);
+  }
+  for (const ws of wardsByCity.values()) ws.sort((a, b) => (a.until ? 1 : 0) - (b.until ? 1 : 0) || collator.compare(a.kana, b.kana));
   lang = langs[0].code;
   render();
   setInterval(tick, 250);
