@@ -805,7 +805,7 @@ function promptsFor(s) {
       return s.takeCard ? ['error', 'remove-card'] : ['error'];
     case 'municipality': case 'kind':
       return s.notice ? ['error', s.state] : [s.state];
-    case 'idle': case 'card-check': case 'reading': case 'copies':
+    case 'idle': case 'card-check': case 'reading': case 'checking': case 'copies':
     case 'requesting': case 'preview': case 'payment': case 'printing': case 'print-failed':
       return [s.state];
   }
