@@ -41,6 +41,7 @@ const wardsByCity = new Map();
 // is reset on every new municipality screen.
 const pick = { seq: -1, pref: '', tab: '', notice: '' };
 let index = null;        // the municipalities of the snapshot on show, grouped (see indexOf)
+let chosenTab = '';      // the index tab the last municipality was chosen on (not personal data)
 
 const $ = (id) => document.getElementById(id);
 const audio = $('voice');
@@ -193,6 +194,7 @@ function onSnapshot(s) {
     if (!prev || prev.state !== 'idle') lang = langs[0]?.code || lang;
     clearPIN();
     index = null;
+    chosenTab = '';
   }
   if (prev && s && prev.seq !== s.seq) setBusy(false);
   if (s && s.state === 'pin' && (!prev || prev.seq !== s.seq)) { clearPIN(); pinSent = false; }
@@ -608,7 +610,12 @@ function municipalityList(s, idx) {
   const pref = idx.prefs.get(pick.pref) || { list: [], tabs: [] };
   const tabs = pref.tabs;
   const live = tabs.filter((t) => t.items.length);
-  if (!live.some((t) => t.key === pick.tab)) pick.tab = live[0]?.key || '';
+  if (!live.some((t) => t.key === pick.tab)) {
+    // Back on this screen (a refusal, or back from the next one): the tab
+    // the municipality was chosen on, a ward's tab included; else the first.
+    const back = s.municipality && live.find((t) => t.key === chosenTab && t.items.some((x) => x.m.code === s.municipality));
+    pick.tab = back?.key || live[0]?.key || '';
+  }
   const tab = tabs.find((t) => t.key === pick.tab);
   const designated = pref.list.filter((x) => x.m.kind === 'designated_city').map((x) => muniName(x.m));
   const head = el('div', { class: 'pref-head' },
@@ -642,7 +649,7 @@ function muniTile(m, on) {
     return el('button', { type: 'button', class: 'choice muni off', 'data-id': `muni-${m.code}`, 'aria-disabled': 'true',
       onclick: () => showNotice({ code: 'not_participating' }, nodes('municipality.notice', { name: muniName(m) })) }, label);
   }
-  return button(`muni-${m.code}`, label, () => send({ type: 'municipality', municipality: m.code }), 'choice muni');
+  return button(`muni-${m.code}`, label, () => { chosenTab = pick.tab; send({ type: 'municipality', municipality: m.code }); }, 'choice muni');
 }
 
 // wardTile is one ward of a designated city. It sends the city's code:
@@ -663,7 +670,7 @@ function wardTile(w, city, on) {
     return el('button', { type: 'button', class: 'choice muni off', 'data-id': `ward-${w.code}`, 'aria-disabled': 'true',
       onclick: () => showNotice({ code: 'not_participating' }, nodes('municipality.notice', { name: muniName(city) })) }, label);
   }
-  return button(`ward-${w.code}`, label, () => send({ type: 'municipality', municipality: city.code }), 'choice muni');
+  return button(`ward-${w.code}`, label, () => { chosenTab = pick.tab; send({ type: 'municipality', municipality: city.code }); }, 'choice muni');
 }
 
 function pinScreen(s) {

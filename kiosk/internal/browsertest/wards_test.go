@@ -56,8 +56,12 @@ func TestMunicipalityWards(t *testing.T) {
 	r.checkA11y("municipality (Sapporo's wards)", true)
 	r.checkType("municipality (Sapporo's wards)")
 	r.contains("municipality", "札幌市の区", "中央区", "白石区", "清田区", "札幌市にお住まいの方は、市か区を選んでください")
+	// choose touches a tile, checks the code the kiosk took, and comes back
+	// to the same tab.
 	choose := func(tile, wantCode string) {
 		t.Helper()
+		var tab string
+		r.eval(`document.querySelector('[role=tab][aria-selected="true"]').dataset.id`, &tab)
 		r.tap(tile)
 		r.waitState("kind")
 		if got := r.kiosk.Snapshot().Municipality; got != wantCode {
@@ -68,6 +72,11 @@ func TestMunicipalityWards(t *testing.T) {
 		}
 		r.tap("back")
 		r.waitState("municipality")
+		var again string
+		r.eval(`document.querySelector('[role=tab][aria-selected="true"]')?.dataset.id || ''`, &again)
+		if again != tab {
+			t.Errorf("back from %s opens the tab %q, want %q where it was chosen", tile, again, tab)
+		}
 	}
 	choose("ward-011045", "011002") // 白石区 → 札幌市
 
