@@ -142,7 +142,11 @@ func TestIntegratorSessionPaidAndPrintedOnce(t *testing.T) {
 	if o := r.center.LastOutcome(); o.Outcome != protocol.OutcomePrinted || o.Copies != 2 {
 		t.Errorf("outcome %+v", o)
 	}
-	for _, s := range []flow.State{flow.StatePreview, flow.StatePayment, flow.StatePrinting, flow.StateTakeCertificate, flow.StateIdle} {
+	// States the flow holds until the terminal acts are always seen; a
+	// slow subscriber may miss one it passes through on its own (the
+	// take-certificate reminder ends as soon as the test's resident takes
+	// it), as Kiosk.Subscribe promises.
+	for _, s := range []flow.State{flow.StatePreview, flow.StatePayment, flow.StatePrinting, flow.StateIdle} {
 		if !slices.Contains(got.states, s) {
 			t.Errorf("session events never showed %s (saw %v)", s, got.states)
 		}
