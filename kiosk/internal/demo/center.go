@@ -178,6 +178,21 @@ func BuildCenter(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// Command runs an operator command of the issuance-center binary against
+// this center (its configuration; the running center's operations API, or
+// its files with -offline) and returns its output.
+func (c *Center) Command(ctx context.Context, args ...string) ([]byte, error) {
+	if len(args) < 2 {
+		return nil, errors.New("demo: a command is two words (kiosk suspend, …)")
+	}
+	full := append(append([]string{}, args[:2]...), "-config", c.Config)
+	out, err := exec.CommandContext(ctx, c.bin, append(full, args[2:]...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+	}
+	return out, nil
+}
+
 // KioskDir is where an enrolled kiosk's credentials are.
 func (c *Center) KioskDir(id string) string { return filepath.Join(c.Dir, "kiosks", id) }
 
