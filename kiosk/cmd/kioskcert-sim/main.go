@@ -105,9 +105,9 @@ func fail(err error) {
 
 type options struct {
 	listen, out, center, keys string
-	autoPay, terminal   bool
-	timeouts            flow.Timeouts
-	log                 *slog.Logger
+	autoPay, terminal         bool
+	timeouts                  flow.Timeouts
+	log                       *slog.Logger
 }
 
 // simulator is a running center, agent and local server.

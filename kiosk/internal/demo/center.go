@@ -43,11 +43,11 @@ type Center struct {
 	EnrollAddr string // the kiosk enrollment endpoint (HTTPS)
 	// SoftHSM holds the center's signing keys and kiosk issuing CA, when
 	// the center was set up with one; nil: key files.
-	SoftHSM    *SoftHSMToken
-	bin        string
-	cmd        *exec.Cmd
-	exited     chan error
-	logFile    *os.File
+	SoftHSM *SoftHSMToken
+	bin     string
+	cmd     *exec.Cmd
+	exited  chan error
+	logFile *os.File
 }
 
 // ConsoleLogin is a console account's login.
