@@ -210,6 +210,21 @@ func buildCenter(ctx context.Context, bin, cgo string, flags ...string) (string,
 	return bin, nil
 }
 
+// Command runs an operator command of the issuance-center binary against
+// this center (its configuration; the running center's operations API, or
+// its files with -offline) and returns its output.
+func (c *Center) Command(ctx context.Context, args ...string) ([]byte, error) {
+	if len(args) < 2 {
+		return nil, errors.New("demo: a command is two words (kiosk suspend, …)")
+	}
+	full := append(append([]string{}, args[:2]...), "-config", c.Config)
+	out, err := c.command(ctx, append(full, args[2:]...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+	}
+	return out, nil
+}
+
 // command is the issuance-center binary run with args, in the token's
 // environment when the keys are in SoftHSM2.
 func (c *Center) command(ctx context.Context, args ...string) *exec.Cmd {

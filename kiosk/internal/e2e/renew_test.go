@@ -85,6 +85,7 @@ func leafOf(t testing.TB, path string) *x509.Certificate {
 	blk, _ := pem.Decode(b)
 	if blk == nil {
 		t.Fatalf("%s holds no PEM certificate", path)
+		return nil
 	}
 	c, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
