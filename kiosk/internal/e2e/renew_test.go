@@ -10,70 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kioskcert/kioskcert/kiosk/internal/clocktest"
 	"github.com/kioskcert/kioskcert/kiosk/internal/headless"
 	"github.com/kioskcert/kioskcert/kiosk/internal/identity"
 	"github.com/kioskcert/kioskcert/kiosk/internal/printer/ipptest"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
-
-// fakeClock is the agent's clock moved forward by a test: it runs with
-// the system's time plus an offset, and Advance fires the timers the jump
-// passes.
-type fakeClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-	timers []fakeTimer
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	c.mu.Lock()
-	c.timers = append(c.timers, fakeTimer{at: time.Now().Add(c.offset + d), ch: ch})
-	c.mu.Unlock()
-	// Time also passes as usual.
-	time.AfterFunc(d, func() { fire(ch, time.Now()) })
-	return ch
-}
-
-// Advance moves the clock forward by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	now := time.Now().Add(c.offset)
-	var left []fakeTimer
-	for _, t := range c.timers {
-		if t.at.After(now) {
-			left = append(left, t)
-		} else {
-			fire(t.ch, now)
-		}
-	}
-	c.timers = left
-	c.mu.Unlock()
-}
-
-func fire(ch chan time.Time, at time.Time) {
-	select {
-	case ch <- at:
-	default:
-	}
-}
 
 // leafOf reads the kiosk certificate in a PEM file.
 func leafOf(t testing.TB, path string) *x509.Certificate {
@@ -121,7 +67,7 @@ func liveSerial(t testing.TB, id string) (string, bool) {
 }
 
 // moveToRenewal moves clock to just past the point where leaf is due for renewal.
-func moveToRenewal(clock *fakeClock, leaf *x509.Certificate) {
+func moveToRenewal(clock *clocktest.Clock, leaf *x509.Certificate) {
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	clock.Advance(time.Until(leaf.NotAfter.Add(-life/3 + 24*time.Hour)))
 }
@@ -152,7 +98,7 @@ func TestRenewalOverConnection(t *testing.T) {
 			certFile := filepath.Join(dir, "kiosk.pem")
 			old := leafOf(t, certFile)
 			oldPEM, _ := os.ReadFile(certFile)
-			clock := &fakeClock{}
+			clock := &clocktest.Clock{}
 			k := startKiosk(t, kioskOptions{id: tt.id, printerURI: p.URI, clock: clock, tpm: tpm})
 			if s, _ := liveSerial(t, tt.id); s != old.SerialNumber.Text(16) {
 				t.Fatalf("live view shows serial %q, want the enrolled %s", s, old.SerialNumber.Text(16))
@@ -221,7 +167,7 @@ func TestSuspendedKioskCannotRenew(t *testing.T) {
 	certFile := filepath.Join(dir, "kiosk.pem")
 	old := leafOf(t, certFile)
 	oldPEM, _ := os.ReadFile(certFile)
-	clock := &fakeClock{}
+	clock := &clocktest.Clock{}
 	p := startPrinter(t, ipptest.Options{})
 	k := startKiosk(t, kioskOptions{id: kioskSuspend, printerURI: p.URI, clock: clock})
 
