@@ -7,6 +7,10 @@ OUT := out
 BIN := bin
 # make demo READER=pcsc reads the virtual card through pcscd instead of in process.
 READER ?= inprocess
+# make demo|run KEYS=softhsm|file: where the demo center's signing keys live.
+# auto (the default) uses a SoftHSM2 token when softhsm2-util is installed
+# (through bin/pkcs11/issuance-center), key files otherwise; both say which.
+KEYS ?= auto
 
 KIOSK_CMDS := $(wildcard kiosk/cmd/*)
 CENTER_CMDS := $(wildcard center/cmd/*)
@@ -117,9 +121,9 @@ demo: deps-demo
 	$(MAKE) build build-center-pkcs11
 ifeq ($(READER),pcsc)
 	@pgrep -x pcscd >/dev/null || pcscd
-	bin/kioskcert-demo -out $(OUT)/demo -reader pcsc
+	bin/kioskcert-demo -out $(OUT)/demo -reader pcsc -keys $(KEYS)
 else
-	bin/kioskcert-demo -out $(OUT)/demo -reader virtual
+	bin/kioskcert-demo -out $(OUT)/demo -reader virtual -keys $(KEYS)
 endif
 
 ## run: the simulator (bin/kioskcert-sim): a demo center, a virtual card reader
@@ -130,7 +134,7 @@ LISTEN ?= 127.0.0.1:8800
 SIMFLAGS ?=
 run: deps-demo
 	$(MAKE) build build-center-pkcs11
-	bin/kioskcert-sim -out $(OUT)/sim -listen $(LISTEN) $(SIMFLAGS)
+	bin/kioskcert-sim -out $(OUT)/sim -listen $(LISTEN) -keys $(KEYS) $(SIMFLAGS)
 
 clean:
 	rm -rf $(OUT) $(BIN)

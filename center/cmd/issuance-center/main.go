@@ -87,6 +87,7 @@ func usage(w io.Writer) {
   audit verify    check the audit log's hash chain and signed checkpoints; recompute settlement
   operator        add | list | disable | enable | reset | token | revoke-token (console accounts, API tokens)
   kiosk enroll-code  a one-time code for a kiosk to enroll itself (kiosk-agent enroll)
+  version         the build, and whether it can use PKCS#11 tokens (pkcs11=yes)
   keys            request | install: certificates from the offline authorities (docs/KEYS.md)
   authority       csca init | csca sign-signer | kiosk-ca init | kiosk-ca sign (offline machine)
 Operator commands go through the running center's operations API; -offline

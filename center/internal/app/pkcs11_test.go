@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,8 +71,10 @@ func TestProductionCenterPKCS11(t *testing.T) {
 	}
 
 	// No file on the online center holds a signer's or an authority's
-	// private key. The one private key file is the TLS key of the kiosk
-	// channel (pki/center.key), a transport key that signs nothing.
+	// private key. The private key files are the TLS keys of the kiosk
+	// channel (pki/center.key) and of the operations console
+	// (pki/console.key): transport keys that sign nothing anyone verifies
+	// later.
 	var found []string
 	err = filepath.WalkDir(tc.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -90,8 +93,9 @@ func TestProductionCenterPKCS11(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 1 || found[0] != filepath.Join("pki", "center.key") {
-		t.Fatalf("files holding private keys on the online center: %v; want only pki/center.key", found)
+	slices.Sort(found)
+	if want := []string{filepath.Join("pki", "center.key"), filepath.Join("pki", "console.key")}; !slices.Equal(found, want) {
+		t.Fatalf("files holding private keys on the online center: %v; want only the TLS keys %v", found, want)
 	}
 	if strings.HasPrefix(tok.Dir, tc.dir) {
 		t.Fatal("the token lives inside the center's directory")

@@ -236,7 +236,7 @@ func exerciseProduction(t *testing.T, tc *testCenter) {
 	// A CSR naming another kiosk is refused.
 	bad, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "K-OTHER"}}, key)
 	k.send(protocol.Renew{RequestID: protocol.NewRequestID(), CSR: bad})
-	if e, ok := k.read().(*protocol.Error); !ok || e.Code != protocol.CodeInternal {
+	if e, ok := k.read().(*protocol.Error); !ok || e.Code != protocol.CodeBadMessage {
 		t.Fatalf("renewal for another kiosk: %#v", e)
 	}
 	k2, err := tc.dial(t, kioskTLS(t, renewed.Chain, key, []byte(en.CenterCA)))

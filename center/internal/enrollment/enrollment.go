@@ -30,6 +30,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/authority"
 	"github.com/kioskcert/kioskcert/center/internal/kioskpki"
+	"github.com/kioskcert/kioskcert/center/internal/refusal"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
@@ -46,6 +47,9 @@ const (
 	EventEnrolled    store.EventType = "kiosk_enrolled_by_csr"
 	EventEnrollFail  store.EventType = "kiosk_enrollment_refused"
 	EventCertRenewed store.EventType = "kiosk_certificate_renewed"
+	// EventRenewRefused records a renewal the center refused: its result
+	// says why (kiosk_suspended, kiosk_revoked, bad_csr, …).
+	EventRenewRefused store.EventType = "kiosk_certificate_renewal_refused"
 )
 
 // Errors.
@@ -200,25 +204,52 @@ func (s *Service) Enroll(ctx context.Context, r protocol.EnrollRequest, source s
 
 // Renew certifies an enrolled, active kiosk's key anew (the kiosk is
 // authenticated by its current certificate on the connection asking).
-// It returns the new chain (PEM, leaf first).
+// It returns the new chain (PEM, leaf first). Refusals are refusal errors
+// the connection passes on as they are: kiosk_not_allowed for a kiosk that
+// is not (or no longer) active, bad_message for a CSR that is malformed or
+// names another kiosk; both are audited. Anything else is internal (the
+// kiosk tries again later).
 func (s *Service) Renew(ctx context.Context, kioskID string, csrDER []byte) ([]byte, error) {
 	k, err := s.cfg.Store.Kiosk(ctx, kioskID)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, s.refuseRenewal(ctx, store.Kiosk{ID: kioskID}, "kiosk_unknown",
+			refusal.WithDetail(protocol.CodeKioskNotAllowed, "renew: this kiosk is not enrolled", err))
+	case err != nil:
 		return nil, err
-	}
-	if k.Status != store.KioskActive {
-		return nil, fmt.Errorf("enrollment: kiosk %s is %s: %w", kioskID, k.Status, store.ErrTransition)
+	case k.Status != store.KioskActive:
+		return nil, s.refuseRenewal(ctx, k, "kiosk_"+string(k.Status),
+			refusal.WithDetail(protocol.CodeKioskNotAllowed, "renew: this kiosk is not active",
+				fmt.Errorf("enrollment: kiosk %s is %s: %w", kioskID, k.Status, store.ErrTransition)))
 	}
 	cert, chain, err := s.certify(ctx, kioskID, csrDER)
+	if errors.Is(err, ErrBadCSR) {
+		return nil, s.refuseRenewal(ctx, k, "bad_csr",
+			refusal.WithDetail(protocol.CodeBadMessage, "renew: csr is not a signed request naming this kiosk", err))
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Store.RenewKioskCertificate(ctx, kioskID, certRef(cert), s.cfg.Now()); err != nil {
+	err = s.cfg.Store.RenewKioskCertificate(ctx, kioskID, certRef(cert), s.cfg.Now())
+	switch {
+	case errors.Is(err, store.ErrTransition), errors.Is(err, store.ErrNotFound):
+		// Suspended or revoked between the look-up and now.
+		return nil, s.refuseRenewal(ctx, k, "kiosk_not_active",
+			refusal.WithDetail(protocol.CodeKioskNotAllowed, "renew: this kiosk is not active", err))
+	case err != nil:
 		return nil, err
 	}
 	s.audit(ctx, store.Event{Type: EventCertRenewed, KioskID: kioskID, StoreCode: k.StoreCode, Result: "ok"})
 	s.cfg.Log.Info("kiosk certificate renewed", "kiosk", kioskID, "serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
 	return chain, nil
+}
+
+// refuseRenewal audits a refused renewal (result: a code of [a-z_], no
+// personal data), logs it and returns err.
+func (s *Service) refuseRenewal(ctx context.Context, k store.Kiosk, result string, err error) error {
+	s.audit(ctx, store.Event{Type: EventRenewRefused, KioskID: k.ID, StoreCode: k.StoreCode, Result: result})
+	s.cfg.Log.Warn("kiosk certificate renewal refused", "kiosk", k.ID, "result", result, "err", err)
+	return err
 }
 
 func (s *Service) audit(ctx context.Context, e store.Event) {

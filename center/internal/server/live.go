@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,11 @@ type KioskLive struct {
 	LastError      string    `json:"lastError,omitempty"`
 	// StatusAt is when the kiosk last reported its health.
 	StatusAt time.Time `json:"statusAt,omitzero"`
+	// CertSerial and CertNotAfter are of the client certificate the
+	// kiosk's latest connection presented (hex serial): after a renewal
+	// they change at its next connection.
+	CertSerial   string    `json:"certSerial,omitempty"`
+	CertNotAfter time.Time `json:"certNotAfter,omitzero"`
 	// Flagged: the kiosk asked for many different residents within an
 	// hour (DistinctResidentsPerHour): look at it.
 	Flagged bool `json:"flagged,omitempty"`
@@ -49,10 +55,13 @@ func (l *liveStatus) get(id string) *KioskLive {
 	return k
 }
 
-func (l *liveStatus) connected(id string, now time.Time) {
+func (l *liveStatus) connected(id string, cert *x509.Certificate, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := l.get(id)
+	if cert != nil {
+		k.CertSerial, k.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
+	}
 	l.conns[id]++
 	if !k.Connected {
 		k.Connected, k.ConnectedSince = true, now

@@ -289,7 +289,7 @@ func (s *Server) serveKiosk(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.pinger.add(c)
 	s.cfg.Metrics.connected.Inc()
-	s.live.connected(k.ID, s.cfg.Now())
+	s.live.connected(k.ID, leaf, s.cfg.Now())
 	s.touch(k.ID)
 
 	// The connection gets a goroutine of its own and this handler returns:

@@ -12,7 +12,11 @@
 // store terminal's software (bin/example-integrator) collects the fee and
 // prints instead of the panel.
 //
-//	kioskcert-sim [-listen 127.0.0.1:8800] [-out out/sim] [-auto-pay] [-terminal] [-center bin/issuance-center]
+//	kioskcert-sim [-listen 127.0.0.1:8800] [-out out/sim] [-auto-pay] [-terminal] [-center bin/issuance-center] [-keys auto|softhsm|file]
+//
+// The demo center keeps its signing keys in a SoftHSM2 token when SoftHSM2
+// is installed (and the center binary has PKCS#11 support), in files
+// otherwise, and says which at start.
 package main
 
 import (
@@ -43,7 +47,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:8800", "loopback address of the kiosk screen")
 	flag.StringVar(&o.out, "out", "out/sim", "working directory: demo keys, center data, printed PDFs (replaced)")
-	flag.StringVar(&o.center, "center", "", "issuance-center binary (default: next to this program)")
+	flag.StringVar(&o.center, "center", "", "issuance-center binary (default: next to this program, pkcs11/issuance-center first)")
+	flag.StringVar(&o.keys, "keys", demo.KeysAuto, "where the demo center's signing keys live: auto (SoftHSM2 if installed), softhsm or file")
 	flag.BoolVar(&o.autoPay, "auto-pay", false, "approve payments at once instead of waiting for the panel")
 	flag.BoolVar(&o.terminal, "terminal", false, "the integrator (bin/example-integrator) takes the payment and prints, instead of the panel")
 	verbose := flag.Bool("v", false, "log every session (session IDs and results only)")
@@ -53,7 +58,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		o.center = filepath.Join(filepath.Dir(self), "issuance-center")
+		o.center = demo.DefaultCenter(self, o.keys)
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -99,10 +104,10 @@ func fail(err error) {
 }
 
 type options struct {
-	listen, out, center string
-	autoPay, terminal   bool
-	timeouts            flow.Timeouts
-	log                 *slog.Logger
+	listen, out, center, keys string
+	autoPay, terminal         bool
+	timeouts                  flow.Timeouts
+	log                       *slog.Logger
 }
 
 // simulator is a running center, agent and local server.
@@ -141,7 +146,11 @@ func start(ctx context.Context, o options) (sim *simulator, err error) {
 	if err != nil {
 		return nil, err
 	}
-	center, err := demo.SetupCenter(ctx, o.center, filepath.Join(out, "center"), trust, kioskID)
+	tok, err := demo.SetupKeys(o.keys, o.center, filepath.Join(out, "softhsm"), os.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	center, err := demo.SetupCenterWith(ctx, demo.CenterOptions{Bin: o.center, Dir: filepath.Join(out, "center"), CardTrust: trust, SoftHSM: tok}, kioskID)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,11 @@ type Options struct {
 	// Sim enables the simulator's control panel on the local server
 	// (needs config listen); nil in production.
 	Sim *localapi.Sim
+	// Clock is the time certificate renewal goes by (the system's if nil).
+	Clock Clock
+	// RenewCheck is how often the agent checks whether its certificate is
+	// due for renewal, besides at every connection (DefaultRenewCheck if 0).
+	RenewCheck time.Duration
 }
 
 // Agent is a wired kiosk.
@@ -67,6 +72,12 @@ type Agent struct {
 	// Server is the local server (touch screen, integrator API), when the
 	// configuration sets listen; it is listening once New returns.
 	Server *localapi.Server
+	// Identity is the kiosk's key and current certificate; the agent
+	// renews the certificate over its connection before it expires.
+	Identity *identity.Identity
+
+	clock      Clock
+	renewEvery time.Duration
 
 	log       *slog.Logger
 	closers   []func() error
@@ -80,9 +91,15 @@ type Agent struct {
 
 // New wires an agent.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
-	a := &Agent{Config: cfg, log: opts.Log}
+	a := &Agent{Config: cfg, log: opts.Log, clock: opts.Clock, renewEvery: opts.RenewCheck}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if a.clock == nil {
+		a.clock = systemClock{}
+	}
+	if a.renewEvery <= 0 {
+		a.renewEvery = DefaultRenewCheck
 	}
 	ok := false
 	defer func() {
@@ -102,7 +119,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsConf, err := clientTLS(cfg)
+	tlsConf, err := a.clientTLS(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -228,19 +245,15 @@ func (a *Agent) newServer(cfg *config.Config, opts Options) error {
 	return nil
 }
 
-func clientTLS(cfg *config.Config) (*tls.Config, error) {
+func (a *Agent) clientTLS(cfg *config.Config) (*tls.Config, error) {
 	// The key may be in the TPM: it is opened as a crypto.Signer.
 	key, err := identity.OpenKey(cfg.Path(cfg.KeyFile), cfg.TPM)
 	if err != nil {
 		return nil, fmt.Errorf("agent: kiosk key: %w", err)
 	}
-	chain, err := os.ReadFile(cfg.Path(cfg.CertFile))
-	if err != nil {
-		return nil, fmt.Errorf("agent: kiosk certificate: %w", err)
-	}
-	cert, err := identity.Certificate(chain, key)
-	if err != nil {
-		return nil, fmt.Errorf("agent: kiosk certificate: %w", err)
+	a.closers = append(a.closers, key.Close)
+	if a.Identity, err = identity.Load(cfg.Path(cfg.CertFile), key); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	pool, err := loadPool(cfg.Path(cfg.CenterCAFile))
 	if err != nil {
@@ -251,8 +264,10 @@ func clientTLS(cfg *config.Config) (*tls.Config, error) {
 		u, _ := url.Parse(cfg.CenterURL)
 		name = u.Hostname()
 	}
-	// The center is trusted by the pinned kiosk CA only, never the system roots.
-	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: name}, nil
+	// The center is trusted by the pinned kiosk CA only, never the system
+	// roots. The certificate is asked for at each handshake: a renewed one
+	// is used from the next connection.
+	return &tls.Config{MinVersion: tls.VersionTLS13, GetClientCertificate: a.Identity.GetClientCertificate, RootCAs: pool, ServerName: name}, nil
 }
 
 // Run connects to the center, serves the local server (if configured) and
@@ -261,8 +276,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.Client.Run(ctx) }()
+	go func() { defer wg.Done(); a.keepRenewed(ctx) }()
 	go func() { defer wg.Done(); a.reportStatus(ctx) }()
 	go func() { defer wg.Done(); a.watchErrors(ctx) }()
 	var serveErr error

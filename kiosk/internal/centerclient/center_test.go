@@ -44,6 +44,8 @@ type testCenter struct {
 	onIssue func(sc *serverConn, req protocol.Issue)
 	// onOutcome answers an outcome; nil acknowledges it at once.
 	onOutcome func(sc *serverConn, o protocol.Outcome)
+	// onRenew answers a renewal; nil answers with a fixed chain.
+	onRenew func(sc *serverConn, r protocol.Renew)
 
 	mu       sync.Mutex
 	conns    []*serverConn
@@ -173,7 +175,7 @@ func (tc *testCenter) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		tc.mu.Lock()
 		tc.received = append(tc.received, received{sc.n, m})
-		onIssue, onOutcome := tc.onIssue, tc.onOutcome
+		onIssue, onOutcome, onRenew := tc.onIssue, tc.onOutcome, tc.onRenew
 		tc.mu.Unlock()
 		tc.notify()
 		switch m := m.(type) {
@@ -188,6 +190,12 @@ func (tc *testCenter) serve(w http.ResponseWriter, r *http.Request) {
 				onOutcome(sc, m)
 			} else {
 				sc.send(tc.t, protocol.Ack{RequestID: m.RequestID})
+			}
+		case protocol.Renew:
+			if onRenew != nil {
+				onRenew(sc, m)
+			} else {
+				sc.send(tc.t, protocol.Renewed{RequestID: m.RequestID, Chain: testChain})
 			}
 		case protocol.Ping:
 			sc.send(tc.t, protocol.Pong(m))
@@ -268,6 +276,8 @@ func messageRequestID(m protocol.Message) string {
 	case protocol.Issue:
 		return m.RequestID
 	case protocol.Outcome:
+		return m.RequestID
+	case protocol.Renew:
 		return m.RequestID
 	}
 	return ""

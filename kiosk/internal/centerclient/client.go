@@ -72,6 +72,9 @@ type Client struct {
 	outcomes  map[string]protocol.Outcome // queued until acknowledged
 	status    *protocol.Status
 	changed   chan struct{} // closed on every connect/disconnect
+	// reconnectNow: the connection was ended on purpose (Reconnect);
+	// connect again without the backoff.
+	reconnectNow bool
 
 	// testHookSent, when set by a test, runs after a caller's Issue or
 	// Outcome has been written, before the caller waits for the answer.
@@ -92,6 +95,7 @@ const (
 	answerCertificate answerKind = iota + 1 // Issue: a certificate or a refusal
 	answerAck                               // ReportOutcome: an ack or an error
 	answerChecked                           // Check: checked or a refusal
+	answerRenewed                           // Renew: renewed or a refusal
 )
 
 // New returns a Client; call Run to connect.
@@ -126,6 +130,14 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		if time.Since(start) > time.Minute {
 			backoff = c.cfg.MinBackoff
+		}
+		c.mu.Lock()
+		now := c.reconnectNow
+		c.reconnectNow = false
+		c.mu.Unlock()
+		if now {
+			c.cfg.Log.Info("reconnecting to the center on purpose", "err", err)
+			continue
 		}
 		// Full jitter: many kiosks losing the center at once must not
 		// reconnect in lockstep.
@@ -325,6 +337,8 @@ func (c *Client) dispatch(m protocol.Message) {
 		c.deliver(waiterKey{m.RequestID, answerCertificate}, m)
 	case protocol.Checked:
 		c.deliver(waiterKey{m.RequestID, answerChecked}, m)
+	case protocol.Renewed:
+		c.deliver(waiterKey{m.RequestID, answerRenewed}, m)
 	case protocol.Ack:
 		c.mu.Lock()
 		delete(c.outcomes, m.RequestID)
@@ -355,8 +369,8 @@ func (c *Client) dispatchError(e *protocol.Error) {
 	}
 	toIssue := e.Code != protocol.CodeUnknownRequest
 	toOutcome := answersOutcome[e.Code]
-	// A check has a request ID of its own, never an issue's.
-	if toIssue && (c.deliver(waiterKey{id, answerChecked}, e) || c.deliver(waiterKey{id, answerCertificate}, e)) {
+	// A check and a renewal have request IDs of their own, never an issue's.
+	if toIssue && (c.deliver(waiterKey{id, answerChecked}, e) || c.deliver(waiterKey{id, answerRenewed}, e) || c.deliver(waiterKey{id, answerCertificate}, e)) {
 		return
 	}
 	if toOutcome && c.deliver(waiterKey{id, answerAck}, e) {

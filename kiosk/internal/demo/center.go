@@ -41,10 +41,13 @@ type Center struct {
 	ConsoleURL string
 	Admin      ConsoleLogin
 	EnrollAddr string // the kiosk enrollment endpoint (HTTPS)
-	bin        string
-	cmd        *exec.Cmd
-	exited     chan error
-	logFile    *os.File
+	// SoftHSM holds the center's signing keys and kiosk issuing CA, when
+	// the center was set up with one; nil: key files.
+	SoftHSM *SoftHSMToken
+	bin     string
+	cmd     *exec.Cmd
+	exited  chan error
+	logFile *os.File
 }
 
 // ConsoleLogin is a console account's login.
@@ -64,9 +67,24 @@ const IssuerURL = "https://issuer.kioskcert.example"
 
 // SetupCenter creates a demo center in dir with the demo municipalities and
 // records, trusting the card authority's trust file, and enrolls the given
-// kiosks (credentials under dir/kiosks/<id>). It does not start it.
+// kiosks (credentials under dir/kiosks/<id>). Its keys are files. It does
+// not start it.
 func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...string) (*Center, error) {
-	c := &Center{Dir: dir, Config: filepath.Join(dir, "center.json"), bin: bin}
+	return SetupCenterWith(ctx, CenterOptions{Bin: bin, Dir: dir, CardTrust: cardTrust}, kioskIDs...)
+}
+
+// CenterOptions configure SetupCenterWith.
+type CenterOptions struct {
+	Bin, Dir, CardTrust string
+	// SoftHSM, if set, is the token the center makes its signing keys and
+	// kiosk issuing CA in (the center binary needs PKCS#11 support).
+	SoftHSM *SoftHSMToken
+}
+
+// SetupCenterWith is SetupCenter with the options.
+func SetupCenterWith(ctx context.Context, o CenterOptions, kioskIDs ...string) (*Center, error) {
+	bin, dir, cardTrust := o.Bin, o.Dir, o.CardTrust
+	c := &Center{Dir: dir, Config: filepath.Join(dir, "center.json"), bin: bin, SoftHSM: o.SoftHSM}
 	d, err := demo.Load()
 	if err != nil {
 		return nil, err
@@ -78,6 +96,9 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 		{"init", "-dir", dir, "-card-trust", cardTrust, "-issuer-url", IssuerURL,
 			"-kiosk-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-enroll-listen", "127.0.0.1:0",
 			"-console-listen", "127.0.0.1:0", "-operator", "demo"},
+	}
+	if o.SoftHSM != nil {
+		steps[0] = append(steps[0], o.SoftHSM.initArgs()...)
 	}
 	ledgers := filepath.Join(dir, "ledgers")
 	if err := os.MkdirAll(ledgers, 0o700); err != nil {
@@ -110,7 +131,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 			"-prefecture", "01", "-region", "hokkaido", "-out", c.KioskDir(id)))
 	}
 	for _, args := range steps {
-		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		out, err := c.command(ctx, args...).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
 		}
@@ -120,7 +141,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 	if err := os.WriteFile(pwFile, []byte(DemoAdminPassword+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	out, err := exec.CommandContext(ctx, bin, append(append([]string{"operator", "add"}, op...), "-admin", "-id", DemoAdmin, "-password-file", pwFile)...).CombinedOutput()
+	out, err := c.command(ctx, append(append([]string{"operator", "add"}, op...), "-admin", "-id", DemoAdmin, "-password-file", pwFile)...).CombinedOutput()
 	os.Remove(pwFile)
 	if err != nil {
 		return nil, fmt.Errorf("demo: issuance-center operator add: %w\n%s", err, out)
@@ -144,7 +165,7 @@ func SetupCenter(ctx context.Context, bin, dir, cardTrust string, kioskIDs ...st
 // whole country, the others greyed.
 func (c *Center) ImportNationalList(ctx context.Context) error {
 	args := []string{"municipality", "import-list", "-config", c.Config, "-offline", "-operator", "demo"}
-	if out, err := exec.CommandContext(ctx, c.bin, args...).CombinedOutput(); err != nil {
+	if out, err := c.command(ctx, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("demo: issuance-center municipality import-list: %w\n%s", err, out)
 	}
 	return nil
@@ -156,6 +177,17 @@ func (c *Center) ImportNationalList(ctx context.Context) error {
 // tools run inside the kioskcert module; `go test` puts its own toolchain's
 // go first in PATH.
 func BuildCenter(ctx context.Context, dir string) (string, error) {
+	return buildCenter(ctx, filepath.Join(dir, "issuance-center"), "CGO_ENABLED=0")
+}
+
+// BuildCenterPKCS11 builds the issuance-center with PKCS#11 support (cgo,
+// tag pkcs11; make build-center-pkcs11) into dir/pkcs11/ and returns its
+// path.
+func BuildCenterPKCS11(ctx context.Context, dir string) (string, error) {
+	return buildCenter(ctx, filepath.Join(dir, "pkcs11", "issuance-center"), "CGO_ENABLED=1", "-tags", "pkcs11")
+}
+
+func buildCenter(ctx context.Context, bin, cgo string, flags ...string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("demo: the go command is not in PATH: %w", err)
@@ -168,14 +200,47 @@ func BuildCenter(ctx context.Context, dir string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", errors.New("demo: not inside the kioskcert module (go env GOMOD is empty)")
 	}
-	bin := filepath.Join(dir, "issuance-center")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./center/cmd/issuance-center")
+	args := append(append([]string{"build"}, flags...), "-o", bin, "./center/cmd/issuance-center")
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = filepath.Dir(gomod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), cgo)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("demo: build the issuance center: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// Command runs an operator command of the issuance-center binary against
+// this center (its configuration; the running center's operations API, or
+// its files with -offline) and returns its output.
+func (c *Center) Command(ctx context.Context, args ...string) ([]byte, error) {
+	if len(args) < 2 {
+		return nil, errors.New("demo: a command is two words (kiosk suspend, …)")
+	}
+	full := append(append([]string{}, args[:2]...), "-config", c.Config)
+	out, err := c.command(ctx, append(full, args[2:]...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("demo: issuance-center %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+	}
+	return out, nil
+}
+
+// command is the issuance-center binary run with args, in the token's
+// environment when the keys are in SoftHSM2.
+func (c *Center) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	if c.SoftHSM != nil {
+		cmd.Env = c.SoftHSM.Env()
+	}
+	return cmd
+}
+
+// KeysDescription says where the center's signing keys are, for people.
+func (c *Center) KeysDescription() string {
+	if c.SoftHSM != nil {
+		return fmt.Sprintf("SoftHSM2 token %q (%s, PKCS#11 module %s)", c.SoftHSM.Label, c.SoftHSM.Dir, c.SoftHSM.Module)
+	}
+	return "files (" + filepath.Join(c.Dir, "keys") + ")"
 }
 
 // KioskDir is where an enrolled kiosk's credentials are.
@@ -191,6 +256,9 @@ func (c *Center) Start(ctx context.Context) error {
 		return err
 	}
 	c.cmd = exec.Command(c.bin, "serve", "-config", c.Config)
+	if c.SoftHSM != nil {
+		c.cmd.Env = c.SoftHSM.Env()
+	}
 	c.cmd.Stderr = c.logFile
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -82,6 +83,12 @@ type Options struct {
 	// machine's pcscd and its vpcd driver at VPCD).
 	Reader string
 	VPCD   string
+	// Keys says where the center's signing keys live: auto (SoftHSM2 when
+	// installed and the center binary has PKCS#11 support), softhsm or
+	// file ("" is auto).
+	Keys string
+	// Stdout receives what people should read (which keys); nil discards.
+	Stdout io.Writer
 	Log    *slog.Logger
 }
 
@@ -89,6 +96,8 @@ type Options struct {
 type Result struct {
 	Domestic, Overseas, JWKS, Resident, CSCA string
 	Reports                                  map[string]*certverify.Report
+	// Keys says where the center's signing keys were.
+	Keys string
 }
 
 // Run builds a demo center and kiosk under o.Out, issues one domestic and
@@ -115,7 +124,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	center, err := SetupCenter(ctx, o.Center, filepath.Join(o.Out, "center"), trust, "KIOSK-DEMO-0001")
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	tok, err := SetupKeys(o.Keys, o.Center, filepath.Join(o.Out, "softhsm"), o.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	center, err := SetupCenterWith(ctx, CenterOptions{Bin: o.Center, Dir: filepath.Join(o.Out, "center"), CardTrust: trust, SoftHSM: tok}, "KIOSK-DEMO-0001")
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{
 		Domestic: filepath.Join(o.Out, "domestic.pdf"), Overseas: filepath.Join(o.Out, "overseas.pdf"),
 		JWKS: filepath.Join(o.Out, "jwks.json"), Resident: filepath.Join(o.Out, "resident.json"),
-		CSCA: center.CSCAFile(), Reports: map[string]*certverify.Report{},
+		CSCA: center.CSCAFile(), Reports: map[string]*certverify.Report{}, Keys: center.KeysDescription(),
 	}
 	for _, run := range []struct {
 		kind certificate.Kind

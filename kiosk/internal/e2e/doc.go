@@ -24,8 +24,10 @@
 // center's published JWKS and CSCA, wrong and blocked PINs, a card pulled
 // mid-read, tampered cards, a municipality that does not take part, the
 // center going down and a connection dropping mid-request, the printer
-// running out of paper, and a certificate for someone else. After each
-// scenario the test scans the agent's log and every file the kiosk, the
+// running out of paper, a certificate for someone else, and certificate
+// renewal over the connection with the kiosk's clock moved forward (a
+// key-file kiosk, and a TPM kiosk on a swtpm enrolled with a one-time code;
+// renew_test.go). After each scenario the test scans the agent's log and every file the kiosk, the
 // center and the test wrote (the printer's spool, which is the paper,
 // excepted) for the residents' My Numbers, names, addresses, birth dates
 // and passport numbers.

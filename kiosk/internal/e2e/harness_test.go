@@ -53,6 +53,10 @@ type kioskOptions struct {
 	log          *slog.Logger
 	// noWait returns without waiting for the first connection.
 	noWait bool
+	// clock is the agent's clock for certificate renewal (the system's if nil).
+	clock agent.Clock
+	// tpm is the TPM holding the kiosk's key (a swtpm socket), if any.
+	tpm string
 }
 
 // kiosk is a running agent.
@@ -82,6 +86,7 @@ func startKiosk(t testing.TB, o kioskOptions) *kiosk {
 	if o.centerAddr != "" {
 		cfg.CenterURL = "wss://" + o.centerAddr + "/v1/kiosk"
 	}
+	cfg.TPM = o.tpm
 	k := &kiosk{}
 	if o.payment == nil {
 		k.pay = payment.NewSimulator()
@@ -90,7 +95,7 @@ func startKiosk(t testing.TB, o kioskOptions) *kiosk {
 	if o.log == nil {
 		o.log = newLogger(o.id)
 	}
-	a, err := agent.New(cfg, agent.Options{Reader: o.reader, Printer: o.printer, Payment: o.payment, Timeouts: o.timeouts, Log: o.log})
+	a, err := agent.New(cfg, agent.Options{Reader: o.reader, Printer: o.printer, Payment: o.payment, Timeouts: o.timeouts, Log: o.log, Clock: o.clock})
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}

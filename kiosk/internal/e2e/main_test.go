@@ -53,6 +53,8 @@ const (
 	kioskDirect   = "E2E-DIRECT" // a bare center client, no flow
 	kioskBench    = "E2E-BENCH"
 	kioskMemory   = "E2E-MEMORY"
+	kioskRenew    = "E2E-RENEW"
+	kioskSuspend  = "E2E-SUSPEND"
 )
 
 // loadKiosks is how many kiosks (and synthetic residents) the load test runs.
@@ -173,7 +175,7 @@ func setup() (*environment, error) {
 		return e, err
 	}
 	ids := []string{kioskGood, kioskPIN, kioskBlocked, kioskPulled, kioskTamper, kioskNonPart, kioskDown, kioskRetry,
-		kioskKilled, kioskPaper, kioskPaper2, kioskMismatch, kioskDirect, kioskBench, kioskMemory}
+		kioskKilled, kioskPaper, kioskPaper2, kioskMismatch, kioskDirect, kioskBench, kioskMemory, kioskRenew, kioskSuspend}
 	for i := range loadKiosks {
 		ids = append(ids, loadKioskID(i))
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kioskcert/kioskcert/pkg/childproc"
 )
 
 // startSWTPM starts Debian's swtpm, a software TPM 2.0, on a Unix socket
@@ -28,7 +30,7 @@ func startSWTPM(t *testing.T) string {
 		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
 		"--flags", "not-need-init,startup-clear")
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
