@@ -9,7 +9,7 @@
 // The schema is a numbered list of embedded SQL files (migrations/NNNN_*.sql).
 // Open applies the missing ones in order, each in a transaction recorded in
 // schema_migrations, under an advisory lock so instances starting together
-// do not race. A database whose schema is newer than this build knows is
+// do not race (package pgmigrate, shared with the records' own tables). A database whose schema is newer than this build knows is
 // refused with ErrSchemaTooNew: an older binary must not write to a schema
 // it does not understand (roll the binary forward, or restore the database).
 // Identifier columns use COLLATE "C" so lists come back in byte order
@@ -52,20 +52,15 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net"
-	"sort"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgerr"
+	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgmigrate"
 )
 
 //go:embed migrations/*.sql
@@ -74,7 +69,7 @@ var migrationFiles embed.FS
 // Errors.
 var (
 	// ErrSchemaTooNew means the database was migrated by a newer build.
-	ErrSchemaTooNew = errors.New("pgstore: the database schema is newer than this build knows; run the newer center binary, or restore a backup made for this version")
+	ErrSchemaTooNew = pgmigrate.ErrSchemaTooNew
 	errClosed       = errors.New("pgstore: store is closed")
 )
 
@@ -158,139 +153,22 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("pgstore: migration %s is not named NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{v, e.Name(), string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("pgstore: migrations are not numbered 1, 2, 3…: %s", m.name)
-		}
-	}
-	return out, nil
-}
+// schema is the store's migrations (see pgmigrate).
+var schema = pgmigrate.Set{Name: "pgstore", FS: migrationFiles, Dir: "migrations", Table: "schema_migrations"}
 
 // SchemaVersion is the newest schema this build knows.
-func SchemaVersion() int {
-	ms, _ := migrations()
-	return len(ms)
-}
+func SchemaVersion() int { return schema.Version() }
 
-// migrationLock is the advisory lock key (an arbitrary constant) that
-// serialises migrations between instances starting together.
-const migrationLock = 0x6b696f736b63
+func migrate(ctx context.Context, pool *pgxpool.Pool) error { return schema.Run(ctx, pool) }
 
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	ms, err := migrations()
-	if err != nil {
-		return err
-	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("pgstore: connecting to the database: %w", unavailable(err))
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrationLock)); err != nil {
-		return fmt.Errorf("pgstore: taking the migration lock: %w", err)
-	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", int64(migrationLock))
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("pgstore: creating schema_migrations: %w", err)
-	}
-	var current int
-	if err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("pgstore: reading the schema version: %w", err)
-	}
-	if current > len(ms) {
-		return fmt.Errorf("%w (database: version %d, this build: version %d)", ErrSchemaTooNew, current, len(ms))
-	}
-	for _, m := range ms[current:] {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("pgstore: migration %s: %w", m.name, err)
-		}
-	}
-	return nil
-}
+func unavailable(err error) error { return pgerr.Unavailable(err) }
 
-// unavailable marks errors that mean the database cannot be reached (or is
-// shutting down) with store.ErrUnavailable, so the center answers
-// "unavailable" and the kiosk retries.
-//
-// A deadline reaching here is the store's own (the committer's write
-// timeout, a connect timeout): callers' cancelled contexts are answered
-// with the context's error before. A database that hangs is unavailable.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	if isUnavailable(err) {
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	return err
-}
+func isUnavailable(err error) bool { return pgerr.IsUnavailable(err) }
 
-func isUnavailable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
-			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, crash, cannot connect now
-			pgErr.Code == "53300", // too many connections
-			pgErr.Code == "25006": // read-only transaction: a standby, not the primary
-			return true
-		}
-		return false
-	}
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	switch {
-	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		pgconn.SafeToRetry(err), pgconn.Timeout(err):
-		return true
-	}
-	// pgxpool reports its closed pool only by this text.
-	return errors.Is(err, pgconn.ErrConnClosed) || strings.Contains(err.Error(), "closed pool")
-}
-
-// isRetryable reports a deadlock or serialisation failure: the transaction
-// may simply run again.
-func isRetryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
-}
+func isRetryable(err error) bool { return pgerr.IsRetryable(err) }
 
 func isUniqueViolation(err error, constraint string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && (constraint == "" || pgErr.ConstraintName == constraint)
+	return pgerr.IsUniqueViolation(err, constraint)
 }
 
 // wrap adds the package prefix and the unavailable mark.
