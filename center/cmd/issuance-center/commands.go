@@ -97,6 +97,7 @@ func cmdInit(ctx context.Context, e *env, name string, args []string) error {
 	fs.StringVar(&o.KeySource.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token PIN")
 	fs.IntVar(&o.KeySource.Sessions, "pkcs11-sessions", 0, "token sessions open at once (default 8)")
 	fs.StringVar(&o.Store, "store", "", "the store: bolt:PATH (default bolt:center.db) or a postgres:// URL shared by several instances")
+	fs.StringVar(&o.Records, "records", "", "the vaccination records: empty follows the store (bolt store: records.db; postgres store: the same database), or bolt, bolt:PATH, postgres, a postgres:// URL")
 	fs.StringVar(&o.InstanceID, "instance-id", "", "this instance's ID in operations views and metrics (default: host name and kiosk port)")
 	if err := parse(e, fs, args); err != nil {
 		return err

@@ -55,6 +55,9 @@ type InitOptions struct {
 	// a postgres:// URL. InstanceID is the config's instanceId.
 	Store      string
 	InstanceID string
+	// Records is the config's records: "" (follow the store), "bolt",
+	// "bolt:PATH", "postgres" (the store's database) or a postgres:// URL.
+	Records string
 }
 
 // Production reports whether the options make a production center.
@@ -101,7 +104,7 @@ func Init(ctx context.Context, opts InitOptions, now time.Time) (*config.Config,
 	}
 	cfg.KeySource = opts.KeySource
 	cfg.Demo = !opts.Production()
-	cfg.Store, cfg.InstanceID = opts.Store, opts.InstanceID
+	cfg.Store, cfg.InstanceID, cfg.Records = opts.Store, opts.InstanceID, opts.Records
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}

@@ -2,8 +2,11 @@
 // records — from the center's configuration, so that nothing above it
 // knows which database holds them. The store is a bbolt file (the embedded
 // default, config "store": "bolt:PATH") or PostgreSQL ("postgres://…",
-// shared by several center instances). The records are a bbolt file for
-// now, whichever the store.
+// shared by several center instances). The records follow the store
+// unless the config's "records" says otherwise: a bbolt file
+// (boltrecords) beside a bolt store, the store's PostgreSQL database
+// (pgrecords) beside a PostgreSQL one, so every instance looks up the
+// same records.
 //
 // Records are reached through Records, the operations the center and its
 // operator procedures need, whatever the database.
@@ -20,6 +23,7 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/boltrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/pgrecords"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltstore"
@@ -74,12 +78,7 @@ func Open(ctx context.Context, cfg *config.Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := boltfile.Open(cfg.Path(cfg.RecordsFile), lock)
-	if err != nil {
-		return nil, err
-	}
-	b.closers = append(b.closers, db)
-	recordsBackend, err := boltrecords.New(db)
+	recordsBackend, err := b.openRecords(ctx, cfg, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +103,27 @@ func openStore(ctx context.Context, cfg *config.Config, lock boltfile.Options) (
 	}
 	// The store takes a commit per request step: keep commits small.
 	return boltstore.Open(loc, boltfile.Options{Timeout: lock.Timeout, NoFreelistSync: true})
+}
+
+// openRecords opens the records' backend the config names.
+func (b *Backend) openRecords(ctx context.Context, cfg *config.Config, lock boltfile.Options) (records.Backend, error) {
+	kind, loc := cfg.RecordsLocation()
+	if kind == config.StorePostgres {
+		ctx, cancel := context.WithTimeout(ctx, OpenTimeout)
+		defer cancel()
+		rb, err := pgrecords.Open(ctx, loc, pgrecords.Options{})
+		if err != nil {
+			return nil, err
+		}
+		b.closers = append(b.closers, rb)
+		return rb, nil
+	}
+	db, err := boltfile.Open(loc, lock)
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, db)
+	return boltrecords.New(db)
 }
 
 // Close closes everything Open opened.

@@ -48,6 +48,13 @@ type Config struct {
 	// URL never holds a password: name a file with passfile=PATH, or use
 	// client certificates (sslcert=, sslkey=).
 	Store string `json:"store,omitempty"`
+	// Records names the database of the encrypted vaccination records:
+	// empty follows the store (a bolt store keeps the records in the bbolt
+	// file RecordsFile, a PostgreSQL store in the same database);
+	// "bolt" (RecordsFile) or "bolt:PATH"; "postgres" (the store's
+	// database) or a postgres:// URL of their own. Several instances need
+	// the records on PostgreSQL to share them (docs/DEPLOYMENT.md).
+	Records string `json:"records,omitempty"`
 	// InstanceID names this center instance in the operations views,
 	// logs and metrics (kioskcert_center_instance_info{center_instance}):
 	// 1-64 of [A-Za-z0-9._:-].
@@ -270,6 +277,9 @@ func (c *Config) Validate() error {
 	if err := c.validateStore(); err != nil {
 		return err
 	}
+	if err := c.validateRecords(); err != nil {
+		return err
+	}
 	if c.InstanceID != "" && !isIdent(c.InstanceID, 64) {
 		return errors.New("instanceId must be 1-64 characters of [A-Za-z0-9._:-]")
 	}
@@ -316,6 +326,47 @@ func (c *Config) validateStore() error {
 		return errors.New("store must be bolt:PATH or a postgres:// URL")
 	}
 	return nil
+}
+
+func (c *Config) validateRecords() error {
+	switch {
+	case c.Records == "" || c.Records == "bolt":
+	case strings.HasPrefix(c.Records, "bolt:"):
+		if c.Records == "bolt:" {
+			return errors.New("records \"bolt:\" needs a path (bolt:records.db), or say just \"bolt\" for recordsFile")
+		}
+	case c.Records == StorePostgres:
+		if kind, _ := c.storeKind(); kind != StorePostgres {
+			return errors.New("records \"postgres\" means the store's PostgreSQL database, but the store is a bbolt file; give the records a postgres:// URL of their own, or a PostgreSQL store")
+		}
+	case strings.HasPrefix(c.Records, "postgres://"), strings.HasPrefix(c.Records, "postgresql://"):
+		u, err := url.Parse(c.Records)
+		if err != nil {
+			return errors.New("records is not a valid postgres:// URL")
+		}
+		if _, has := u.User.Password(); has || u.Query().Has("password") {
+			return errors.New("records URL holds a password; put it in a file named by passfile=PATH (mode 0600), or use client certificates (sslcert=, sslkey=)")
+		}
+	default:
+		return errors.New("records must be empty (follow the store), bolt, bolt:PATH, postgres (the store's database) or a postgres:// URL")
+	}
+	return nil
+}
+
+// RecordsLocation returns the records' kind (StoreBolt or StorePostgres)
+// and where they are: the bbolt file's resolved path, or the PostgreSQL
+// URL. Empty Records follows the store.
+func (c *Config) RecordsLocation() (kind, location string) {
+	storeKind, storeURL := c.storeKind()
+	switch {
+	case c.Records == "" && storeKind == StorePostgres, c.Records == StorePostgres:
+		return StorePostgres, storeURL
+	case c.Records == "", c.Records == "bolt":
+		return StoreBolt, c.Path(c.RecordsFile)
+	case strings.HasPrefix(c.Records, "bolt:"):
+		return StoreBolt, c.Path(strings.TrimPrefix(c.Records, "bolt:"))
+	}
+	return StorePostgres, c.Records
 }
 
 func (c *Config) storeKind() (kind, rest string) {

@@ -223,6 +223,43 @@ func TestStoreLocation(t *testing.T) {
 	}
 }
 
+// The records follow the store unless told otherwise, and "postgres"
+// needs a PostgreSQL store to mean anything.
+func TestRecordsLocation(t *testing.T) {
+	const pg = "postgres://center@db/kioskcert"
+	tests := []struct{ store, records, kind, loc, err string }{
+		{"", "", StoreBolt, "/srv/center/records.db", ""},
+		{"bolt:center.db", "", StoreBolt, "/srv/center/records.db", ""},
+		{pg, "", StorePostgres, pg, ""},
+		{pg, "bolt", StoreBolt, "/srv/center/records.db", ""},
+		{pg, "bolt:/var/lib/records.db", StoreBolt, "/var/lib/records.db", ""},
+		{pg, "postgres", StorePostgres, pg, ""},
+		{"", "postgres://records@db2/vault", StorePostgres, "postgres://records@db2/vault", ""},
+		{"", "postgres", "", "", "store is a bbolt file"},
+		{"", "bolt:", "", "", "needs a path"},
+		{"", "postgres://u:secret@db/x", "", "", "password"},
+		{"", "mysql://db", "", "", "records must be"},
+	}
+	for _, tc := range tests {
+		c := Default()
+		c.Store, c.Records = tc.store, tc.records
+		c.SetDir("/srv/center")
+		err := c.Validate()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("store %q records %q: Validate = %v, want an error with %q", tc.store, tc.records, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("store %q records %q: %v", tc.store, tc.records, err)
+		}
+		if kind, loc := c.RecordsLocation(); kind != tc.kind || loc != tc.loc {
+			t.Errorf("store %q records %q: %s %s, want %s %s", tc.store, tc.records, kind, loc, tc.kind, tc.loc)
+		}
+	}
+}
+
 func TestInstance(t *testing.T) {
 	c := Default()
 	c.InstanceID = "center-a"
