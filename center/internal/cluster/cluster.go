@@ -7,8 +7,9 @@
 //
 // Setup creates the center once (init, demo municipalities and records,
 // enrolled kiosks, cards for them) and copies its directory for each
-// instance: every instance has the same keys, certificates and operator
-// token, and its own copy of the records file; the signing keys' directory
+// instance: every instance has the same keys, certificates, records master
+// key and operator token, and all share the records, which follow the
+// store onto PostgreSQL; the signing keys' directory
 // is shared (an absolute path in every instance's config), as a key
 // directory distributed to every instance is in production.
 package cluster
@@ -189,7 +190,7 @@ func Setup(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		icfg.InstanceID = in.ID
 		icfg.KeysDir = cfg.Path(cfg.KeysDir)
-		// The master key stays with each instance's records copy.
+		// Each instance has its copy of the records master key.
 		icfg.MasterKeyFile = filepath.Join(in.Dir, cfg.MasterKeyFile)
 		for _, addr := range []*string{&in.KioskAddr, &in.PublicAddr, &in.OpsAddr} {
 			if *addr, err = FreePort(); err != nil {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,8 +16,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/kioskcert/kioskcert/assets/demo"
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/loadtest"
+	"github.com/kioskcert/kioskcert/center/internal/records"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv/demoledger"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/center/internal/store/pgstore"
@@ -144,6 +149,59 @@ func TestFailover(t *testing.T) {
 		t.Logf("suspended through %s; connection to %s closed after %v", c.Instances[1].ID, c.Instances[0].ID, elapsed)
 		if _, err := c.Ops(c.Instances[0], "admin").SetKioskStatus(ctx, actor, k.ID, store.KioskActive, ""); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	// The records are on PostgreSQL too: a ledger imported through one
+	// instance is what another looks up, at once (no copy, no restart).
+	t.Run("RecordsSharedAcrossInstances", func(t *testing.T) {
+		k, card := c.Kiosks[1], c.Cards[1][0]
+		d, err := demo.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := demoledger.FromDemo(d, card.Municipality)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without := slices.DeleteFunc(slices.Clone(all), func(e records.Entry) bool {
+			return e.Record.Name == card.HolderName && e.Record.BirthDate == card.BirthDate
+		})
+		if len(without) != len(all)-1 {
+			t.Fatalf("the card's holder is %d entries of the ledger of %s, want 1", len(all)-len(without), card.Municipality)
+		}
+		importThrough := func(in *Instance, entries []records.Entry) {
+			t.Helper()
+			var csv bytes.Buffer
+			if err := ledgercsv.Write(&csv, entries); err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Ops(in, "admin").ImportRecords(ctx, admin.Actor{Operator: "admin"}, card.Municipality, admin.ImportOptions{Mode: records.ModeFull}, &csv)
+			if err != nil || res.Persons != len(entries) {
+				t.Fatalf("import through %s: %+v, %v", in.ID, res, err)
+			}
+		}
+		// Imported without the holder through instance 0: instance 1 finds
+		// no record.
+		importThrough(c.Instances[0], without)
+		req := protocol.Issue{RequestID: protocol.NewRequestID(), Municipality: card.Municipality, Kind: card.Kind, Copies: 1, Card: card.Raw}
+		_, err = send(ctx, c.Instances[1].KioskAddr, k, req)
+		var perr *protocol.Error
+		if !errors.As(err, &perr) || perr.Code != protocol.CodeNoRecord {
+			t.Fatalf("issuance on %s after the holder was removed through %s: %v, want %s", c.Instances[1].ID, c.Instances[0].ID, err, protocol.CodeNoRecord)
+		}
+		// Imported back through instance 1: instance 0 issues.
+		importThrough(c.Instances[1], all)
+		issueDirect(t, ctx, c.Instances[0].KioskAddr, k, card)
+		for _, in := range c.Instances {
+			counts, err := c.Ops(in, "admin").RecordCounts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(counts, func(rc records.RegionCount) bool { return rc.Municipality == card.Municipality })
+			if i < 0 || counts[i].Records != len(all) {
+				t.Errorf("%s counts %+v for %s, want %d records", in.ID, counts, card.Municipality, len(all))
+			}
 		}
 	})
 
