@@ -3,7 +3,9 @@
 // persons by default, Yokohama's size) and imports it into a new records
 // file, reporting time, rate, peak memory and stored size; "lookups"
 // measures lookup latency with and without a full import of the same
-// region running beside it. The generated persons are synthetic.
+// region running beside it. The generated persons are synthetic. With
+// -postgres the records go into PostgreSQL (pgrecords) instead of a bbolt
+// file.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/records/recordsbench"
+	"github.com/kioskcert/kioskcert/center/internal/store/pgstore/pgtest"
 )
 
 func main() {
@@ -36,6 +39,7 @@ func run() error {
 	changes := fs.Bool("changes", true, "city: also apply a changes file after the import")
 	reimport := fs.Bool("reimport", false, "city: also import the full ledger again over the records")
 	nosync := fs.Bool("nosync", false, "skip fsync (the center syncs)")
+	pgURL := fs.String("postgres", "", "import into PostgreSQL (pgrecords) instead of a bbolt file: a postgres:// URL of a database without records, or \"private\" for a server of its own (initdb in -dir's temporary space, fsync on, stopped at the end)")
 	keepPriority := fs.Bool("keep-priority", false, "import at normal priority instead of the lowered one the center uses")
 	rate := fs.Int("rate", 1000, "lookups: lookups per second")
 	workers := fs.Int("workers", 4, "lookups: goroutines issuing lookups")
@@ -70,9 +74,20 @@ func run() error {
 			}
 		}()
 	}
+	if *pgURL == "private" {
+		srv, err := pgtest.Start(pgtest.Options{Durable: true})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		if *pgURL, err = srv.CreateDatabase(ctx, "recordsbench"); err != nil {
+			return err
+		}
+		fmt.Printf("private PostgreSQL server (fsync on) in %s\n", srv.Dir)
+	}
 	switch mode {
 	case "city":
-		opts := recordsbench.CityOptions{Dir: *dir, Persons: *persons, Seed: *seed, Regenerate: *regenerate, Changes: *changes, Reimport: *reimport, NoSync: *nosync, KeepPriority: *keepPriority}
+		opts := recordsbench.CityOptions{Dir: *dir, Persons: *persons, Seed: *seed, Regenerate: *regenerate, Changes: *changes, Reimport: *reimport, NoSync: *nosync, KeepPriority: *keepPriority, Postgres: *pgURL}
 		if !*quiet {
 			opts.Progress = os.Stderr
 		}
@@ -86,12 +101,16 @@ func run() error {
 			fmt.Printf("%s: %s, %.0f rows/s; CPU %s, %.0f rows per CPU second; %d persons (%d added, %d replaced, %d removed, %d absent), %d doses; %s\n",
 				f.What, f.Elapsed.Round(100*time.Millisecond), f.RowsPerSecond(), f.CPU.Round(100*time.Millisecond), f.RowsPerCPUSecond(), r.Persons, r.Added, r.Replaced, r.Removed, r.Absent, r.Doses, f.Memory)
 		}
-		fmt.Printf("records file after the first import: %.1f MiB (%.0f bytes per person)\n", float64(rep.RecordsFile)/(1<<20), float64(rep.RecordsFile)/float64(rep.Persons))
+		what := "records file"
+		if *pgURL != "" {
+			what = "database"
+		}
+		fmt.Printf("%s after the first import: %.1f MiB (%.0f bytes per person)\n", what, float64(rep.RecordsFile)/(1<<20), float64(rep.RecordsFile)/float64(rep.Persons))
 		fmt.Printf("active generation: %d records in %.1f MiB of pages (%.1f MiB in use): %.0f bytes per person, %.0f per dose\n",
 			rep.Stored.Records, float64(rep.Stored.Bytes)/(1<<20), float64(rep.Stored.InUse)/(1<<20), rep.BytesPerPerson(), float64(rep.Stored.Bytes)/float64(rep.Rows))
 		fmt.Printf("verified %d lookups against the generated persons\n", rep.LookupsVerified)
 	case "lookups":
-		rep, err := recordsbench.Lookups(ctx, recordsbench.LookupOptions{Dir: *dir, Persons: *persons, Seed: *seed, Rate: *rate, Workers: *workers, Baseline: *baseline, NoSync: *nosync, KeepPriority: *keepPriority})
+		rep, err := recordsbench.Lookups(ctx, recordsbench.LookupOptions{Dir: *dir, Persons: *persons, Seed: *seed, Rate: *rate, Workers: *workers, Baseline: *baseline, NoSync: *nosync, KeepPriority: *keepPriority, Postgres: *pgURL})
 		if err != nil {
 			return err
 		}

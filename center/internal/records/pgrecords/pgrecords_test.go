@@ -1,4 +1,4 @@
-package pgrecords
+package pgrecords_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/pgrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/recordsbench"
 	"github.com/kioskcert/kioskcert/center/internal/records/recordstest"
 	"github.com/kioskcert/kioskcert/center/internal/store"
@@ -22,12 +23,12 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func openTemp(t testing.TB, opts Options) *Backend {
+func openTemp(t testing.TB, opts pgrecords.Options) *pgrecords.Backend {
 	t.Helper()
 	// Generous: a loaded machine can take long to start a backend.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := Open(ctx, pgtest.NewDatabase(t), opts)
+	b, err := pgrecords.Open(ctx, pgtest.NewDatabase(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,13 +37,13 @@ func openTemp(t testing.TB, opts Options) *Backend {
 }
 
 func TestConformance(t *testing.T) {
-	recordstest.Run(t, func(t *testing.T) records.Backend { return openTemp(t, Options{}) })
+	recordstest.Run(t, func(t *testing.T) records.Backend { return openTemp(t, pgrecords.Options{}) })
 }
 
 // With tiny batches every build, merge and drop crosses transaction
 // boundaries many times.
 func TestConformanceSmallBatches(t *testing.T) {
-	recordstest.Run(t, func(t *testing.T) records.Backend { return openTemp(t, Options{Batch: 2}) })
+	recordstest.Run(t, func(t *testing.T) records.Backend { return openTemp(t, pgrecords.Options{Batch: 2}) })
 }
 
 // Migrations run once, are recorded in the records' own version table
@@ -50,32 +51,32 @@ func TestConformanceSmallBatches(t *testing.T) {
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	b, err := Open(ctx, url, Options{})
+	b, err := pgrecords.Open(ctx, url, pgrecords.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	b, err = Open(ctx, url, Options{})
+	b, err = pgrecords.Open(ctx, url, pgrecords.Options{})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer b.Close()
 	var n, v int
-	if err := b.pool.QueryRow(ctx, "SELECT count(*), max(version) FROM records_schema_migrations").Scan(&n, &v); err != nil {
+	if err := b.Pool().QueryRow(ctx, "SELECT count(*), max(version) FROM records_schema_migrations").Scan(&n, &v); err != nil {
 		t.Fatal(err)
 	}
-	if n != SchemaVersion() || v != SchemaVersion() {
-		t.Errorf("records_schema_migrations has %d rows up to version %d, want %d", n, v, SchemaVersion())
+	if n != pgrecords.SchemaVersion() || v != pgrecords.SchemaVersion() {
+		t.Errorf("records_schema_migrations has %d rows up to version %d, want %d", n, v, pgrecords.SchemaVersion())
 	}
 	var storeTable bool
-	if err := b.pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&storeTable); err != nil || storeTable {
+	if err := b.Pool().QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&storeTable); err != nil || storeTable {
 		t.Errorf("the records migrations created the store's version table: %v, %v", storeTable, err)
 	}
-	if _, err := b.pool.Exec(ctx, "INSERT INTO records_schema_migrations (version, name) VALUES ($1, 'from_the_future.sql')", SchemaVersion()+1); err != nil {
+	if _, err := b.Pool().Exec(ctx, "INSERT INTO records_schema_migrations (version, name) VALUES ($1, 'from_the_future.sql')", pgrecords.SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, url, Options{}); !errors.Is(err, ErrSchemaTooNew) {
-		t.Fatalf("open a newer records schema: %v, want ErrSchemaTooNew", err)
+	if _, err := pgrecords.Open(ctx, url, pgrecords.Options{}); !errors.Is(err, pgrecords.ErrSchemaTooNew) {
+		t.Fatalf("open a newer records schema: %v, want pgrecords.ErrSchemaTooNew", err)
 	}
 }
 
@@ -86,7 +87,7 @@ func TestConcurrentMigrations(t *testing.T) {
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {
-			b, err := Open(ctx, url, Options{})
+			b, err := pgrecords.Open(ctx, url, pgrecords.Options{})
 			if err == nil {
 				b.Close()
 			}
@@ -142,10 +143,10 @@ func checkLedger(t *testing.T, v *records.Vault, persons int, seed uint64) {
 	}
 }
 
-func stagingTables(t *testing.T, b *Backend) int {
+func stagingTables(t *testing.T, b *pgrecords.Backend) int {
 	t.Helper()
 	var n int
-	if err := b.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'records_stage_%'").Scan(&n); err != nil {
+	if err := b.Pool().QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'records_stage_%'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -173,7 +174,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 // generation, and its staging table goes.
 func TestFailedImportKeepsPrevious(t *testing.T) {
 	ctx := context.Background()
-	b := openTemp(t, Options{Batch: 50})
+	b := openTemp(t, pgrecords.Options{Batch: 50})
 	v := newVault(t, b)
 	const persons = 300
 	if _, err := importLedger(t, ctx, v, persons, 1); err != nil {
@@ -229,7 +230,7 @@ func privateServer(t *testing.T) (*pgtest.Server, string) {
 func TestUnavailable(t *testing.T) {
 	ctx := context.Background()
 	srv, url := privateServer(t)
-	b, err := Open(ctx, url, Options{})
+	b, err := pgrecords.Open(ctx, url, pgrecords.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestUnavailable(t *testing.T) {
 func TestNoPlaintextInDatabaseFiles(t *testing.T) {
 	ctx := context.Background()
 	srv, url := privateServer(t)
-	b, err := Open(ctx, url, Options{Batch: 100})
+	b, err := pgrecords.Open(ctx, url, pgrecords.Options{Batch: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,10 +307,10 @@ func TestNoPlaintextInDatabaseFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	const canary = "CANARY-試験-0123456789"
-	if _, err := b.pool.Exec(ctx, "CREATE TABLE canary (t text); INSERT INTO canary VALUES ('"+canary+"')"); err != nil {
+	if _, err := b.Pool().Exec(ctx, "CREATE TABLE canary (t text); INSERT INTO canary VALUES ('"+canary+"')"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, "CHECKPOINT"); err != nil {
+	if _, err := b.Pool().Exec(ctx, "CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}
 	needles := map[string]bool{canary: true}

@@ -17,11 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/boltrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
+	"github.com/kioskcert/kioskcert/center/internal/records/pgrecords"
 	"github.com/kioskcert/kioskcert/center/internal/records/progress"
 	"github.com/kioskcert/kioskcert/center/internal/store/boltfile"
 )
@@ -129,6 +128,9 @@ type CityOptions struct {
 	Changes, Reimport bool
 	// NoSync skips fsync (not what the center does).
 	NoSync bool
+	// Postgres, when set, imports into PostgreSQL (pgrecords) at this URL
+	// instead of a bbolt file; the database must hold no records yet.
+	Postgres string
 	// KeepPriority imports at normal priority (see ledgercsv.Options).
 	KeepPriority bool
 	// Progress receives the progress display (nil: none).
@@ -168,9 +170,86 @@ type CityReport struct {
 	FileBytes       int64
 	Generated       time.Duration
 	Imports         []ImportFigures
-	RecordsFile     int64 // size of the records file after the first import
-	Stored          boltrecords.Usage
+	RecordsFile     int64 // size of the records file (database) after the first import
+	Stored          Usage
 	LookupsVerified int
+}
+
+// Usage is the space the region's records take: Bytes of pages (bbolt:
+// B+tree pages; PostgreSQL: the region's share of the table and its
+// index), InUse of them holding data (bbolt only; PostgreSQL: Bytes).
+type Usage struct {
+	Records, Bytes, InUse int64
+}
+
+// opened is a records backend opened for a benchmark.
+type opened struct {
+	vault *records.Vault
+	// usage measures a region; size the whole file or database.
+	usage func(ctx context.Context, code string) (Usage, error)
+	size  func(ctx context.Context) int64
+	close func()
+}
+
+// open opens a new, empty records backend: a bbolt file at path, or
+// PostgreSQL at pgURL when it is set.
+func open(ctx context.Context, path, pgURL string, noSync bool) (*opened, error) {
+	key := make([]byte, records.MasterKeySize)
+	rand.Read(key)
+	master, err := records.NewMasterKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if pgURL != "" {
+		b, err := pgrecords.Open(ctx, pgURL, pgrecords.Options{})
+		if err != nil {
+			return nil, err
+		}
+		v, err := records.Open(ctx, b, master, records.Options{})
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		return &opened{vault: v,
+			usage: func(ctx context.Context, code string) (Usage, error) {
+				u, err := b.Usage(ctx, code)
+				return Usage{Records: u.Records, Bytes: u.Bytes, InUse: u.Bytes}, err
+			},
+			size: func(ctx context.Context) int64 {
+				var n int64
+				b.Pool().QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n)
+				return n
+			},
+			close: func() { b.Close() }}, nil
+	}
+	os.Remove(path)
+	db, err := boltfile.Open(path, boltfile.Options{NoSync: noSync})
+	if err != nil {
+		return nil, err
+	}
+	b, err := boltrecords.New(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	v, err := records.Open(ctx, b, master, records.Options{})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &opened{vault: v,
+		usage: func(ctx context.Context, code string) (Usage, error) {
+			u, err := b.Usage(ctx, code)
+			return Usage{Records: u.Records, Bytes: u.Bytes, InUse: u.InUse}, err
+		},
+		size: func(context.Context) int64 {
+			st, err := os.Stat(path)
+			if err != nil {
+				return 0
+			}
+			return st.Size()
+		},
+		close: func() { db.Close() }}, nil
 }
 
 // BytesPerPerson is the stored generation's bytes (pages in use, keys,
@@ -197,26 +276,19 @@ func City(ctx context.Context, opts CityOptions) (CityReport, error) {
 	}
 	rep.Persons, rep.Rows, rep.FileBytes, rep.Generated = opts.Persons, rows, fi.Size(), took
 
-	dbPath := filepath.Join(opts.Dir, "records.db")
-	os.Remove(dbPath)
-	db, err := boltfile.Open(dbPath, boltfile.Options{NoSync: opts.NoSync})
+	o, err := open(ctx, filepath.Join(opts.Dir, "records.db"), opts.Postgres, opts.NoSync)
 	if err != nil {
 		return rep, err
 	}
-	defer db.Close()
-	backend, v, err := openVault(ctx, db)
-	if err != nil {
-		return rep, err
-	}
+	defer o.close()
+	v := o.vault
 	f, err := runImport(ctx, v, ledger, records.ModeFull, "full import into an empty region", int64(rows), opts.KeepPriority, opts.Progress)
 	if err != nil {
 		return rep, err
 	}
 	rep.Imports = append(rep.Imports, f)
-	if st, err := os.Stat(dbPath); err == nil {
-		rep.RecordsFile = st.Size()
-	}
-	if rep.Stored, err = backend.Usage(ctx, Code); err != nil {
+	rep.RecordsFile = o.size(ctx)
+	if rep.Stored, err = o.usage(ctx, Code); err != nil {
 		return rep, err
 	}
 	if rep.LookupsVerified, err = verify(ctx, v, opts.Persons, opts.Seed, 2000); err != nil {
@@ -242,21 +314,6 @@ func City(ctx context.Context, opts CityOptions) (CityReport, error) {
 		rep.Imports = append(rep.Imports, f)
 	}
 	return rep, nil
-}
-
-func openVault(ctx context.Context, db *bolt.DB) (*boltrecords.Backend, *records.Vault, error) {
-	backend, err := boltrecords.New(db)
-	if err != nil {
-		return nil, nil, err
-	}
-	key := make([]byte, records.MasterKeySize)
-	rand.Read(key)
-	master, err := records.NewMasterKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	v, err := records.Open(ctx, backend, master, records.Options{})
-	return backend, v, err
 }
 
 // ensureLedger writes the ledger file unless it exists (and regenerate is
@@ -404,6 +461,8 @@ type LookupOptions struct {
 	// the import, half after.
 	Baseline time.Duration
 	NoSync   bool
+	// Postgres: see CityOptions.
+	Postgres string
 	// KeepPriority runs the measured import at normal priority.
 	KeepPriority bool
 }
@@ -450,17 +509,12 @@ func Lookups(ctx context.Context, opts LookupOptions) (LookupReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	dbPath := filepath.Join(opts.Dir, "lookups.db")
-	os.Remove(dbPath)
-	db, err := boltfile.Open(dbPath, boltfile.Options{NoSync: opts.NoSync})
+	o, err := open(ctx, filepath.Join(opts.Dir, "lookups.db"), opts.Postgres, opts.NoSync)
 	if err != nil {
 		return rep, err
 	}
-	defer db.Close()
-	_, v, err := openVault(ctx, db)
-	if err != nil {
-		return rep, err
-	}
+	defer o.close()
+	v := o.vault
 	if _, err := runImport(ctx, v, ledger, records.ModeFull, "setup", int64(rows), true, nil); err != nil {
 		return rep, err
 	}
