@@ -100,14 +100,15 @@ func (b *Backend) Update(ctx context.Context, u records.RecordUpdate) (records.O
 
 // mergeSQL folds the next batch of an overlay ($1) into the active
 // generation ($2): the keys after $3, $4 of them at most. It returns the
-// last key merged and how many were.
+// last key merged and how many were. Every statement probes the index by
+// key (no join the planner could turn into a scan of the generation).
 const mergeSQL = `WITH batch AS (
 	SELECT key, value FROM records_items WHERE gen = $1 AND key > $3 ORDER BY key LIMIT $4
 ), put AS (
 	INSERT INTO records_items (gen, key, value) SELECT $2, key, value FROM batch WHERE value IS NOT NULL
 	ON CONFLICT (gen, key) DO UPDATE SET value = EXCLUDED.value
 ), removed AS (
-	DELETE FROM records_items i USING batch WHERE i.gen = $2 AND i.key = batch.key AND batch.value IS NULL
+	DELETE FROM records_items WHERE gen = $2 AND key = ANY (ARRAY(SELECT key FROM batch WHERE value IS NULL))
 )
 SELECT (SELECT key FROM batch ORDER BY key DESC LIMIT 1), (SELECT count(*) FROM batch)`
 
@@ -314,8 +315,12 @@ func (b *Backend) Drop(ctx context.Context, g records.Generation) error {
 	for {
 		var n int64
 		err := b.tx(ctx, "dropping a generation", func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, `DELETE FROM records_items WHERE gen = $1 AND key IN
-				(SELECT key FROM records_items WHERE gen = $1 ORDER BY key LIMIT $2)`, int64(g), b.batch)
+			// By tuple ID: a plan that does not depend on the
+			// statistics (a freshly built generation has none until
+			// autovacuum analyses it, and a join on key then degrades to
+			// comparing every row of the batch with every other).
+			tag, err := tx.Exec(ctx, `DELETE FROM records_items WHERE ctid = ANY (ARRAY(
+				SELECT ctid FROM records_items WHERE gen = $1 LIMIT $2))`, int64(g), b.batch)
 			n = tag.RowsAffected()
 			return err
 		})

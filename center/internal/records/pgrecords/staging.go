@@ -88,10 +88,14 @@ func (b *Backend) readBatch(ctx context.Context, g records.Generation, kind reco
 	if after != nil {
 		key, ref, n = after.Key, int64(after.Ref), after.n
 	}
-	rows, err := b.pool.Query(ctx, `SELECT s.key, s.ref, s.value, s.n, i.key IS NOT NULL, i.value
-		FROM `+stageTable(g)+` s LEFT JOIN records_items i ON i.gen = $6 AND i.key = s.key
-		WHERE s.kind = $1 AND (s.key, s.ref, s.n) > ($2, $3, $4)
-		ORDER BY s.key, s.ref, s.n LIMIT $5`, int16(kind), key, ref, n, b.batch, int64(base))
+	// The batch first, then one index probe of the base per row (LATERAL
+	// keeps the planner from scanning the whole base generation for each
+	// batch, whatever its statistics say).
+	rows, err := b.pool.Query(ctx, `SELECT s.key, s.ref, s.value, s.n, i.present IS NOT NULL, i.value
+		FROM (SELECT key, ref, value, n FROM `+stageTable(g)+`
+			WHERE kind = $1 AND (key, ref, n) > ($2, $3, $4) ORDER BY key, ref, n LIMIT $5) s
+		LEFT JOIN LATERAL (SELECT true AS present, value FROM records_items WHERE gen = $6 AND key = s.key) i ON true
+		ORDER BY s.key, s.ref, s.n`, int16(kind), key, ref, n, b.batch, int64(base))
 	if err != nil {
 		if pgerr.IsUndefinedTable(err) {
 			return nil, fmt.Errorf("%w: generation %d lost its staging table", records.ErrStaging, g)
@@ -140,6 +144,11 @@ func (b *Backend) FinishStaging(ctx context.Context, g records.Generation, f rec
 		// The ordering itself: PostgreSQL sorts the staged rows into an
 		// index, spilling to disk beyond maintenance_work_mem.
 		if _, err := tx.Exec(ctx, "CREATE INDEX IF NOT EXISTS "+stageTable(g)+"_order ON "+stageTable(g)+" (kind, key, ref, n)"); err != nil {
+			return err
+		}
+		// Statistics for the planner, which otherwise takes the new table
+		// for empty (cheap: ANALYZE samples).
+		if _, err := tx.Exec(ctx, "ANALYZE "+stageTable(g)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "UPDATE records_gens SET heartbeat = $2 WHERE gen = $1", int64(g), heartbeatOf(now())); err != nil {
