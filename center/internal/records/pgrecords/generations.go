@@ -327,9 +327,21 @@ func (b *Backend) Drop(ctx context.Context, g records.Generation) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if n > 0 {
+			continue
+		}
+		// Nothing deleted: done, or another collector dropping the same
+		// generation holds the rows this batch picked. Its row goes only
+		// once none of its records is left, so a collector that stops
+		// halfway leaves it listed for the next.
+		var left bool
+		if err := b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM records_items WHERE gen = $1)", int64(g)).Scan(&left); err != nil {
+			return b.result(ctx, "dropping a generation", err)
+		}
+		if !left {
 			break
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return b.tx(ctx, "dropping a generation", func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "DELETE FROM records_gens WHERE gen = $1 AND state = $2", int64(g), genRetired)

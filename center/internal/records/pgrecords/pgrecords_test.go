@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -353,4 +354,44 @@ func TestNoPlaintextInDatabaseFiles(t *testing.T) {
 		t.Errorf("a resident's value (%d bytes) is in clear in %v", len(s), paths)
 	}
 	t.Logf("scanned %d MiB of %s for %d values", scanned>>20, srv.Dir, len(needles)-1)
+}
+
+// Several instances' collectors may drop the same generation at once:
+// all of them finish, and no record of it is left behind.
+func TestConcurrentDrops(t *testing.T) {
+	ctx := context.Background()
+	b := openTemp(t, pgrecords.Options{Batch: 7})
+	g, err := b.BeginStaging(ctx, "012041", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := make([]records.Staged, 500)
+	for i := range run {
+		run[i] = records.Staged{Key: []byte(fmt.Sprintf("key-%05d", i)), Value: []byte("sealed"), Ref: uint64(i + 1)}
+	}
+	if err := b.StageRun(ctx, g, records.RunRecords, run, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.FinishStaging(ctx, g, records.Finish{Build: true}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- b.Drop(ctx, g) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var items, gens int
+	if err := b.Pool().QueryRow(ctx, "SELECT (SELECT count(*) FROM records_items WHERE gen = $1), (SELECT count(*) FROM records_gens WHERE gen = $1)", int64(g)).Scan(&items, &gens); err != nil {
+		t.Fatal(err)
+	}
+	if items != 0 || gens != 0 {
+		t.Errorf("after concurrent drops: %d records and %d generation rows left", items, gens)
+	}
+	if n := stagingTables(t, b); n != 0 {
+		t.Errorf("%d staging tables left", n)
+	}
 }
