@@ -9,9 +9,8 @@ import (
 // from a database, and nothing about encryption. Keys and values are
 // opaque bytes to it: a record's key is an HMAC of a My Number, its value
 // a sealed record, a region's key entry its keys wrapped under the master
-// key. boltrecords implements it on a bbolt file; a PostgreSQL backend
-// must fit it unchanged, and every backend passes the conformance suite in
-// recordstest.
+// key. boltrecords implements it on a bbolt file, pgrecords on
+// PostgreSQL; every backend passes the conformance suite in recordstest.
 //
 // # Generations
 //
