@@ -49,6 +49,14 @@ type Operations interface {
 	PutMunicipality(ctx context.Context, a Actor, m store.Municipality) error
 	SetParticipation(ctx context.Context, a Actor, code string, participating bool) error
 	ImportRecords(ctx context.Context, a Actor, municipality string, opts ImportOptions, csv io.Reader) (records.ImportResult, error)
+	// StartImport, UploadImport, ImportJobs, ImportJobStatus and
+	// CancelImport run an import as a job whose progress can be watched
+	// and which can be cancelled (imports.go).
+	StartImport(ctx context.Context, a Actor, in ImportStart) (ImportJob, error)
+	UploadImport(ctx context.Context, a Actor, id string, csv io.Reader) (ImportJob, error)
+	ImportJobs(ctx context.Context) ([]ImportJob, error)
+	ImportJobStatus(ctx context.Context, id string) (ImportJob, error)
+	CancelImport(ctx context.Context, a Actor, id string) (ImportJob, error)
 	// SetRecordFlag and ClearRecordFlag change one person's flags
 	// (counter only with its reason, deceased, moved out): the operator
 	// types the My Number; it goes to the records only.
@@ -125,7 +133,8 @@ type Config struct {
 
 // Service carries out operator actions.
 type Service struct {
-	cfg Config
+	cfg     Config
+	imports importJobs
 }
 
 var _ Operations = (*Service)(nil)
@@ -330,16 +339,23 @@ type ImportOptions struct {
 	Encoding string `json:"encoding,omitempty"`
 }
 
-// ImportRecords imports a municipality's ledger export (all or nothing).
+// ImportRecords imports a municipality's ledger export (all or nothing)
+// and waits for it: an import job started and sent its file at once.
 func (s *Service) ImportRecords(ctx context.Context, a Actor, municipality string, opts ImportOptions, csv io.Reader) (records.ImportResult, error) {
-	if err := checkActor(a); err != nil {
-		return records.ImportResult{}, err
-	}
-	res, err := s.cfg.Records.ImportCSV(ctx, municipality, a.Operator, opts.Mode, opts.Encoding, csv)
+	j, err := s.StartImport(ctx, a, ImportStart{Municipality: municipality, ImportOptions: opts})
 	if err != nil {
-		return res, err
+		return records.ImportResult{Municipality: municipality, Mode: opts.Mode}, err
 	}
-	return res, s.audit(ctx, a, store.Event{Type: store.EventRecordsImported, Municipality: municipality, Result: "ok"})
+	id := j.ID
+	j, err = s.UploadImport(ctx, a, id, csv)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up: so does the import.
+			s.CancelImport(context.WithoutCancel(ctx), a, id)
+		}
+		return records.ImportResult{Municipality: municipality, Mode: opts.Mode}, err
+	}
+	return *j.Result, nil
 }
 
 // RecordCounts returns the number of records per region.

@@ -41,6 +41,12 @@ type Records interface {
 	// a file of changes (records.ModeChanges), in UTF-8 or CP932
 	// (encoding "auto", "utf-8" or "cp932"; empty is auto).
 	ImportCSV(ctx context.Context, municipality, operator string, mode records.ImportMode, encoding string, r io.Reader) (records.ImportResult, error)
+	// StartImportCSV begins the same import on a goroutine of its own and
+	// returns at once, so its progress can be watched (the operations
+	// API's import jobs). size is the file's size in bytes for progress
+	// (0: unknown). Cancelling ctx aborts the import; the records stay as
+	// they were.
+	StartImportCSV(ctx context.Context, municipality, operator string, mode records.ImportMode, encoding string, size int64, r io.Reader) (RunningImport, error)
 	// SetFlag and ClearFlag change one person's record flags (docs/RECORDS.md).
 	SetFlag(ctx context.Context, municipality, myNumber, operator string, c records.FlagChange) error
 	ClearFlag(ctx context.Context, municipality, myNumber, operator string, k records.FlagKind) error
@@ -49,6 +55,17 @@ type Records interface {
 	// DeleteRegion destroys a municipality's records and keys and returns
 	// how many records it held.
 	DeleteRegion(ctx context.Context, municipality, operator string) (int, error)
+}
+
+// RunningImport is an import running in the background (ledgercsv.Importer).
+type RunningImport interface {
+	// Progress is a snapshot; safe from any goroutine.
+	Progress() records.Progress
+	// Done is closed when the import has ended.
+	Done() <-chan struct{}
+	// Wait waits for the end: the result, or why nothing was imported (a
+	// *ledgercsv.Error lists the file's problems by row and column).
+	Wait() (records.ImportResult, error)
 }
 
 // Backend is an opened store and records.
@@ -155,6 +172,24 @@ func (r vaultRecords) ImportCSV(ctx context.Context, municipality, operator stri
 		Mode: mode, Encoding: enc,
 		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
 	})
+}
+
+func (r vaultRecords) StartImportCSV(ctx context.Context, municipality, operator string, mode records.ImportMode, encoding string, size int64, in io.Reader) (RunningImport, error) {
+	enc, err := ledgercsv.ParseEncoding(encoding)
+	if err != nil {
+		return nil, err
+	}
+	if mode == "" {
+		mode = records.ModeFull
+	}
+	im, err := ledgercsv.Start(ctx, r.v, in, municipality, operator, ledgercsv.Options{
+		Mode: mode, Encoding: enc, Size: size,
+		KnownProduct: func(c string) bool { _, err := vaccine.Lookup(c); return err == nil },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return im, nil
 }
 
 func (r vaultRecords) SetFlag(ctx context.Context, municipality, myNumber, operator string, c records.FlagChange) error {

@@ -110,6 +110,7 @@ func Handler(cfg Config) http.Handler {
 		mux.HandleFunc("GET /ops/audit/verify", h.auth(opauth.ViewAll, h.verifyAudit))
 		mux.HandleFunc("POST /ops/records/{code}/flags", h.auth(opauth.ImportRecords, h.recordFlag))
 		h.keyRoutes(mux)
+		h.importRoutes(mux)
 	}
 	if cfg.Accounts != nil {
 		h.accountRoutes(mux)
@@ -193,6 +194,12 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, ImportRefused{Error{"invalid_file", fe.Error()}, fe.Problems, fe.Omitted})
 	case errors.Is(err, records.ErrInvalidRecord), errors.Is(err, ledgercsv.ErrInvalidFile):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_file", err.Error())
+	case errors.Is(err, records.ErrImportRunning):
+		writeError(w, http.StatusConflict, "import_running", err.Error())
+	case errors.Is(err, admin.ErrImportCancelled):
+		writeError(w, http.StatusConflict, "import_cancelled", "the import was cancelled; the records are as they were")
+	case errors.Is(err, admin.ErrImportState):
+		writeError(w, http.StatusConflict, "import_state", err.Error())
 	case errors.Is(err, admin.ErrNoKeyBundles):
 		writeError(w, http.StatusConflict, "precondition", err.Error())
 	case errors.Is(err, admin.ErrNoOperator):

@@ -84,6 +84,12 @@ func (e *APIError) Is(target error) bool {
 		return target == opauth.ErrNoPermission
 	case "own_account":
 		return target == admin.ErrOwnAccount
+	case "import_running":
+		return target == admin.ErrImportRunning || target == records.ErrImportRunning
+	case "import_state":
+		return target == admin.ErrImportState
+	case "import_cancelled":
+		return target == admin.ErrImportCancelled
 	}
 	return false
 }
@@ -214,18 +220,29 @@ func (c *Client) SetParticipation(ctx context.Context, a admin.Actor, code strin
 	return c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/municipalities/"+url.PathEscape(code)+"/participation", opsapi.Participation{Participating: participating}, nil)
 }
 
-// ImportRecords implements admin.Operations; the file streams to the center.
+// ImportRecords implements admin.Operations: an import job started and
+// sent the file at once (POST /ops/imports, PUT its file); the file streams
+// to the center. A caller that gives up (ctx) cancels the job.
 func (c *Client) ImportRecords(ctx context.Context, a admin.Actor, municipality string, opts admin.ImportOptions, csv io.Reader) (records.ImportResult, error) {
-	var out records.ImportResult
-	q := url.Values{}
-	if opts.Mode != "" {
-		q.Set("mode", string(opts.Mode))
+	fail := records.ImportResult{Municipality: municipality, Mode: opts.Mode}
+	j, err := c.StartImport(ctx, a, admin.ImportStart{Municipality: municipality, ImportOptions: opts})
+	if err != nil {
+		return fail, err
 	}
-	if opts.Encoding != "" {
-		q.Set("encoding", opts.Encoding)
+	id := j.ID
+	j, err = c.UploadImport(ctx, a, id, csv)
+	if err != nil {
+		if ctx.Err() != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			c.CancelImport(cctx, a, id)
+			cancel()
+		}
+		return fail, err
 	}
-	err := c.withActor(a).do(ctx, http.MethodPost, "/ops/records/"+url.PathEscape(municipality)+"?"+q.Encode(), csv, "text/csv", &out)
-	return out, err
+	if j.Result == nil {
+		return fail, fmt.Errorf("opsclient: import job %s ended %s without a result", j.ID, j.State)
+	}
+	return *j.Result, nil
 }
 
 // SetRecordFlag implements admin.Operations.

@@ -81,6 +81,12 @@ const (
 	EventParticipation     EventType = "municipality_participation"
 	EventRecordsImported   EventType = "records_imported"
 	EventRecordsDeleted    EventType = "records_deleted"
+	// An import job (Object names it): started (Result: its mode), a
+	// cancellation asked for, and its end other than imported (Result:
+	// failed or cancelled; imported ends as EventRecordsImported).
+	EventRecordsImportStarted EventType = "records_import_started"
+	EventRecordsImportCancel  EventType = "records_import_cancel"
+	EventRecordsImportEnded   EventType = "records_import_ended"
 	EventRecordFlagSet     EventType = "record_flag_set"
 	EventRecordFlagCleared EventType = "record_flag_cleared"
 	EventKeyRotated        EventType = "key_rotated"

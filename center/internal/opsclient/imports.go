@@ -1,0 +1,52 @@
+package opsclient
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/kioskcert/kioskcert/center/internal/admin"
+)
+
+// StartImport implements admin.Operations.
+func (c *Client) StartImport(ctx context.Context, a admin.Actor, in admin.ImportStart) (admin.ImportJob, error) {
+	var out admin.ImportJob
+	err := c.withActor(a).doJSON(ctx, http.MethodPost, "/ops/imports", in, &out)
+	return out, err
+}
+
+// UploadImport implements admin.Operations: the file streams to the center,
+// and the answer comes when the import has ended. The upload has no
+// overall time limit of its own (a city's ledger takes minutes); ctx
+// bounds it.
+func (c *Client) UploadImport(ctx context.Context, a admin.Actor, id string, csv io.Reader) (admin.ImportJob, error) {
+	var out admin.ImportJob
+	cc := *c.withActor(a)
+	if cc.HTTP == nil {
+		cc.HTTP = &http.Client{}
+	}
+	err := cc.do(ctx, http.MethodPut, "/ops/imports/"+url.PathEscape(id)+"/file", csv, "text/csv", &out)
+	return out, err
+}
+
+// ImportJobs implements admin.Operations.
+func (c *Client) ImportJobs(ctx context.Context) ([]admin.ImportJob, error) {
+	var out []admin.ImportJob
+	err := c.doJSON(ctx, http.MethodGet, "/ops/imports", nil, &out)
+	return out, err
+}
+
+// ImportJobStatus implements admin.Operations.
+func (c *Client) ImportJobStatus(ctx context.Context, id string) (admin.ImportJob, error) {
+	var out admin.ImportJob
+	err := c.doJSON(ctx, http.MethodGet, "/ops/imports/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// CancelImport implements admin.Operations.
+func (c *Client) CancelImport(ctx context.Context, a admin.Actor, id string) (admin.ImportJob, error) {
+	var out admin.ImportJob
+	err := c.withActor(a).doJSON(ctx, http.MethodDelete, "/ops/imports/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
