@@ -14,7 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kioskcert/kioskcert/assets/municipalities"
@@ -52,6 +52,8 @@ var commands = map[string]command{
 	"municipality disable":     cmdParticipation(false),
 	"municipality import-list": cmdMunicipalityImportList,
 	"records import":           cmdRecordsImport,
+	"records imports":          cmdRecordsImports,
+	"records import-cancel":    cmdRecordsImportCancel,
 	"records count":            cmdRecordsCount,
 	"records delete":           cmdRecordsDelete,
 	"records flag-set":         cmdRecordsFlag(false),
@@ -421,14 +423,23 @@ func cmdParticipation(on bool) command {
 	}
 }
 
+// cmdRecordsImport runs an import job on the center: it starts the job,
+// sends the file and shows the center's progress (a bar on a terminal, a
+// line every ten seconds otherwise) until the import ends. Interrupted
+// (Ctrl-C), it cancels the job: the records stay as they were.
 func cmdRecordsImport(ctx context.Context, e *env, name string, args []string) error {
 	var code, file, mode, encoding string
+	var quiet bool
 	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
 		fs.StringVar(&code, "municipality", "", "6-digit local government code")
 		fs.StringVar(&file, "file", "", "CSV export of the municipal ledger (docs/RECORDS.md); - for standard input")
 		fs.StringVar(&mode, "mode", "full", "full (the whole ledger: persons not in it are removed) or changes (added, changed and removed persons)")
 		fs.StringVar(&encoding, "encoding", "auto", "auto (detect), utf-8 or cp932 (Shift_JIS as Windows writes it)")
+		fs.BoolVar(&quiet, "quiet", false, "no progress, only the result")
 	}, func(ops admin.Operations, a admin.Actor) error {
+		if file == "" {
+			return errors.New("-file is required (- for standard input)")
+		}
 		in := e.stdin
 		var size int64
 		if file != "-" {
@@ -442,40 +453,93 @@ func cmdRecordsImport(ctx context.Context, e *env, name string, args []string) e
 			}
 			in = f
 		}
-		// Progress of the file sent: a bar on a terminal, a line every ten
-		// seconds otherwise (the center validates and stages as it reads).
-		counted := &countingReader{r: in}
-		r := progress.New(e.stderr, progress.Options{})
-		start := time.Now()
-		stop := progress.Follow(r, func() progress.Status {
-			done := counted.n.Load()
-			st := progress.Status{Label: "records " + code + " sending", Done: done, Total: size, Unit: progress.Bytes,
-				Elapsed: time.Since(start)}
-			if el := st.Elapsed.Seconds(); el > 0 && done > 0 && size > 0 {
-				st.Remaining, st.RemainingKnown = time.Duration(float64(size-done)/(float64(done)/el)*float64(time.Second)), true
-			}
-			return st
-		}, time.Second)
-		res, err := ops.ImportRecords(ctx, a, code, admin.ImportOptions{Mode: records.ImportMode(mode), Encoding: encoding}, counted)
-		stop()
+		job, err := ops.StartImport(ctx, a, admin.ImportStart{Municipality: code, ImportOptions: admin.ImportOptions{Mode: records.ImportMode(mode), Encoding: encoding}, Size: size})
 		if err != nil {
 			return err
+		}
+		fmt.Fprintf(e.stderr, "import job %s for %s started (cancel with: records import-cancel -id %s)\n", job.ID, code, job.ID)
+		stop := func() {}
+		if !quiet {
+			// The center's own progress: rows read, rate, time left.
+			last := job
+			r := progress.New(e.stderr, progress.Options{})
+			stop = progress.Follow(r, func() progress.Status {
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if j, err := ops.ImportJobStatus(pctx, job.ID); err == nil {
+					last = j
+				}
+				return last.Status()
+			}, time.Second)
+		}
+		job, err = ops.UploadImport(ctx, a, job.ID, in)
+		stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if _, cerr := ops.CancelImport(cctx, a, job.ID); cerr != nil && !errors.Is(cerr, admin.ErrImportState) {
+					return fmt.Errorf("interrupted, and cancelling import job %s failed (cancel it with records import-cancel): %w", job.ID, cerr)
+				}
+				return fmt.Errorf("interrupted: import job %s cancelled; the records of %s are as they were", job.ID, code)
+			}
+			return err
+		}
+		res := job.Result
+		if res == nil {
+			return fmt.Errorf("import job %s ended %s without a result", job.ID, job.State)
 		}
 		fmt.Fprintf(e.stdout, "imported %d persons (%d new, %d replaced, %d removed), %d doses into %s\n", res.Persons, res.Added, res.Replaced, res.Removed, res.Doses, code)
 		return nil
 	})
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
+// cmdRecordsImports lists the center's import jobs, newest first.
+func cmdRecordsImports(ctx context.Context, e *env, name string, args []string) error {
+	return withOps(ctx, e, name, args, nil, func(ops admin.Operations, a admin.Actor) error {
+		jobs, err := ops.ImportJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(jobs) == 0 {
+			fmt.Fprintln(e.stdout, "no import jobs")
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tMUNICIPALITY\tMODE\tSTATE\tPHASE\tROWS\tROWS/S\tLEFT\tOPERATOR\tSTARTED")
+		for _, j := range jobs {
+			phase, rows, left := "-", int64(0), "-"
+			if j.Progress != nil {
+				if j.Progress.Phase != "" {
+					phase = string(j.Progress.Phase)
+				}
+				rows = j.Progress.Rows
+			}
+			if j.SecondsLeft >= 0 && !j.State.Finished() {
+				left = (time.Duration(j.SecondsLeft) * time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\n", j.ID, j.Municipality, j.Mode, j.State, phase, rows, j.RowsPerSecond, left, j.Operator, j.Created.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
+// cmdRecordsImportCancel cancels an import job; the records stay as they were.
+func cmdRecordsImportCancel(ctx context.Context, e *env, name string, args []string) error {
+	var id string
+	return withOps(ctx, e, name, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "id", "", "import job ID (records imports lists them)")
+	}, func(ops admin.Operations, a admin.Actor) error {
+		if id == "" {
+			return errors.New("-id is required (records imports lists the jobs)")
+		}
+		j, err := ops.CancelImport(ctx, a, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "import job %s is %s; the records of %s are as they were\n", j.ID, j.State, j.Municipality)
+		return nil
+	})
 }
 
 // cmdRecordsFlag sets or clears one person's flag. The My Number is read

@@ -5,7 +5,7 @@
 //	issuance-center serve -config DIR/center.json
 //	issuance-center kiosk enroll|suspend|activate|revoke|list -config FILE ...
 //	issuance-center municipality list|add|enable|disable -config FILE ...
-//	issuance-center records import|count|delete -config FILE ...
+//	issuance-center records import|imports|import-cancel|count|delete|flag-set|flag-clear -config FILE ...
 //	issuance-center rotate-shc-key -config FILE
 //	issuance-center revoke -config FILE -certificate-id ID -kid KID -reason CODE
 //	issuance-center operator add|list|disable|enable|reset|token|revoke-token -config FILE ...
@@ -81,7 +81,7 @@ func usage(w io.Writer) {
   serve           run the center
   kiosk           enroll | suspend | activate | revoke | list
   municipality    list | add | enable | disable
-  records         import | count | delete | flag-set | flag-clear
+  records         import | imports | import-cancel | count | delete | flag-set | flag-clear
   rotate-shc-key  make a new SMART Health Card key active; the old one stays published
   revoke          revoke a certificate ID (SMART Health Card revocation list)
   audit verify    check the audit log's hash chain and signed checkpoints; recompute settlement

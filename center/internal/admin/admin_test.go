@@ -298,7 +298,7 @@ func TestMunicipalitiesRecordsKeysAndRevoke(t *testing.T) {
 		}
 		got = append(got, string(ev.Type))
 	}
-	want := "municipality_set municipality_participation records_imported key_rotated certificate_revoked records_deleted"
+	want := "municipality_set municipality_participation records_import_started records_imported key_rotated certificate_revoked records_deleted"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("audited %q, want %q", strings.Join(got, " "), want)
 	}

@@ -129,10 +129,10 @@ type importJob struct {
 	ImportJob
 	run       backend.RunningImport
 	cancel    context.CancelFunc
-	cancelled bool   // CancelImport asked
-	failure   error  // why a failed job failed
-	source    string // where the starter called from
-	ended  chan struct{} // closed when the job has ended
+	cancelled bool          // CancelImport asked
+	failure   error         // why a failed job failed
+	source    string        // where the starter called from
+	ended     chan struct{} // closed when the job has ended
 }
 
 func (j *importJob) snapshot() ImportJob {

@@ -76,21 +76,21 @@ const (
 	EventKioskStatus EventType = "kiosk_status"
 	// Operator actions. Each names the operator (Event.Operator) and its
 	// object in the identifier fields; Result holds the new state.
-	EventKioskEnrolled     EventType = "kiosk_enrolled"
-	EventMunicipalitySet   EventType = "municipality_set"
-	EventParticipation     EventType = "municipality_participation"
-	EventRecordsImported   EventType = "records_imported"
-	EventRecordsDeleted    EventType = "records_deleted"
+	EventKioskEnrolled   EventType = "kiosk_enrolled"
+	EventMunicipalitySet EventType = "municipality_set"
+	EventParticipation   EventType = "municipality_participation"
+	EventRecordsImported EventType = "records_imported"
+	EventRecordsDeleted  EventType = "records_deleted"
 	// An import job (Object names it): started (Result: its mode), a
 	// cancellation asked for, and its end other than imported (Result:
 	// failed or cancelled; imported ends as EventRecordsImported).
 	EventRecordsImportStarted EventType = "records_import_started"
 	EventRecordsImportCancel  EventType = "records_import_cancel"
 	EventRecordsImportEnded   EventType = "records_import_ended"
-	EventRecordFlagSet     EventType = "record_flag_set"
-	EventRecordFlagCleared EventType = "record_flag_cleared"
-	EventKeyRotated        EventType = "key_rotated"
-	EventCertificateRevoke EventType = "certificate_revoked"
+	EventRecordFlagSet        EventType = "record_flag_set"
+	EventRecordFlagCleared    EventType = "record_flag_cleared"
+	EventKeyRotated           EventType = "key_rotated"
+	EventCertificateRevoke    EventType = "certificate_revoked"
 	// Operator accounts and their sessions (the operations console).
 	// Object names the operator or token acted on.
 	EventOperatorLogin    EventType = "operator_login"
