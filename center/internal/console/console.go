@@ -31,7 +31,7 @@
 //
 // kiosks (search, health, enrol with a bundle to download, suspend, resume,
 // revoke), municipalities (participation, record counts, last ledger
-// import), live (connected kiosks, issuances per minute, errors by code,
+// import, import jobs with their progress, cancelling one), live (connected kiosks, issuances per minute, errors by code,
 // latency, pushed by server-sent events), audit (search and CSV export,
 // never by personal data: events hold none), keys (signing keys, rotation,
 // the JWKS as served), revocations (feeding the SHC revocation list),
@@ -173,6 +173,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /kiosks/{id}/status", c.change(opauth.ManageKiosks, c.kioskStatus))
 	m.HandleFunc("GET /municipalities", c.page("", c.municipalities))
 	m.HandleFunc("POST /municipalities/{code}/participation", c.change(opauth.SetParticipation, c.participation))
+	m.HandleFunc("POST /imports/{id}/cancel", c.change(opauth.ImportRecords, c.cancelImport))
 	m.HandleFunc("GET /live", c.page(opauth.ViewAll, c.livePage))
 	m.HandleFunc("GET /live/events", c.page(opauth.ViewAll, c.liveEvents))
 	m.HandleFunc("GET /audit", c.page("", c.audit))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ func num(n any) string {
 		return groupDigits(strconv.Itoa(v))
 	case int64:
 		return groupDigits(strconv.FormatInt(v, 10))
+	case float64:
+		return groupDigits(strconv.FormatInt(int64(math.Round(v)), 10))
 	}
 	return fmt.Sprint(n)
 }
@@ -195,6 +198,16 @@ var messages = map[string][2]string{
 	"copies_offered":      {"部数（上限）", "Copies (at most)"},
 	"records":             {"記録件数", "Records"},
 	"last_import":         {"最終台帳取込", "Last ledger import"},
+	"imports":             {"台帳取込ジョブ", "Ledger imports"},
+	"imports_note":        {"このインスタンスの取込（実行中と最近終了したもの）。再読込で更新されます。", "Imports on this instance (running, and the last that ended). Reload to update."},
+	"import_job":          {"ジョブ", "Job"},
+	"import_state":        {"状態", "State"},
+	"import_rows":         {"読込行数", "Rows read"},
+	"import_rate":         {"行/秒", "Rows/s"},
+	"import_left":         {"残り時間", "Time left"},
+	"import_cancel":       {"取込を中止", "Cancel import"},
+	"import_cancel_q":     {"この取込を中止しますか？記録は取込前のまま残ります。", "Cancel this import? The records stay as they were."},
+	"started_by":          {"開始者", "Started by"},
 	"domestic":            {"日本国内用", "domestic"},
 	"overseas":            {"海外用", "overseas"},
 	"kiosks_connected":    {"接続中の端末", "Kiosks connected"},

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
@@ -304,6 +305,26 @@ func TestConsole(t *testing.T) {
 	}
 	if _, perr := k.issue(t, cards[0], 1); perr == nil || perr.Code != protocol.CodeNotParticipating {
 		t.Fatalf("request for a switched-off municipality: %v", perr)
+	}
+
+	// An import job started through the operations API shows on the
+	// municipalities page, and the console cancels it.
+	job, err := ce.c.Admin.StartImport(context.Background(), admin.Actor{Operator: "op-setup", Source: "127.0.0.1"}, admin.ImportStart{Municipality: muni, Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm.open("/municipalities")
+	if st := adm.text("#import-state-" + job.ID); !strings.Contains(st, "waiting") {
+		t.Fatalf("import job on the page: %q", st)
+	}
+	adm.shot("imports")
+	adm.click("#cancel-" + job.ID)
+	adm.click("#confirm")
+	if st := adm.text("#import-state-" + job.ID); !strings.Contains(st, "cancelled") {
+		t.Fatalf("import job after cancelling: %q", st)
+	}
+	if evs := auditEvents(t, ce, store.EventQuery{Type: store.EventRecordsImportCancel, Municipality: muni}); len(evs) != 1 || evs[0].Operator != "op-suzuki" {
+		t.Fatalf("cancellation audited as %+v", evs)
 	}
 
 	// Rotate the SMART Health Card key: the JWKS changes.
