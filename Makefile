@@ -98,10 +98,17 @@ lint: vet staticcheck
 ## by code, the center's CPU per issuance against the cryptographic floor,
 ## memory per connection). The first run enrolls the kiosks (about half a
 ## minute) under $(OUT)/bench. Full runs: docs/BENCHMARKS.md.
+##
+## Then a large ledger import beside issuance: issuance p99 without an
+## import and while $(BENCH_IMPORT_PERSONS) persons are imported through
+## the operations API (target: within 2×); the ledger is generated once
+## under $(OUT)/bench/import.
 BENCH_KIOSKS ?= 3000
 BENCH_RATES ?= 250,500,1000
+BENCH_IMPORT_PERSONS ?= 1000000
 bench: build
 	bin/loadgen national -dir $(OUT)/bench/national -kiosks $(BENCH_KIOSKS) -fleets 2 -rates $(BENCH_RATES) -duration 15s
+	bin/loadgen import -dir $(OUT)/bench/import -kiosks 200 -rate 50 -persons $(BENCH_IMPORT_PERSONS) -baseline 20s
 
 ## bench-go: every Go benchmark (hot paths, card, PDF, console pages, PKCS#11).
 bench-go:

@@ -37,6 +37,21 @@
 //	loadgen cluster [-dir out/cluster] [-instances 4] [-kiosks 60000] [-rate 400] [-duration 60s]
 //	                [-store postgres://…] [-center-bin bin/issuance-center]
 //
+// A large ledger import beside issuance (docs/BENCHMARKS.md):
+//
+//	loadgen import [-dir out/import] [-kiosks 200] [-rate 50] [-persons 1000000] [-baseline 20s]
+//	               [-center-bin bin/issuance-center] [-json FILE]
+//
+// sets up (or reuses) a center with -kiosks kiosks under -dir, generates a
+// synthetic ledger of -persons persons (reused), runs `issuance-center
+// serve`, and measures issuance latency at -rate issuances a second for
+// -baseline without an import, then while the ledger is imported through
+// the operations API (an import job, as `issuance-center records import`
+// runs it), then for -baseline without again. It prints the p99 during the
+// import against the p99 without (the target: within 2×), the import's
+// time and rate and the center's peak memory. The exit status is 1 when a
+// request failed or an answer was not bound to its request.
+//
 // sets up a center on the store (a private PostgreSQL with fsync on when
 // -store is empty), starts -instances `issuance-center serve` processes on
 // it and one fleet process per instance, and prints the issuance rate,
@@ -68,6 +83,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "import" {
+		if err := importRun(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen import:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "cluster" {
 		if err := clusterRun(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen cluster:", err)
