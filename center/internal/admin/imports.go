@@ -273,7 +273,17 @@ func (s *Service) UploadImport(ctx context.Context, a Actor, id string, csv io.R
 	j.State, j.cancel, j.Progress = ImportRunning, cancel, nil
 	s.imports.mu.Unlock()
 
-	run, err := s.cfg.Records.StartImportCSV(jctx, j.Municipality, j.Operator, j.Mode, j.Encoding, size, csv)
+	// The import reads the file through a pipe, so that a cancellation
+	// stops it at once even while the sender is silent (a read of the
+	// request body cannot be interrupted): the pipe breaks, the import
+	// ends, and the copy stops with the sender's next bytes or its end.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, csv)
+		pw.CloseWithError(err)
+	}()
+	context.AfterFunc(jctx, func() { pr.CloseWithError(ErrImportCancelled) })
+	run, err := s.cfg.Records.StartImportCSV(jctx, j.Municipality, j.Operator, j.Mode, j.Encoding, size, pr)
 	if err != nil {
 		cancel()
 		s.endJob(j, records.ImportResult{}, err)
@@ -341,9 +351,10 @@ func (s *Service) endJob(j *importJob, res records.ImportResult, err error) {
 		j.Progress = &p
 	}
 	ended := j.ImportJob
-	close(j.ended)
 	s.imports.mu.Unlock()
+	// Audited before anyone waiting hears of the end.
 	s.auditEnded([]*importJob{{ImportJob: ended, source: j.source}})
+	close(j.ended)
 	if err != nil && ended.State == ImportFailed && len(ended.Problems) == 0 {
 		s.cfg.Log.Warn("records import failed", "job", ended.ID, "municipality", ended.Municipality, "err", err)
 	}

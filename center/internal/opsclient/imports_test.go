@@ -139,6 +139,44 @@ func TestImportJobs(t *testing.T) {
 		t.Fatalf("after a cancelled import %d records, want the %d before", n, before)
 	}
 
+	// A sender that stops sending does not hold a cancellation up.
+	j, err = c.StartImport(ctx, op, admin.ImportStart{Municipality: code})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		_, err := c.UploadImport(ctx, op, j.ID, pr)
+		uploaded <- err
+	}()
+	half := ledger.Bytes()[:ledger.Len()/2]
+	if _, err := pw.Write(half); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := c.ImportJobStatus(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Progress != nil && got.Progress.Rows > 0 {
+			break
+		}
+		if got.State.Finished() || time.Now().After(deadline) {
+			t.Fatalf("no progress from half a file: %+v", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	got, err = c.CancelImport(cctx, op, j.ID)
+	cancel()
+	if err != nil || got.State != admin.ImportCancelled {
+		t.Fatalf("cancel while the sender is silent: %+v, %v", got, err)
+	}
+	if err := <-uploaded; !errors.As(err, &ae) || ae.Code != "import_cancelled" {
+		t.Fatalf("upload of a cancelled job: %v", err)
+	}
+
 	// A rejected file: nothing imported, its problems by row.
 	j, err = c.StartImport(ctx, op, admin.ImportStart{Municipality: code})
 	if err != nil {
@@ -184,6 +222,7 @@ func TestImportJobs(t *testing.T) {
 	}
 	// The demo data's import first.
 	want := "records_import_started:full records_imported:ok " +
+		"records_import_started:full records_import_cancel:requested records_import_ended:cancelled " +
 		"records_import_started:full records_import_cancel:requested records_import_ended:cancelled " +
 		"records_import_started:full records_import_cancel:requested records_import_ended:cancelled " +
 		"records_import_started:full records_import_ended:failed records_import_started:full records_imported:ok"
