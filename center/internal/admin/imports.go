@@ -110,7 +110,7 @@ type ImportJob struct {
 
 // Status is the job in the form the progress renderer draws.
 func (j ImportJob) Status() progress.Status {
-	if j.Progress == nil {
+	if j.Progress == nil || j.Progress.Phase == "" {
 		return progress.Status{Label: j.Municipality + " " + string(j.State), Finished: j.State.Finished(),
 			Elapsed: time.Since(j.Created).Round(time.Second)}
 	}
