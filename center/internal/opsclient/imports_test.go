@@ -11,6 +11,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/demodata"
+	"github.com/kioskcert/kioskcert/center/internal/opauth"
 	"github.com/kioskcert/kioskcert/center/internal/opsclient"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/records/recordsbench"
@@ -204,6 +205,25 @@ func TestImportJobs(t *testing.T) {
 	}
 	if st := done.Status(); !st.Finished || st.Count == 0 {
 		t.Errorf("final status %+v", st)
+	}
+
+	// A viewer watches imports but neither starts nor cancels one.
+	if _, err := c.AddOperator(ctx, op, admin.NewOperator{ID: "op-viewer", Role: store.RoleViewer, TokenOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	vt, err := c.IssueAPIToken(ctx, op, "op-viewer", "watch", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := &opsclient.Client{BaseURL: srv.URL, Token: vt.Token}
+	if js, err := viewer.ImportJobs(ctx); err != nil || len(js) == 0 {
+		t.Errorf("viewer lists imports: %d, %v", len(js), err)
+	}
+	if _, err := viewer.StartImport(ctx, admin.Actor{}, admin.ImportStart{Municipality: code}); !errors.Is(err, opauth.ErrNoPermission) {
+		t.Errorf("viewer starts an import: %v", err)
+	}
+	if _, err := viewer.CancelImport(ctx, admin.Actor{}, j.ID); !errors.Is(err, opauth.ErrNoPermission) {
+		t.Errorf("viewer cancels an import: %v", err)
 	}
 
 	// Each step audited with the operator and the job.
