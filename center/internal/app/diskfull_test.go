@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/protocol"
@@ -27,7 +29,9 @@ func TestDiskFullRefusesToIssue(t *testing.T) {
 		t.Fatalf("mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
-	tc := startCenterIn(t, filepath.Join(mnt, "center"))
+	// A short issue timeout makes the claim lease (twice it) short: see
+	// the retries below.
+	tc := startCenterIn(t, filepath.Join(mnt, "center"), func(c *config.Config) { c.IssueTimeout.Duration = 5 * time.Second })
 	k, err := tc.dial(t, tc.tlsFor(t, "K-GOOD"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +73,23 @@ func TestDiskFullRefusesToIssue(t *testing.T) {
 		}
 	}
 
-	// Space is back: the same request is issued, no restart needed.
+	// Space is back: the same request is issued, no restart needed. Where
+	// the disk filled decides how: if only the request's end could not be
+	// recorded, its claim could not be released either, and stands until
+	// its lease runs out (twice the issue timeout); until then the kiosk is
+	// told to retry, as it does.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	k.send(req)
-	if resp, ok := k.read().(protocol.CertificateResponse); !ok || resp.RequestID != req.RequestID {
-		t.Fatal("the center did not recover once space was back")
+	for deadline := time.Now().Add(time.Minute); ; {
+		k.send(req)
+		m := k.read()
+		if resp, ok := m.(protocol.CertificateResponse); ok && resp.RequestID == req.RequestID {
+			break
+		}
+		if e, ok := m.(*protocol.Error); !ok || e.Code != protocol.CodeUnavailable || !e.Retryable || time.Now().After(deadline) {
+			t.Fatalf("the center did not recover once space was back: %#v", m)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
