@@ -232,6 +232,22 @@ func (r *rig) settled(t *testing.T) Health {
 	}
 }
 
+// ledgerOnce returns the integrator's ledger as soon as ready says it is
+// complete, or as it stands after five seconds. The integrator books an
+// answer once the kiosk has taken it, which may be just after the kiosk has
+// moved on (and settled reports nothing pending).
+func (r *rig) ledgerOnce(t *testing.T, ready func(Ledger) bool) Ledger {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l := r.ex.Ledger()
+		if ready(l) || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // printed returns the files the terminal "printed".
 func (r *rig) printed(t *testing.T) []string {
 	t.Helper()
@@ -276,7 +292,7 @@ func TestFullSessionPaidAndPrintedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := r.settled(t)
-	l := r.ex.Ledger()
+	l := r.ledgerOnce(t, func(l Ledger) bool { return len(l.Captured) > 0 })
 	if len(l.Authorized) != 1 || len(l.Captured) != 1 || l.CapturedYen() != 120 || len(l.Voided) != 0 || len(l.Failed) != 0 {
 		t.Errorf("ledger %+v: want one payment of ¥120, captured once", l)
 	}
@@ -356,7 +372,7 @@ func TestPaperOutIsNotChargedAndRetried(t *testing.T) {
 		t.Errorf("states %v: the resident was not told of the paper", res.States)
 	}
 	h := r.settled(t)
-	l := r.ex.Ledger()
+	l := r.ledgerOnce(t, func(l Ledger) bool { return len(l.Captured) > 0 && len(l.Voided) > 0 })
 	if len(l.Authorized) != 2 || len(l.Voided) != 1 || len(l.Captured) != 1 || l.CapturedYen() != 120 {
 		t.Fatalf("ledger %+v: want two authorisations, the first voided, the second captured", l)
 	}
@@ -384,7 +400,7 @@ func TestDeclinedPaymentPrintsNothing(t *testing.T) {
 		t.Fatalf("result %+v, want payment_failed", res)
 	}
 	h := r.settled(t)
-	l := r.ex.Ledger()
+	l := r.ledgerOnce(t, func(l Ledger) bool { return len(l.Declined) > 0 })
 	if len(l.Declined) != 1 || len(l.Authorized) != 0 || len(l.Captured) != 0 || len(r.printed(t)) != 0 {
 		t.Errorf("ledger %+v, printed %v", l, r.printed(t))
 	}
@@ -426,7 +442,7 @@ func TestArmedModeWaitsForTheTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.settled(t)
-	if l := r.ex.Ledger(); len(l.Captured) != 1 || len(r.printed(t)) != 1 {
+	if l := r.ledgerOnce(t, func(l Ledger) bool { return len(l.Captured) > 0 }); len(l.Captured) != 1 || len(r.printed(t)) != 1 {
 		t.Errorf("ledger %+v", l)
 	}
 	if s, _ := r.ex.Cancel(context.Background()); s.Armed {
