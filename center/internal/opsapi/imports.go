@@ -44,6 +44,10 @@ func (h *handler) startImport(w http.ResponseWriter, r *http.Request) {
 func (h *handler) uploadImport(w http.ResponseWriter, r *http.Request) {
 	j, err := h.cfg.Admin.UploadImport(r.Context(), actor(r), r.PathValue("id"), r.Body)
 	if err != nil {
+		// The rest of the file may never come (a cancelled job whose sender
+		// has gone silent): without this, net/http reads up to 256 KiB of
+		// the unread body before it sends the answer, and waits for it.
+		w.Header().Set("Connection", "close")
 		h.fail(w, r, err)
 		return
 	}
