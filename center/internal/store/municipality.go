@@ -50,7 +50,8 @@ type Municipality struct {
 	// CounterJa and CounterEn name the municipal counter (窓口) where
 	// residents the kiosk sends away apply instead (旭川市役所 総合庁舎1階
 	// 市民課, Asahikawa City Hall, Citizens Division, 1st floor): the
-	// kiosk's counter-only message names it. Optional; both or neither.
+	// kiosk's counter-only message names it. Optional; both or neither, each
+	// at most protocol.MaxCounterBytes (it travels in every hello).
 	CounterJa string `json:"counterJa,omitempty"`
 	CounterEn string `json:"counterEn,omitempty"`
 }
@@ -77,8 +78,8 @@ func (m *Municipality) Validate() error {
 		return invalid("municipality.counterJa", "the counter's name is given in both languages or in neither")
 	}
 	for _, f := range []struct{ name, v string }{{"municipality.counterJa", m.CounterJa}, {"municipality.counterEn", m.CounterEn}} {
-		if f.v != "" && !isText(f.v, 200) {
-			return invalid(f.name, "must be 1-200 bytes of text without control characters")
+		if f.v != "" && !isText(f.v, protocol.MaxCounterBytes) {
+			return invalid(f.name, fmt.Sprintf("must be 1-%d bytes of text without control characters", protocol.MaxCounterBytes))
 		}
 	}
 	if m.Kind != "" && !protocol.ValidMunicipalityKind(m.Kind) {
