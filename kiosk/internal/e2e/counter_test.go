@@ -245,7 +245,7 @@ func TestCounterOnly(t *testing.T) {
 				}
 				evs := checkSettledOnce(t, kioskCounter, id, 1)
 				for _, e := range evs {
-					if strings.HasPrefix(e.Type, "counter_only") {
+					if e.RequestID == id && strings.HasPrefix(e.Type, "counter_only") {
 						t.Errorf("a moved-out resident's request has event %s", e.Type)
 					}
 				}
@@ -317,9 +317,6 @@ func TestCounterOnly(t *testing.T) {
 				t.Errorf("%s name the reason %s", where, reason)
 			}
 		}
-	}
-	if !bytes.Contains(metrics, []byte(`result="counter_only"`)) && !bytes.Contains(metrics, []byte(`code="counter_only"`)) {
-		t.Log("no counter_only series in the metrics (checks are not counted by code)")
 	}
 	env.checkNoPersonalData(t)
 }
