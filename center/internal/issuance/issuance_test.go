@@ -687,3 +687,24 @@ func TestCounterOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckCounterOnlyAuditFails: a counter_only refusal the municipality
+// cannot count is not given; the kiosk may ask again.
+func TestCheckCounterOnlyAuditFails(t *testing.T) {
+	f := newFixture(t)
+	r := f.resident(t, "hanako")
+	rec := f.records.regions[asahikawa][r.MyNumber]
+	rec.Flags = records.Flags{CounterOnly: records.CounterSupportMeasure}
+	f.records.put(r.MyNumber, rec)
+	f.audit.mu.Lock()
+	f.audit.failOn = "counter_only.support_measure"
+	f.audit.mu.Unlock()
+	_, err := f.svc.Check(context.Background(), CheckRequest{KioskID: goodKiosk,
+		Check: protocol.Check{RequestID: protocol.NewRequestID(), Municipality: asahikawa, Card: f.card(t, "hanako", nil)}})
+	if code, _ := refusal.CodeOf(err); code != protocol.CodeUnavailable {
+		t.Fatalf("Check with the audit log failing: %v, want unavailable", err)
+	}
+	if evs := f.audit.all(t); len(evs) != 0 {
+		t.Errorf("events %v", eventTypes(evs))
+	}
+}
