@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/kioskcert/kioskcert/pkg/holder"
 )
 
 //go:embed residents.json
@@ -21,16 +23,23 @@ type Municipality struct {
 	AuthorityJa   string `json:"authorityJa"`
 	AuthorityEn   string `json:"authorityEn"`
 	Participating bool   `json:"participating"`
+	// CounterJa and CounterEn name the counter residents the kiosk sends
+	// away apply at (issue 15).
+	CounterJa string `json:"counterJa,omitempty"`
+	CounterEn string `json:"counterEn,omitempty"`
 }
 
 // Resident is a demo resident: what the card holds and what the
 // municipalities' ledgers hold about them.
 type Resident struct {
-	ID             string   `json:"id"`
-	About          string   `json:"about"`
-	MyNumber       string   `json:"myNumber"`
-	PIN            string   `json:"pin"`
-	Name           string   `json:"name"`
+	ID       string `json:"id"`
+	About    string `json:"about"`
+	MyNumber string `json:"myNumber"`
+	PIN      string `json:"pin"`
+	Name     string `json:"name"`
+	// CardName is the name as the card holds it when it differs from the
+	// ledger's: a former name or alias in brackets beside it (旧氏併記).
+	CardName       string   `json:"cardName,omitempty"`
 	NameKana       string   `json:"nameKana"`
 	RomanFamily    string   `json:"romanFamily"`
 	RomanGiven     string   `json:"romanGiven"`
@@ -47,7 +56,13 @@ type Record struct {
 	Municipality   string `json:"municipality"`
 	ResidentNumber string `json:"residentNumber"`
 	TicketNumber   string `json:"ticketNumber"`
-	Doses          []Dose `json:"doses"`
+	// The ledger's flags (docs/RECORDS.md): the counter-only reason
+	// (support_measure, alias_on_record, travel_document, staff_review),
+	// the date of death, the date the resident moved out.
+	CounterOnly  string `json:"counterOnly,omitempty"`
+	DeceasedDate string `json:"deceasedDate,omitempty"`
+	MovedOutDate string `json:"movedOutDate,omitempty"`
+	Doses        []Dose `json:"doses"`
 }
 
 // Dose is one vaccination in a ledger.
@@ -56,6 +71,21 @@ type Dose struct {
 	Date    string `json:"date"` // YYYY-MM-DD
 	Product string `json:"product"`
 	Lot     string `json:"lot"`
+}
+
+// NameOnCard is the name the resident's card holds.
+func (r Resident) NameOnCard() string {
+	if r.CardName != "" {
+		return r.CardName
+	}
+	return r.Name
+}
+
+// SentToCounter reports whether the kiosk sends the resident to the
+// municipal counter for the record rec (issue 15): a counter-only or
+// deceased flag, or a former name or alias on the card.
+func (r Resident) SentToCounter(rec Record) bool {
+	return rec.CounterOnly != "" || rec.DeceasedDate != "" || holder.HasFormerName(r.NameOnCard())
 }
 
 // CardBirthDate is the birth date as the card stores it (YYYYMMDD).

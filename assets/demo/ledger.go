@@ -15,6 +15,7 @@ var ledgerColumns = []string{
 	"name", "name_kana", "roman_family", "roman_given", "birth_date", "sex",
 	"nationality", "passport_number",
 	"dose_number", "vaccination_date", "product_code", "manufacturer", "lot_number", "vaccine_type",
+	"counter_only", "deceased_date", "moved_out_date",
 }
 
 // ledgerProduct is what a municipal ledger records about a product besides
@@ -61,6 +62,7 @@ func (d *Data) WriteLedger(w io.Writer, municipality string) (int, error) {
 					res.Name, res.NameKana, res.RomanFamily, res.RomanGiven, res.BirthDate, res.Sex,
 					res.Nationality, res.PassportNumber,
 					strconv.Itoa(dose.Number), dose.Date, dose.Product, p.manufacturer, dose.Lot, p.vaccineType,
+					rec.CounterOnly, rec.DeceasedDate, rec.MovedOutDate,
 				}
 				if err := cw.Write(row); err != nil {
 					return 0, fmt.Errorf("demo: write ledger: %w", err)

@@ -409,6 +409,12 @@ const screens = {
     // only repeat the title).
     const detail = errorDetail(s.error, title);
     if (detail) out.push(el('p', { class: 'lead' }, detail));
+    // counter_only: the municipality's counter, the same for every reason
+    // (the kiosk is never told the reason).
+    if (s.counter && code === 'counter_only') {
+      const name = lang === 'ja' ? s.counter.ja : s.counter.en;
+      out.push(el('p', { class: 'lead', 'data-id': 'counter' }, nodes('error.counter', { counter: name })));
+    }
     if (s.takeCard) {
       out.push(el('p', { class: 'big-callout' }, nodes(s.reminder ? 'error.takeCardAgain' : 'error.takeCard')));
     }

@@ -40,7 +40,7 @@ func Personalize(a carddata.Authority, r demo.Resident) (carddata.Raw, error) {
 	h := sha256.Sum256(ap.N.Bytes())
 	copy(subject[:], h[:])
 	items := carddata.FourItems{
-		Name:      r.Name,
+		Name:      r.NameOnCard(),
 		Address:   r.Address,
 		BirthDate: strings.ReplaceAll(r.BirthDate, "-", ""),
 		Sex:       carddata.Sex(r.Sex[0]),

@@ -200,6 +200,9 @@ func (m Municipality) validate() error {
 	if len(m.NameJa) > maxNameBytes || len(m.NameEn) > maxNameBytes || len(m.Kana) > maxNameBytes {
 		return fmt.Errorf("municipality %s: names and kana are at most %d bytes", m.Code, maxNameBytes)
 	}
+	if (m.CounterJa == "") != (m.CounterEn == "") || len(m.CounterJa) > MaxCounterBytes || len(m.CounterEn) > MaxCounterBytes {
+		return fmt.Errorf("municipality %s: the counter is named in both languages or neither, each at most %d bytes", m.Code, MaxCounterBytes)
+	}
 	if m.Kana != "" && !ValidKana(m.Kana) {
 		return fmt.Errorf("municipality %s: kana must be full-width katakana", m.Code)
 	}

@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
@@ -82,6 +83,42 @@ type Municipality struct {
 	Kana string `json:"kana,omitempty"`
 	// Kind is one of the MunicipalityKind values; empty when unknown.
 	Kind string `json:"kind,omitempty"`
+	// CounterJa and CounterEn name the municipal counter (窓口) where a
+	// resident the kiosk cannot serve applies instead: the counter_only
+	// screen shows them. Both or neither, each at most MaxCounterBytes;
+	// only in Municipalities (a municipality that does not take part
+	// sends no one away), and only to a kiosk that announced
+	// KioskFeatureCounter: an older kiosk decodes hello strictly and
+	// would drop a frame with fields it does not know.
+	CounterJa string `json:"counterJa,omitempty"`
+	CounterEn string `json:"counterEn,omitempty"`
+}
+
+// MaxCounterBytes bounds each of a municipality's counter names (in the
+// center's store too), so that a hello of MaxMunicipalities entries with
+// every text field at its limit stays under MaxCenterFrame.
+const MaxCounterBytes = 120
+
+// HeaderKioskFeatures is the websocket upgrade request header in which a
+// kiosk lists, comma-separated, the optional hello fields it decodes. A
+// center sends an optional field only to a kiosk that lists it, so kiosks
+// and centers can be upgraded in any order.
+const HeaderKioskFeatures = "Kioskcert-Kiosk-Features"
+
+// KioskFeatureCounter: the kiosk decodes Municipality.CounterJa and
+// CounterEn.
+const KioskFeatureCounter = "counter"
+
+// KioskFeatures returns the kiosk features a HeaderKioskFeatures value
+// lists (unknown ones included; the center ignores them).
+func KioskFeatures(header string) []string {
+	var out []string
+	for f := range strings.SplitSeq(header, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Municipality kinds (Municipality.Kind). A designated city (政令指定都市) has

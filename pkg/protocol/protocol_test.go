@@ -3,12 +3,14 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/kioskcert/kioskcert/assets/municipalities"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
+	"github.com/kioskcert/kioskcert/pkg/lgcode"
 )
 
 const rid = "0123456789abcdef0123456789abcdef"
@@ -95,6 +97,36 @@ func TestNationalHello(t *testing.T) {
 	if _, err := Decode(frame, MaxCenterFrame); err != nil {
 		t.Fatal(err)
 	}
+	// The bound the size limits promise (docs/PROTOCOL.md §4): the most
+	// municipalities, every text field at its limit, a counter on each.
+	worst := Hello{ProtocolVersion: 1, KioskID: "K-0001", Time: "2026-11-23T10:00:00+09:00", MaxCopies: 5, HeartbeatSeconds: 15}
+	for i := range MaxMunicipalities {
+		m := h.Municipalities[i%len(h.Municipalities)]
+		m.NameJa, m.NameEn, m.Kana = strings.Repeat("a", maxNameBytes), strings.Repeat("b", maxNameBytes), strings.Repeat("ア", maxNameBytes/3)
+		m.CounterJa, m.CounterEn = strings.Repeat("c", MaxCounterBytes), strings.Repeat("d", MaxCounterBytes)
+		m.Kind = KindDesignatedCity
+		worst.Municipalities = append(worst.Municipalities, m)
+	}
+	seen := map[string]bool{}
+	for i := range worst.Municipalities {
+		// Codes must be distinct: take any valid ones in the 6-digit space.
+		for c := 10006 + 10*i; ; c++ {
+			code := fmt.Sprintf("%06d", c)
+			if lgcode.Validate(code) == nil && !seen[code] {
+				seen[code] = true
+				worst.Municipalities[i].Code = code
+				break
+			}
+		}
+	}
+	wf, err := Encode(worst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wf) > MaxCenterFrame {
+		t.Errorf("the largest hello the limits allow is %d bytes, over MaxCenterFrame (%d)", len(wf), MaxCenterFrame)
+	}
+	t.Logf("largest hello within the limits: %d bytes", len(wf))
 	for len(h.NotParticipating)+len(h.Municipalities) <= MaxMunicipalities {
 		h.NotParticipating = append(h.NotParticipating, h.Municipalities...)
 	}
@@ -140,6 +172,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello unknown kind", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","kind":"metropolis"}`), CodeBadMessage},
 		{"hello listed twice", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City"},{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City"}`), CodeBadMessage},
 		{"hello long name", hello(`{"code":"011002","nameJa":"` + strings.Repeat("札", 70) + `","nameEn":"Sapporo City"}`), CodeBadMessage},
+		{"hello counter in Japanese only", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","counterJa":"市民課"}`), CodeBadMessage},
+		{"hello long counter", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","counterJa":"` + strings.Repeat("窓", 41) + `","counterEn":"Counter"}`), CodeBadMessage},
+		{"hello with counter", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","counterJa":"区役所 戸籍住民課","counterEn":"Ward office, Family Register Division"}`), ""},
 		{"hello good", hello(`{"code":"011002","nameJa":"札幌市","nameEn":"Sapporo City","kana":"サッポロシ","kind":"designated_city"}`), ""},
 	}
 	for _, tt := range tests {

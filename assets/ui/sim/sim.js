@@ -25,25 +25,26 @@ function showCards(cards) {
     const b = document.createElement('button');
     b.type = 'button';
     b.dataset.card = c.id;
-    // One line each: the name and PIN, then what the card shows (cut
-    // short on screen, whole in the tooltip), so every control fits.
+    // One line each: the PIN and name, then what the card shows (cut
+    // short on screen, whole in the tooltip), so every control fits. The
+    // PIN comes first: in two columns a long name is cut short.
     const [name, ...about] = c.label.split(' — ');
     const head = document.createElement('span');
     head.className = 'who';
-    head.textContent = `Place: ${name}`;
-    b.append(head);
     if (c.pin) {
       const p = document.createElement('span');
       p.className = 'pin';
-      p.textContent = ` PIN ${c.pin}`;
+      p.textContent = `PIN ${c.pin} `;
       head.append(p);
     }
+    head.append(name);
+    b.append(head);
     if (about.length) {
       const a = document.createElement('span');
       a.className = 'about';
       a.textContent = about.join(' — ');
       b.append(a);
-      b.title = c.label;
+      b.title = `Place: ${c.label}`;
     }
     b.addEventListener('click', () => post('card', { id: c.id }));
     const li = document.createElement('li');

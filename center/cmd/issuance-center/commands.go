@@ -336,7 +336,11 @@ func cmdMunicipalityList(ctx context.Context, e *env, name string, args []string
 			return err
 		}
 		for _, m := range ms {
-			fmt.Fprintf(e.stdout, "%s %-5v %s / %s\n", m.Code, m.Participating, m.NameJa, m.NameEn)
+			counter := ""
+			if m.CounterJa != "" {
+				counter = fmt.Sprintf(" (counter: %s / %s)", m.CounterJa, m.CounterEn)
+			}
+			fmt.Fprintf(e.stdout, "%s %-5v %s / %s%s\n", m.Code, m.Participating, m.NameJa, m.NameEn, counter)
 		}
 		return nil
 	})
@@ -351,6 +355,8 @@ func cmdMunicipalityAdd(ctx context.Context, e *env, name string, args []string)
 		fs.StringVar(&m.AuthorityJa, "authority-ja", "", "issuing authority in Japanese (旭川市長)")
 		fs.StringVar(&m.AuthorityEn, "authority-en", "", "issuing authority in English (Mayor of Asahikawa City)")
 		fs.BoolVar(&m.Participating, "participating", false, "offers kiosk issuance")
+		fs.StringVar(&m.CounterJa, "counter-ja", "", "the municipal counter residents the kiosk sends away apply at, in Japanese (旭川市役所 市民課); with -counter-en")
+		fs.StringVar(&m.CounterEn, "counter-en", "", "the same counter in English (Asahikawa City Hall, Citizens Division); with -counter-ja")
 	}, func(ops admin.Operations, a admin.Actor) error {
 		if err := ops.PutMunicipality(ctx, a, m); err != nil {
 			return err

@@ -176,7 +176,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Center, e
 		lookups = &slowLookups{Records: lookups, every: uint64(f.SlowLookupEvery), delay: f.SlowLookupDelay.Duration}
 	}
 	icfg := issuance.Config{
-		Kiosks: c.Store, Municipalities: c.Store, Records: lookups, Register: c.Store,
+		Kiosks: c.Store, Municipalities: c.Store, Records: lookups, Register: c.Store, Audit: c.Store,
 		Cards: cards, SHC: c.Signers, FeePerCopyYen: cfg.FeePerCopyYen, Log: log,
 		// A claim outlives its issuance's deadline before another attempt
 		// may take it over.

@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/csv"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -61,6 +62,17 @@ type settlementView struct {
 	Rows           []store.SettlementCount
 	FeePerCopy     int
 	Month, Day     string
+	// CounterOnly counts the residents sent to the counter in the period,
+	// by reason: only in one municipality's view (Query.Municipality set),
+	// never across municipalities.
+	CounterOnly []counterReason
+}
+
+// counterReason is how many residents were sent to the counter for one
+// reason (store.CounterOnlyReason).
+type counterReason struct {
+	Reason string
+	Count  int64
 }
 
 func (c *Console) settlementData(r *http.Request, q *request) (*settlementView, error) {
@@ -105,7 +117,32 @@ func (c *Console) settlementData(r *http.Request, q *request) (*settlementView, 
 	byKey := func(a, b *settlementSum) int { return strings.Compare(a.Key, b.Key) }
 	slices.SortFunc(v.ByMunicipality, byKey)
 	slices.SortFunc(v.ByChain, byKey)
+	if sq.Municipality != "" {
+		if v.CounterOnly, err = c.counterOnly(r, sq); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
+}
+
+// counterOnly counts one municipality's counter_only refusals of the
+// period by reason, from the audit log's daily counts.
+func (c *Console) counterOnly(r *http.Request, sq store.SettlementQuery) ([]counterReason, error) {
+	counts, err := c.cfg.Store.DailyCounts(r.Context(), sq.FirstDay, sq.LastDay)
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]int64{}
+	for _, d := range counts {
+		if reason, ok := store.CounterOnlyReason(d.Type); ok && d.Municipality == sq.Municipality {
+			by[reason] += d.Events
+		}
+	}
+	out := []counterReason{}
+	for _, reason := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, counterReason{Reason: reason, Count: by[reason]})
+	}
+	return out, nil
 }
 
 func (c *Console) settlement(w http.ResponseWriter, r *http.Request, q *request) {

@@ -162,6 +162,14 @@ func (f *failingRegister) ClaimRequest(ctx context.Context, r store.Request, sta
 	return f.Store.ClaimRequest(ctx, r, staleBefore, events...)
 }
 
+// AppendEvent fails like the other writes (Check's counter_only event).
+func (f *failingRegister) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+	if f.fails([]store.Event{e}) {
+		return store.Event{}, errDiskFull
+	}
+	return f.Store.AppendEvent(ctx, e)
+}
+
 func (f *failingRegister) FinishRequest(ctx context.Context, id string, attempt int, fin store.RequestFinish, events ...store.Event) (store.Request, error) {
 	if f.fails(events) {
 		return store.Request{}, errDiskFull

@@ -119,12 +119,23 @@ type Config struct {
 	SHC            SHCIssuer
 	VDS            VDSSigner
 	FeePerCopyYen  int
+	// Audit receives the events of answers that claim no request: a
+	// counter_only refusal at Check (the municipality's statistics count
+	// every resident sent to the counter, wherever the refusal came). When
+	// nil, the Register is used if it appends events (the center's store
+	// does); New fails otherwise.
+	Audit EventAppender
 	// ClaimLease, ReplayTTL and Retention default to the constants above.
 	ClaimLease, ReplayTTL, Retention time.Duration
 	// Now is the clock; Rand the entropy for certificate IDs. Tests inject both.
 	Now  func() time.Time
 	Rand io.Reader
 	Log  *slog.Logger
+}
+
+// EventAppender appends one audit event (store.AuditLog's AppendEvent).
+type EventAppender interface {
+	AppendEvent(ctx context.Context, e store.Event) (store.Event, error)
 }
 
 // Service issues certificates. It is safe for concurrent use.
@@ -136,6 +147,13 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Kiosks == nil || cfg.Municipalities == nil || cfg.Records == nil || cfg.Register == nil || cfg.Cards == nil || cfg.SHC == nil {
 		return nil, errors.New("issuance: kiosks, municipalities, records, register, card verifier and SHC issuer are required")
+	}
+	if cfg.Audit == nil {
+		a, ok := cfg.Register.(EventAppender)
+		if !ok {
+			return nil, errors.New("issuance: an audit log is required (the register appends no events)")
+		}
+		cfg.Audit = a
 	}
 	if cfg.ClaimLease <= 0 {
 		cfg.ClaimLease = DefaultClaimLease

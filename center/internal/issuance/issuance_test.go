@@ -649,11 +649,20 @@ func TestCounterOnly(t *testing.T) {
 			if got := eventTypes(evs); got != "[requested "+string(tt.wantEvent)+"]" {
 				t.Fatalf("events %s, want requested then %s", got, tt.wantEvent)
 			}
-			// The early check answers the same, at the same point.
+			// The early check answers the same, at the same point, and
+			// records the same event: a kiosk stops at this refusal.
+			checkID := protocol.NewRequestID()
 			_, err := f.svc.Check(context.Background(), CheckRequest{KioskID: goodKiosk,
-				Check: protocol.Check{RequestID: protocol.NewRequestID(), Municipality: asahikawa, Card: card}})
+				Check: protocol.Check{RequestID: checkID, Municipality: asahikawa, Card: card}})
 			if code, _ := refusal.CodeOf(err); code != protocol.CodeCounterOnly {
 				t.Fatalf("Check: %v, want counter_only", err)
+			}
+			evs = f.audit.all(t)
+			if got := eventTypes(evs); got != "[requested "+string(tt.wantEvent)+" "+string(tt.wantEvent)+"]" {
+				t.Fatalf("events after Check %s, want a second %s", got, tt.wantEvent)
+			}
+			if e := evs[2]; e.RequestID != checkID || e.KioskID != goodKiosk || e.Municipality != asahikawa || e.Result != "counter_only" {
+				t.Errorf("Check's event %+v", e)
 			}
 			f.checkNoPersonalData(t, evs, perr.Detail)
 		})
@@ -677,4 +686,25 @@ func TestCounterOnly(t *testing.T) {
 			t.Errorf("%d doses certified, want the 3 given before the move", n)
 		}
 	})
+}
+
+// TestCheckCounterOnlyAuditFails: a counter_only refusal the municipality
+// cannot count is not given; the kiosk may ask again.
+func TestCheckCounterOnlyAuditFails(t *testing.T) {
+	f := newFixture(t)
+	r := f.resident(t, "hanako")
+	rec := f.records.regions[asahikawa][r.MyNumber]
+	rec.Flags = records.Flags{CounterOnly: records.CounterSupportMeasure}
+	f.records.put(r.MyNumber, rec)
+	f.audit.mu.Lock()
+	f.audit.failOn = "counter_only.support_measure"
+	f.audit.mu.Unlock()
+	_, err := f.svc.Check(context.Background(), CheckRequest{KioskID: goodKiosk,
+		Check: protocol.Check{RequestID: protocol.NewRequestID(), Municipality: asahikawa, Card: f.card(t, "hanako", nil)}})
+	if code, _ := refusal.CodeOf(err); code != protocol.CodeUnavailable {
+		t.Fatalf("Check with the audit log failing: %v, want unavailable", err)
+	}
+	if evs := f.audit.all(t); len(evs) != 0 {
+		t.Errorf("events %v", eventTypes(evs))
+	}
 }

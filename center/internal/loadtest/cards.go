@@ -82,7 +82,8 @@ func issuable(d *demo.Data) []option {
 	var out []option
 	for _, r := range d.Residents {
 		for _, rec := range r.Records {
-			if participating[rec.Municipality] {
+			// Residents sent to the counter are refused by design.
+			if participating[rec.Municipality] && !r.SentToCounter(rec) {
 				out = append(out, option{r: r, muni: rec.Municipality,
 					overseas: r.PassportNumber != "" && r.Nationality != "" && r.RomanFamily != ""})
 			}

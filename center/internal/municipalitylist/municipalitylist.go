@@ -80,6 +80,8 @@ func Plan(existing []store.Municipality, list *municipalities.List) ([]store.Mun
 			m.NameEn, m.AuthorityJa, m.AuthorityEn = old.NameEn, old.AuthorityJa, old.AuthorityEn
 		}
 		m.Participating = old.Participating
+		// The counter's names come from the operator, never the list.
+		m.CounterJa, m.CounterEn = old.CounterJa, old.CounterEn
 		if m == old {
 			res.Unchanged++
 			continue

@@ -32,7 +32,8 @@ func TestImportShipped(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	for _, m := range []store.Municipality{
-		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa", AuthorityJa: "旭川市長", AuthorityEn: "The Mayor of Asahikawa", Participating: true},
+		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa", AuthorityJa: "旭川市長", AuthorityEn: "The Mayor of Asahikawa", Participating: true,
+			CounterJa: "市民課", CounterEn: "Citizens Division"},
 		{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", AuthorityJa: "ふじみ野市長", AuthorityEn: "Mayor of Fujimino City"},
 		// Renamed since the operator added it (a made-up old name).
 		{Code: "011002", NameJa: "札幌村", NameEn: "Sapporo Village", AuthorityJa: "札幌村長", AuthorityEn: "Mayor of Sapporo Village", Participating: true},
@@ -70,8 +71,9 @@ func TestImportShipped(t *testing.T) {
 		}
 		return m
 	}
-	if m := get("012041"); m.NameEn != "Asahikawa" || m.AuthorityEn != "The Mayor of Asahikawa" || !m.Participating || m.Kana != "アサヒカワシ" || m.Kind != "city" {
-		t.Errorf("Asahikawa = %+v: the operator's names and participation must stay, kana and kind be added", m)
+	if m := get("012041"); m.NameEn != "Asahikawa" || m.AuthorityEn != "The Mayor of Asahikawa" || !m.Participating || m.Kana != "アサヒカワシ" || m.Kind != "city" ||
+		m.CounterJa != "市民課" || m.CounterEn != "Citizens Division" {
+		t.Errorf("Asahikawa = %+v: the operator's names, counter and participation must stay, kana and kind be added", m)
 	}
 	if m := get("011002"); m.NameJa != "札幌市" || m.NameEn != "Sapporo City" || m.AuthorityJa != "札幌市長" || !m.Participating || m.Kind != "designated_city" {
 		t.Errorf("Sapporo = %+v: a renamed municipality gets the list's names, keeps participating", m)

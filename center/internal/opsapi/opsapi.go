@@ -40,6 +40,8 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/records/ledgercsv"
 	"github.com/kioskcert/kioskcert/center/internal/server"
 	"github.com/kioskcert/kioskcert/center/internal/store"
+	"github.com/kioskcert/kioskcert/pkg/lgcode"
+	"github.com/kioskcert/kioskcert/pkg/protocol"
 )
 
 // Live reports connected kiosks (server.Server).
@@ -263,8 +265,18 @@ func (h *handler) municipalities(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ms)
 }
 
+// stats answers GET /ops/stats?from=&to=&municipality=: the daily counts
+// of events by municipality, type and kind. Residents sent to the counter
+// are counted by reason (counter_only.<reason>) only in one
+// municipality's statistics (municipality=CODE); across municipalities
+// they are one type, counter_only.
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 	day := store.SettlementDay(h.cfg.Now())
+	muni := r.URL.Query().Get("municipality")
+	if muni != "" && lgcode.Validate(muni) != nil {
+		writeError(w, http.StatusBadRequest, "invalid", "municipality must be a 6-digit local government code")
+		return
+	}
 	from, to := r.URL.Query().Get("from"), r.URL.Query().Get("to")
 	if from == "" {
 		from = day
@@ -277,7 +289,35 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, counts)
+	writeJSON(w, http.StatusOK, statsView(counts, muni))
+}
+
+// statsView keeps one municipality's counts (muni set) or folds the
+// counter_only reasons of every municipality into one type (muni "").
+func statsView(counts []store.DailyCount, muni string) []store.DailyCount {
+	out := []store.DailyCount{}
+	folded := map[store.DailyCount]int{} // key (counts zeroed) → index in out
+	for _, c := range counts {
+		if muni != "" {
+			if c.Municipality == muni {
+				out = append(out, c)
+			}
+			continue
+		}
+		if _, ok := store.CounterOnlyReason(c.Type); ok {
+			c.Type = store.EventType(protocol.CodeCounterOnly)
+			key := c
+			key.Events, key.Copies = 0, 0
+			if i, ok := folded[key]; ok {
+				out[i].Events += c.Events
+				out[i].Copies += c.Copies
+				continue
+			}
+			folded[key] = len(out)
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // audit answers GET /ops/audit?kiosk=&request=&municipality=&certificate=

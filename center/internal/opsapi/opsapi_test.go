@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -40,6 +41,13 @@ func (fakeLive) InFlight() int { return 3 }
 var now = time.Date(2024, 4, 1, 12, 0, 0, 0, time.UTC) // 21:00 JST
 
 func newServer(t *testing.T, tok string) *httptest.Server {
+	t.Helper()
+	srv, _ := newServerStore(t, tok)
+	return srv
+}
+
+// newServerStore is newServer, with its store.
+func newServerStore(t *testing.T, tok string) (*httptest.Server, *boltstore.Store) {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "center.db"), boltfile.Options{NoSync: true})
 	if err != nil {
@@ -86,7 +94,7 @@ func newServer(t *testing.T, tok string) *httptest.Server {
 	srv := httptest.NewServer(Handler(Config{Auth: auth, Store: st, Live: fakeLive{}, Gatherer: reg,
 		Now: func() time.Time { return now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, st
 }
 
 func get(t *testing.T, srv *httptest.Server, path, auth string) (int, string) {
@@ -238,5 +246,56 @@ func TestEndpoints(t *testing.T) {
 				t.Fatalf("%d events, want %d: %s", len(evs), tt.want, body)
 			}
 		})
+	}
+}
+
+// TestStatsCounterOnly: residents sent to the counter are counted by
+// reason in one municipality's statistics only; across municipalities
+// they are one type.
+func TestStatsCounterOnly(t *testing.T) {
+	srv, st := newServerStore(t, token)
+	ctx := context.Background()
+	for i, e := range []struct {
+		muni, typ string
+	}{
+		{"012041", "counter_only.support_measure"}, {"012041", "counter_only.support_measure"},
+		{"012041", "counter_only.deceased"}, {"012041", "counter_only.alias_on_card"}, {"011002", "counter_only.staff_review"},
+	} {
+		if _, err := st.AppendEvent(ctx, store.Event{Time: now.Add(time.Duration(10+i) * time.Second), Type: store.EventType(e.typ),
+			KioskID: "K1", StoreCode: "S1", Municipality: e.muni, Kind: certificate.Domestic, Copies: 1,
+			RequestID: fmt.Sprintf("%032x", 100+i), Result: "counter_only"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := func(q string) map[string]int64 {
+		t.Helper()
+		code, body := get(t, srv, "/ops/stats"+q, "Bearer "+token)
+		if code != http.StatusOK {
+			t.Fatalf("/ops/stats%s: %d %s", q, code, body)
+		}
+		var counts []store.DailyCount
+		if err := json.Unmarshal([]byte(body), &counts); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, c := range counts {
+			out[c.Municipality+" "+string(c.Type)] += c.Events
+		}
+		return out
+	}
+	got := stats("?municipality=012041")
+	want := map[string]int64{"012041 requested": 1, "012041 issued": 1, "012041 printed": 1,
+		"012041 counter_only.support_measure": 2, "012041 counter_only.deceased": 1, "012041 counter_only.alias_on_card": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("Asahikawa's statistics %v, want %v", got, want)
+	}
+	got = stats("")
+	want = map[string]int64{"012041 requested": 1, "012041 issued": 1, "012041 printed": 1,
+		"012041 counter_only": 4, "011002 counter_only": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("statistics across municipalities %v, want %v (no reasons)", got, want)
+	}
+	if code, _ := get(t, srv, "/ops/stats?municipality=012040", "Bearer "+token); code != http.StatusBadRequest {
+		t.Errorf("a bad municipality code: %d, want 400", code)
 	}
 }

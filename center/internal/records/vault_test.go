@@ -27,7 +27,7 @@ func TestImportAndLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := records.ImportResult{Municipality: asahikawa, Mode: records.ModeFull, Persons: 4, Added: 4, Doses: 13, RegionCreated: true, KeyVersion: 1, Seq: 1}
+	want := records.ImportResult{Municipality: asahikawa, Mode: records.ModeFull, Persons: 6, Added: 6, Doses: 17, RegionCreated: true, KeyVersion: 1, Seq: 1}
 	if res != want {
 		t.Errorf("Import = %+v, want %+v", res, want)
 	}
@@ -432,8 +432,8 @@ func TestImportCancelled(t *testing.T) {
 				t.Fatalf("Commit: %v, want context.Canceled", err)
 			}
 			n, _ := mustRegion(t, v, asahikawa).Count(t.Context())
-			if n != 4 {
-				t.Errorf("Count = %d after a cancelled import, want the 4 before", n)
+			if n != 6 {
+				t.Errorf("Count = %d after a cancelled import, want the 6 before", n)
 			}
 			if g, _ := b.Garbage(t.Context(), fixedNow.Add(time.Hour)); len(g) != 0 {
 				t.Errorf("a cancelled import left generations %v", g)
@@ -714,7 +714,7 @@ func TestDeleteRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := records.Operation{Seq: 3, Kind: records.OpDelete, Municipality: asahikawa, At: fixedNow, Records: 4, Operator: operator, KeyVersion: 1}
+	want := records.Operation{Seq: 3, Kind: records.OpDelete, Municipality: asahikawa, At: fixedNow, Records: 6, Operator: operator, KeyVersion: 1}
 	if op != want {
 		t.Errorf("Delete = %+v, want %+v", op, want)
 	}
@@ -791,8 +791,8 @@ func TestCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []records.RegionCount{
-		{Municipality: sapporo, Records: 2, KeyVersion: 1, Created: fixedNow},
-		{Municipality: asahikawa, Records: 4, KeyVersion: 1, Created: fixedNow},
+		{Municipality: sapporo, Records: 3, KeyVersion: 1, Created: fixedNow},
+		{Municipality: asahikawa, Records: 6, KeyVersion: 1, Created: fixedNow},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Counts = %+v, want %+v", got, want)

@@ -33,6 +33,8 @@ type conn struct {
 	kiosk  store.Kiosk
 	kstate *kioskState // limits shared by this kiosk's connections
 	opened time.Time
+	// counterNames: the kiosk announced protocol.KioskFeatureCounter.
+	counterNames bool
 
 	wmu    sync.Mutex // serialises data frames
 	closed atomic.Bool
@@ -58,7 +60,7 @@ func newConn(s *Server, ws *websocket.Conn, k store.Kiosk, ks *kioskState) *conn
 func (c *conn) run() {
 	defer c.close()
 	ctx, cancel := context.WithTimeout(c.s.base, 5*time.Second)
-	h, err := c.s.hello(ctx, c.kiosk)
+	h, err := c.s.hello(ctx, c.kiosk, c.counterNames)
 	cancel()
 	if err != nil {
 		c.s.cfg.Log.Error("build hello", "kiosk", c.kiosk.ID, "err", err)

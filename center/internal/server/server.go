@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,6 +279,7 @@ func (s *Server) serveKiosk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, ws, k, nil)
+	c.counterNames = slices.Contains(protocol.KioskFeatures(r.Header.Get(protocol.HeaderKioskFeatures)), protocol.KioskFeatureCounter)
 	ks, evict := s.kiosks.attach(c, s.cfg.Now())
 	c.kstate = ks
 	for _, old := range evict {
@@ -353,8 +355,10 @@ func (s *Server) touch(kioskID string) {
 	}
 }
 
-// hello builds the first frame for a kiosk.
-func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, error) {
+// hello builds the first frame for a kiosk. counterNames: the kiosk
+// decodes the municipalities' counter names (protocol.KioskFeatureCounter);
+// an older kiosk would drop a hello that carries them.
+func (s *Server) hello(ctx context.Context, k store.Kiosk, counterNames bool) (protocol.Hello, error) {
 	ms, err := s.cfg.Store.ListMunicipalities(ctx)
 	if err != nil {
 		return protocol.Hello{}, err
@@ -377,6 +381,9 @@ func (s *Server) hello(ctx context.Context, k store.Kiosk) (protocol.Hello, erro
 	for _, m := range ms {
 		pm := protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn, Kana: m.Kana, Kind: m.Kind}
 		if m.Participating {
+			if counterNames {
+				pm.CounterJa, pm.CounterEn = m.CounterJa, m.CounterEn
+			}
 			h.Municipalities = append(h.Municipalities, pm)
 		} else {
 			h.NotParticipating = append(h.NotParticipating, pm)

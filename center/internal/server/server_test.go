@@ -148,8 +148,10 @@ func newHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Cleanup(func() { h.st.Close() })
 	ctx := context.Background()
 	for _, m := range []store.Municipality{
-		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City", Participating: true},
-		{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", AuthorityJa: "ふじみ野市長", AuthorityEn: "Mayor of Fujimino City"},
+		{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City", AuthorityJa: "旭川市長", AuthorityEn: "Mayor of Asahikawa City", Participating: true,
+			CounterJa: "旭川市役所 市民課", CounterEn: "Asahikawa City Hall, Citizens Division"},
+		{Code: "112453", NameJa: "ふじみ野市", NameEn: "Fujimino City", AuthorityJa: "ふじみ野市長", AuthorityEn: "Mayor of Fujimino City",
+			CounterJa: "ふじみ野市役所 市民課", CounterEn: "Fujimino City Hall, Citizens Division"},
 	} {
 		if err := h.st.UpsertMunicipality(ctx, m); err != nil {
 			t.Fatal(err)
@@ -292,6 +294,56 @@ func TestHello(t *testing.T) {
 	}
 	if len(hl.Municipalities) != 1 || hl.Municipalities[0].Code != "012041" {
 		t.Fatalf("hello lists %+v; want only the participating municipality", hl.Municipalities)
+	}
+}
+
+// TestHelloCounterNames: the counter's names go only to a kiosk that
+// announced it decodes them (a kiosk of before decodes hello strictly and
+// would drop the frame), and only for participating municipalities.
+func TestHelloCounterNames(t *testing.T) {
+	h := newHarness(t, nil)
+	conf := h.enroll(t, "K1", store.KioskActive)
+	for _, tt := range []struct {
+		name   string
+		header string
+		want   protocol.Municipality
+	}{
+		{"older kiosk", "", protocol.Municipality{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}},
+		{"other features only", "colour, braille", protocol.Municipality{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City"}},
+		{"announces counter", "braille, counter", protocol.Municipality{Code: "012041", NameJa: "旭川市", NameEn: "Asahikawa City",
+			CounterJa: "旭川市役所 市民課", CounterEn: "Asahikawa City Hall, Citizens Division"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := http.Header{}
+			if tt.header != "" {
+				hdr.Set(protocol.HeaderKioskFeatures, tt.header)
+			}
+			d := websocket.Dialer{TLSClientConfig: conf, HandshakeTimeout: 5 * time.Second}
+			ws, _, err := d.Dial("wss://"+h.ts.Listener.Addr().String()+Path, hdr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, raw, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want.CounterJa == "" && bytes.Contains(raw, []byte("counter")) {
+				t.Fatalf("a kiosk that did not ask got counter fields: %s", raw)
+			}
+			m, err := protocol.Decode(raw, protocol.MaxCenterFrame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hl := m.(protocol.Hello)
+			if len(hl.Municipalities) != 1 || hl.Municipalities[0] != tt.want {
+				t.Errorf("participating %+v, want %+v", hl.Municipalities, tt.want)
+			}
+			if len(hl.NotParticipating) != 1 || hl.NotParticipating[0].CounterJa != "" {
+				t.Errorf("not participating %+v, want Fujimino without its counter", hl.NotParticipating)
+			}
+		})
 	}
 }
 

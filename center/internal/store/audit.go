@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kioskcert/kioskcert/pkg/certificate"
@@ -340,6 +341,19 @@ type DailyCount struct {
 	Kind         certificate.Kind `json:"kind,omitempty"`
 	Events       int64            `json:"events"`
 	Copies       int64            `json:"copies"`
+}
+
+// CounterOnlyPrefix begins the type of the audit event of a counter_only
+// refusal: counter_only.<reason> (support_measure, alias_on_record,
+// travel_document, staff_review, deceased, alias_on_card). The reason is
+// the municipality's to read; the kiosk only ever sees counter_only.
+const CounterOnlyPrefix = "counter_only."
+
+// CounterOnlyReason returns the reason of a counter_only refusal's event
+// type, and whether t is one.
+func CounterOnlyReason(t EventType) (string, bool) {
+	r, ok := strings.CutPrefix(string(t), CounterOnlyPrefix)
+	return r, ok && r != ""
 }
 
 // jst is Japan Standard Time. Japan has no daylight saving time, so a fixed

@@ -47,6 +47,13 @@ type Municipality struct {
 	// Kind is city, designated_city, town, village or special_ward
 	// (protocol.Kind…); optional.
 	Kind string `json:"kind,omitempty"`
+	// CounterJa and CounterEn name the municipal counter (窓口) where
+	// residents the kiosk sends away apply instead (旭川市役所 総合庁舎1階
+	// 市民課, Asahikawa City Hall, Citizens Division, 1st floor): the
+	// kiosk's counter-only message names it. Optional; both or neither, each
+	// at most protocol.MaxCounterBytes (it travels in every hello).
+	CounterJa string `json:"counterJa,omitempty"`
+	CounterEn string `json:"counterEn,omitempty"`
 }
 
 // Validate checks the code (with pkg/lgcode) and that every name is present.
@@ -66,6 +73,14 @@ func (m *Municipality) Validate() error {
 	}
 	if m.Kana != "" && (len(m.Kana) > 200 || !protocol.ValidKana(m.Kana)) {
 		return invalid("municipality.kana", "must be at most 200 bytes of full-width katakana")
+	}
+	if (m.CounterJa == "") != (m.CounterEn == "") {
+		return invalid("municipality.counterJa", "the counter's name is given in both languages or in neither")
+	}
+	for _, f := range []struct{ name, v string }{{"municipality.counterJa", m.CounterJa}, {"municipality.counterEn", m.CounterEn}} {
+		if f.v != "" && !isText(f.v, protocol.MaxCounterBytes) {
+			return invalid(f.name, fmt.Sprintf("must be 1-%d bytes of text without control characters", protocol.MaxCounterBytes))
+		}
 	}
 	if m.Kind != "" && !protocol.ValidMunicipalityKind(m.Kind) {
 		return invalid("municipality.kind", "must be city, designated_city, town, village or special_ward")

@@ -193,7 +193,10 @@ func (cn *connection) send(m protocol.Message) bool {
 func (c *Client) session(ctx context.Context) error {
 	d := websocket.Dialer{TLSClientConfig: c.cfg.TLS, HandshakeTimeout: 10 * time.Second}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	ws, resp, err := d.DialContext(dctx, c.cfg.URL, http.Header{})
+	// The optional hello fields this kiosk decodes (the center leaves
+	// them out for a kiosk that does not list them).
+	hdr := http.Header{protocol.HeaderKioskFeatures: {protocol.KioskFeatureCounter}}
+	ws, resp, err := d.DialContext(dctx, c.cfg.URL, hdr)
 	cancel()
 	if err != nil {
 		if resp != nil {

@@ -108,6 +108,9 @@ func SetupCenterWith(ctx context.Context, o CenterOptions, kioskIDs ...string) (
 		add := append([]string{"municipality", "add"}, op...)
 		add = append(add, "-code", m.Code, "-name-ja", m.NameJa, "-name-en", m.NameEn,
 			"-authority-ja", m.AuthorityJa, "-authority-en", m.AuthorityEn, fmt.Sprintf("-participating=%v", m.Participating))
+		if m.CounterJa != "" {
+			add = append(add, "-counter-ja", m.CounterJa, "-counter-en", m.CounterEn)
+		}
 		steps = append(steps, add)
 		// The synthetic residents' ledger, as the municipality exports it.
 		var csv bytes.Buffer

@@ -82,7 +82,8 @@ type environment struct {
 	loadCards []carddata.Raw
 
 	mu       sync.Mutex
-	excluded []string // directories that are the paper (printer spools)
+	excluded []string            // directories that are the paper (printer spools)
+	extra    []demodata.Resident // synthetic residents tests made (TestCounterOnly)
 }
 
 var env *environment
@@ -175,7 +176,7 @@ func setup() (*environment, error) {
 		return e, err
 	}
 	ids := []string{kioskGood, kioskPIN, kioskBlocked, kioskPulled, kioskTamper, kioskNonPart, kioskDown, kioskRetry,
-		kioskKilled, kioskPaper, kioskPaper2, kioskMismatch, kioskDirect, kioskBench, kioskMemory, kioskRenew, kioskSuspend}
+		kioskKilled, kioskPaper, kioskPaper2, kioskMismatch, kioskDirect, kioskBench, kioskMemory, kioskRenew, kioskSuspend, kioskCounter}
 	for i := range loadKiosks {
 		ids = append(ids, loadKioskID(i))
 	}
@@ -470,6 +471,7 @@ func (e *environment) checkNoPersonalData(t testing.TB) {
 	residents = append(residents, e.load...)
 	e.mu.Lock()
 	skip := append([]string{e.bin}, e.excluded...)
+	residents = append(residents, e.extra...)
 	e.mu.Unlock()
 	scan := func(where string, data []byte) {
 		for _, r := range residents {

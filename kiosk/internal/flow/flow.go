@@ -154,6 +154,27 @@ type Snapshot struct {
 
 	CanRetry bool     `json:"canRetry,omitempty"`
 	Error    *Message `json:"error,omitempty"`
+	// Counter names the municipal counter to apply at, on the
+	// counter_only error screen, when the municipality gave one. It is
+	// the same for every resident the municipality sends away, whatever
+	// the reason (the kiosk never learns it).
+	Counter *Counter `json:"counter,omitempty"`
+}
+
+// Counter is a municipal counter's name in both languages.
+type Counter struct {
+	Ja string `json:"ja"`
+	En string `json:"en"`
+}
+
+// counterOf returns the counter hello names for municipality code, or nil.
+func counterOf(hello protocol.Hello, code string) *Counter {
+	for _, m := range hello.Municipalities {
+		if m.Code == code && m.CounterJa != "" {
+			return &Counter{Ja: m.CounterJa, En: m.CounterEn}
+		}
+	}
+	return nil
 }
 
 // Center is the issuance center as the flow uses it (centerclient.Client).

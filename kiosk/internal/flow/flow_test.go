@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -374,4 +376,49 @@ func contains(states []flow.State, s flow.State) bool {
 		}
 	}
 	return false
+}
+
+// TestCounterOnly: a resident the municipality serves at its counter (a
+// former name on the card, a counter-only flag) sees one error screen that
+// names the municipality's counter, whether the refusal comes at the check
+// or, from a center without check, at the issue; nothing is charged or
+// printed.
+func TestCounterOnly(t *testing.T) {
+	want := &flow.Counter{Ja: "旭川市役所 市民課（総合庁舎1階）", En: "Asahikawa City Hall, Citizens Division (1st floor)"}
+	for _, tt := range []struct {
+		name, id string
+		noCheck  bool
+		refuse   protocol.Code
+		code     protocol.Code
+		counter  *flow.Counter
+	}{
+		{"former name on the card, at check", "saburo", false, "", protocol.CodeCounterOnly, want},
+		{"counter-only flag, at check", "shiro", false, "", protocol.CodeCounterOnly, want},
+		{"former name on the card, at issue", "saburo", true, "", protocol.CodeCounterOnly, want},
+		{"counter-only flag, at issue", "shiro", true, "", protocol.CodeCounterOnly, want},
+		{"another refusal names no counter", "hanako", false, protocol.CodeHolderMismatch, protocol.CodeHolderMismatch, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, flow.Timeouts{})
+			if tt.noCheck {
+				r.center.WithoutCheck()
+			}
+			if tt.refuse != "" {
+				r.center.Refuse(tt.refuse)
+			}
+			res, _ := r.play(t, tt.id, headless.Resident{})
+			if res.Printed || res.Error == nil || res.Error.Code != string(tt.code) {
+				t.Fatalf("result %+v, want %s", res.Error, tt.code)
+			}
+			if got := res.ErrorScreen.Counter; !reflect.DeepEqual(got, tt.counter) {
+				t.Errorf("error screen names counter %+v, want %+v", got, tt.counter)
+			}
+			if len(r.printer.Jobs()) != 0 || len(r.pay.Ledger()) != 0 {
+				t.Fatal("printed or charged a resident sent to the counter")
+			}
+			if slices.Contains(res.States, flow.StatePayment) {
+				t.Errorf("states %v reach payment", res.States)
+			}
+		})
+	}
 }

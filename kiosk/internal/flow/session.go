@@ -113,7 +113,22 @@ func (e *sessionError) Error() string { return "flow: " + e.msg.Code }
 // fail shows msg, waits for the resident to acknowledge or the error
 // timeout, and returns the error that ends the session.
 func (k *Kiosk) fail(ctx context.Context, s *session, m *Message) error {
-	k.publish(Snapshot{Session: s.id, State: StateError, Error: m, Deadline: k.cfg.Now().Add(k.cfg.Timeouts.Error)})
+	return k.failAt(ctx, s, m, nil)
+}
+
+// refuse shows the center's refusal pe. A counter_only refusal names the
+// municipality's counter: one screen for every reason the municipality
+// had, which the center does not tell the kiosk.
+func (k *Kiosk) refuse(ctx context.Context, s *session, pe *protocol.Error, hello protocol.Hello, muni string) error {
+	var counter *Counter
+	if pe.Code == protocol.CodeCounterOnly {
+		counter = counterOf(hello, muni)
+	}
+	return k.failAt(ctx, s, msg(pe.Code), counter)
+}
+
+func (k *Kiosk) failAt(ctx context.Context, s *session, m *Message, counter *Counter) error {
+	k.publish(Snapshot{Session: s.id, State: StateError, Error: m, Counter: counter, Deadline: k.cfg.Now().Add(k.cfg.Timeouts.Error)})
 	k.await(ctx, k.cfg.Timeouts.Error, nil, InputConfirm, InputCancel)
 	return &sessionError{m}
 }
@@ -443,7 +458,7 @@ func (k *Kiosk) obtain(ctx context.Context, s *session) (base Snapshot, c choice
 			c.notice, c.keepCopies, step = msgDomesticOffer, true, 1
 			continue
 		}
-		return base, c, req, k.fail(ctx, s, msg(pe.Code))
+		return base, c, req, k.refuse(ctx, s, pe, hello, c.muni)
 	}
 }
 
@@ -600,7 +615,7 @@ func (k *Kiosk) choose(ctx context.Context, s *session, c *choices, step int, he
 			}
 			c.muni, c.refused, c.notice = in.Municipality, nil, nil
 			if checker != nil {
-				again, err := k.check(ctx, s, checker, c)
+				again, err := k.check(ctx, s, checker, c, hello)
 				if err != nil {
 					return err
 				}
@@ -631,7 +646,7 @@ func (k *Kiosk) choose(ctx context.Context, s *session, c *choices, step int, he
 // check asks the center whether c.muni holds this card's record. It
 // returns again when the resident should choose another municipality
 // (c.notice says why); an error ends the session (already shown).
-func (k *Kiosk) check(ctx context.Context, s *session, checker Checker, c *choices) (again bool, err error) {
+func (k *Kiosk) check(ctx context.Context, s *session, checker Checker, c *choices, hello protocol.Hello) (again bool, err error) {
 	k.publish(Snapshot{Session: s.id, State: StateChecking, Municipality: c.muni})
 	req := protocol.Check{RequestID: protocol.NewRequestID(), Municipality: c.muni, Card: s.raw}
 	rctx, cancel := context.WithTimeout(ctx, k.cfg.Timeouts.Request)
@@ -665,7 +680,7 @@ func (k *Kiosk) check(ctx context.Context, s *session, checker Checker, c *choic
 		c.notice = msg(pe.Code)
 		return true, nil
 	case errors.As(err, &pe):
-		return false, k.fail(ctx, s, msg(pe.Code))
+		return false, k.refuse(ctx, s, pe, hello, c.muni)
 	}
 	k.cfg.Log.Warn("no answer to a check from the center", "session", s.id, "request", req.RequestID, "err", err)
 	return false, k.fail(ctx, s, msgCenterDown)

@@ -62,6 +62,9 @@ type Result struct {
 	// Notices are the codes of the notices shown on choice screens (why
 	// the resident was sent back), in order.
 	Notices []string
+	// ErrorScreen is the last error screen shown (State StateError), as
+	// the screen received it; zero if none was.
+	ErrorScreen flow.Snapshot
 }
 
 // Run plays r at kiosk k until the session ends (back at idle) or ctx ends.
@@ -172,6 +175,7 @@ func Run(ctx context.Context, k *flow.Kiosk, card Card, r Resident) (*Result, er
 			if res.Error == nil || s.Error == nil || s.Error.Code != "cancelled" {
 				res.Error = s.Error
 			}
+			res.ErrorScreen = s
 			if inserted {
 				card.Remove()
 				inserted = false

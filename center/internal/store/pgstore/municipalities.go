@@ -10,10 +10,10 @@ import (
 	"github.com/kioskcert/kioskcert/center/internal/store"
 )
 
-const municipalityColumns = `code, name_ja, name_en, authority_ja, authority_en, participating, kana, kind`
+const municipalityColumns = `code, name_ja, name_en, authority_ja, authority_en, participating, kana, kind, counter_ja, counter_en`
 
 func scanMunicipality(row pgx.Row, m *store.Municipality) error {
-	return row.Scan(&m.Code, &m.NameJa, &m.NameEn, &m.AuthorityJa, &m.AuthorityEn, &m.Participating, &m.Kana, &m.Kind)
+	return row.Scan(&m.Code, &m.NameJa, &m.NameEn, &m.AuthorityJa, &m.AuthorityEn, &m.Participating, &m.Kana, &m.Kind, &m.CounterJa, &m.CounterEn)
 }
 
 // UpsertMunicipality implements store.MunicipalityStore.
@@ -43,11 +43,12 @@ func (s *Store) UpsertMunicipalities(ctx context.Context, ms []store.Municipalit
 }
 
 func upsertMunicipality(ctx context.Context, tx pgx.Tx, m store.Municipality) error {
-	_, err := tx.Exec(ctx, `INSERT INTO municipalities (`+municipalityColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	_, err := tx.Exec(ctx, `INSERT INTO municipalities (`+municipalityColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (code) DO UPDATE SET name_ja = excluded.name_ja, name_en = excluded.name_en,
 			authority_ja = excluded.authority_ja, authority_en = excluded.authority_en, participating = excluded.participating,
-			kana = excluded.kana, kind = excluded.kind`,
-		m.Code, m.NameJa, m.NameEn, m.AuthorityJa, m.AuthorityEn, m.Participating, m.Kana, m.Kind)
+			kana = excluded.kana, kind = excluded.kind,
+			counter_ja = excluded.counter_ja, counter_en = excluded.counter_en`,
+		m.Code, m.NameJa, m.NameEn, m.AuthorityJa, m.AuthorityEn, m.Participating, m.Kana, m.Kind, m.CounterJa, m.CounterEn)
 	if err != nil {
 		return err
 	}

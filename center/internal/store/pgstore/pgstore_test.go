@@ -69,6 +69,48 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
+// A database at schema 1 (before the counter's names) keeps its
+// municipalities through migration 2: they read back without a counter
+// and take one when an operator gives it.
+func TestMigrationCounterNames(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s, err := Open(ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 1, with a municipality written then.
+	for _, q := range []string{
+		"ALTER TABLE municipalities DROP COLUMN counter_ja, DROP COLUMN counter_en",
+		"DELETE FROM schema_migrations WHERE version = 2",
+		`INSERT INTO municipalities (code, name_ja, name_en, authority_ja, authority_en, participating, kana, kind)
+			VALUES ('012041', '旭川市', 'Asahikawa City', '旭川市長', 'Mayor of Asahikawa City', true, 'アサヒカワシ', 'city')`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	if s, err = Open(ctx, url, Options{}); err != nil {
+		t.Fatalf("migrate from schema 1: %v", err)
+	}
+	defer s.Close()
+	m, err := s.Municipality(ctx, "012041")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.NameJa != "旭川市" || !m.Participating || m.CounterJa != "" || m.CounterEn != "" {
+		t.Fatalf("after migration: %+v, want the row kept without a counter", m)
+	}
+	m.CounterJa, m.CounterEn = "市民課", "Citizens Division"
+	if err := s.UpsertMunicipality(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Municipality(ctx, "012041"); err != nil || got != m {
+		t.Fatalf("Municipality = %+v, %v; want %+v", got, err, m)
+	}
+}
+
 // Instances starting together migrate once.
 func TestConcurrentMigrations(t *testing.T) {
 	ctx := context.Background()

@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -319,10 +320,11 @@ func testMunicipalityUpsertAndList(t *testing.T, s store.Store) {
 		t.Errorf("Municipality 011002 = %+v, want its kana and kind kept", sapporo)
 	}
 
-	// Upsert replaces every field.
+	// Upsert replaces every field, the counter's names too.
 	m := municipalities()[1]
 	m.AuthorityEn = "Mayor of the City of Asahikawa"
 	m.Participating = false
+	m.CounterJa, m.CounterEn = "旭川市役所 市民課（総合庁舎1階）", "Asahikawa City Hall, Citizens Division (1st floor)"
 	mustNil(t, "UpsertMunicipality replace", s.UpsertMunicipality(ctx, m))
 	got, err := s.Municipality(ctx, "012041")
 	mustNil(t, "Municipality", err)
@@ -346,6 +348,10 @@ func testMunicipalityValidation(t *testing.T, s store.Store) {
 		{"no English authority", func(m *store.Municipality) { m.AuthorityEn = "" }},
 		{"kana in hiragana", func(m *store.Municipality) { m.Kana = "あさひかわし" }},
 		{"unknown kind", func(m *store.Municipality) { m.Kind = "metropolis" }},
+		{"counter in Japanese only", func(m *store.Municipality) { m.CounterJa = "市民課" }},
+		{"counter in English only", func(m *store.Municipality) { m.CounterEn = "Citizens Division" }},
+		{"counter name with a newline", func(m *store.Municipality) { m.CounterJa, m.CounterEn = "市民課\n2階", "Citizens Division" }},
+		{"counter name too long", func(m *store.Municipality) { m.CounterJa, m.CounterEn = strings.Repeat("窓", 67), "Counter" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,7 +100,8 @@ func Start(tb testing.TB, k *flow.Kiosk) {
 // and answers with certificates built from the resident's ledger record in
 // the municipality asked for (certtest.FromRecord): a domestic one,
 // preceded by an overseas one for overseas use. It refuses as the center
-// does: card_invalid, no_record, passport_required.
+// does: card_invalid, no_record, counter_only (demo.Resident.SentToCounter),
+// passport_required.
 //
 // The certificates of the n-th answer have the IDs FD0000000n (domestic)
 // and FO0000000n (overseas). Their QR payloads are placeholders: the real
@@ -249,6 +250,9 @@ func (c *Center) Hello() (protocol.Hello, bool) {
 			// With its reading and kind from the national list, as the
 			// center sends them once the list is imported.
 			pm := protocol.Municipality{Code: m.Code, NameJa: m.NameJa, NameEn: m.NameEn}
+			if m.Participating {
+				pm.CounterJa, pm.CounterEn = m.CounterJa, m.CounterEn
+			}
 			if i := slices.IndexFunc(list, func(x protocol.Municipality) bool { return x.Code == m.Code }); i >= 0 {
 				pm.Kana, pm.Kind = list[i].Kana, list[i].Kind
 			}
@@ -286,9 +290,13 @@ func (c *Center) Check(ctx context.Context, req protocol.Check) (*protocol.Check
 	if perr != nil {
 		return nil, perr
 	}
-	has := slices.ContainsFunc(r.Records, func(rec demo.Record) bool { return rec.Municipality == req.Municipality })
+	i := slices.IndexFunc(r.Records, func(rec demo.Record) bool { return rec.Municipality == req.Municipality })
+	has := i >= 0
 	if !has && !anyMuni {
 		return nil, protocol.NewError(req.RequestID, protocol.CodeNoRecord, "")
+	}
+	if has && r.SentToCounter(r.Records[i]) {
+		return nil, protocol.NewError(req.RequestID, protocol.CodeCounterOnly, "")
 	}
 	kinds := []string{string(certificate.Domestic)}
 	if has && r.PassportNumber != "" {
@@ -322,6 +330,10 @@ func (c *Center) Issue(ctx context.Context, req protocol.Issue) (*protocol.Certi
 	r, perr := c.resident(req.RequestID, req.Card)
 	if perr != nil {
 		return nil, perr
+	}
+	// As the center: residents sent to the counter, before the passport.
+	if i := slices.IndexFunc(r.Records, func(rec demo.Record) bool { return rec.Municipality == req.Municipality }); i >= 0 && r.SentToCounter(r.Records[i]) {
+		return nil, protocol.NewError(req.RequestID, protocol.CodeCounterOnly, "")
 	}
 	if req.Kind == certificate.Overseas && r.PassportNumber == "" {
 		return nil, protocol.NewError(req.RequestID, protocol.CodePassportRequired, "")

@@ -61,6 +61,11 @@ func FromDemo(d *demo.Data, municipality string) ([]records.Entry, error) {
 				Nationality:    res.Nationality,
 				PassportNumber: res.PassportNumber,
 			}
+			reason, err := records.ParseCounterReason(rec.CounterOnly)
+			if err != nil {
+				return nil, fmt.Errorf("ledgercsv: demo resident %s: %w", res.ID, err)
+			}
+			r.Flags = records.Flags{CounterOnly: reason, DeceasedOn: rec.DeceasedDate, MovedOutOn: rec.MovedOutDate}
 			for _, dose := range rec.Doses {
 				p, ok := demoProducts[dose.Product]
 				if !ok {
