@@ -21,7 +21,7 @@
 // National scale (docs/BENCHMARKS.md), against the real center process:
 //
 //	loadgen national [-dir out/national] [-kiosks 3000] [-fleets 2] [-rates 600,1200] [-duration 30s]
-//	                 [-disconnect P] [-cancel P] [-restart] [-center-bin bin/issuance-center]
+//	                 [-disconnect P] [-cancel P] [-restart] [-sample 30s] [-center-bin bin/issuance-center]
 //
 // creates (or reuses) a center with -kiosks enrolled kiosks under -dir,
 // runs `issuance-center serve`, connects the kiosks from -fleets processes
@@ -272,6 +272,7 @@ func sub(name string, args []string) error {
 	fs.Float64Var(&o.DisconnectRate, "disconnect", 0, "probability of a dropped connection per request")
 	fs.Float64Var(&o.CancelRate, "cancel", 0, "probability of a cancelled outcome per request")
 	fs.BoolVar(&o.Restart, "restart", false, "kill and restart the center under the full fleet and time the reconnection")
+	fs.DurationVar(&o.Sample, "sample", 0, "read the center's memory, goroutines and open files at this interval during each rate (a soak)")
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
 	fs.Parse(args)
 	for _, r := range strings.Split(rates, ",") {

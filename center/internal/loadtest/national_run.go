@@ -44,15 +44,19 @@ type NationalOptions struct {
 	// Restart kills the center with SIGKILL after the runs, restarts it and
 	// measures how long until every kiosk is back.
 	Restart bool
-	Log     io.Writer
+	// Sample, when set, reads the center's memory, goroutines and open
+	// files at this interval while each rate runs (a soak).
+	Sample time.Duration
+	Log    io.Writer
 }
 
 // NationalResult is one rate's figures.
 type NationalResult struct {
 	Offered    float64
 	Report     FleetReport
-	CenterCPU  float64 // CPU seconds of the center during the run
-	Throughput float64 // completed per second
+	CenterCPU  float64  // CPU seconds of the center during the run
+	Throughput float64  // completed per second
+	Samples    []Sample `json:",omitempty"`
 }
 
 // National is a whole run.
@@ -181,6 +185,14 @@ func RunNational(ctx context.Context, o NationalOptions) (*National, error) {
 			fmt.Fprintln(f.in, "start")
 		}
 		res := NationalResult{Offered: rate}
+		sctx, stopSampling := context.WithCancel(ctx)
+		defer stopSampling()
+		sampled := make(chan []Sample, 1)
+		if o.Sample > 0 {
+			go func() { sampled <- sampleCenter(sctx, cp.PID(), cp.Ops, o.Sample) }()
+		} else {
+			sampled <- nil
+		}
 		for _, f := range fleets {
 			var fr FleetReport
 			if err := json.NewDecoder(f.out).Decode(&fr); err != nil {
@@ -191,6 +203,8 @@ func RunNational(ctx context.Context, o NationalOptions) (*National, error) {
 			f.cmd = nil
 		}
 		cpu1, _, _ := ProcStat(cp.PID())
+		stopSampling()
+		res.Samples = <-sampled
 		res.CenterCPU = cpu1 - cpu0
 		if res.Report.Elapsed > 0 {
 			res.Throughput = float64(res.Report.Completed) / res.Report.Elapsed

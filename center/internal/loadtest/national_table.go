@@ -50,6 +50,12 @@ func (n *National) WriteTable(w io.Writer) {
 			ms(h.Quantile(0.5)), ms(h.Quantile(0.9)), ms(h.Quantile(0.99)), ms(h.Max()),
 			r.Report.Mismatches+r.Report.ReplayMismatches, cpuPer, ratio, errs)
 	}
+	for _, r := range n.Results {
+		if len(r.Samples) > 0 {
+			fmt.Fprintf(w, "\ncenter resources at %.0f/s offered:", r.Offered)
+			WriteSamples(w, r.Samples, time.Minute)
+		}
+	}
 	if n.ReconnectSeconds > 0 {
 		state := "all back"
 		if !n.ReconnectDone {
