@@ -77,4 +77,21 @@ func TestSettlementCounterOnly(t *testing.T) {
 	if p := page(staff, "en", "?month=2024-04"); strings.Contains(p, "by reason") || strings.Contains(p, "data-reason") {
 		t.Error("the page across municipalities shows reasons")
 	}
+	// The monthly report a municipality receives carries the same counts;
+	// a chain's report none.
+	report := func(op store.Operator, query string) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		c.settlementReport(w, httptest.NewRequest("GET", "/settlement/report"+query, nil), &request{op: op, lang: "en"})
+		if w.Code != 200 {
+			t.Fatalf("report%s: HTTP %d", query, w.Code)
+		}
+		return w.Body.String()
+	}
+	if p := report(asahikawa, "?month=2024-04"); !strings.Contains(p, `<tr data-reason="support_measure"><td>Support measure (DV and similar)</td><td class="num">2</td></tr>`) || strings.Contains(p, "deceased") {
+		t.Error("Asahikawa's monthly report lacks its counts by reason, or shows another's")
+	}
+	if p := report(staff, "?month=2024-04&chain=S1"); strings.Contains(p, "data-reason") {
+		t.Error("a chain's monthly report shows reasons")
+	}
 }
