@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,6 +239,10 @@ func TestConsole(t *testing.T) {
 	adm.open("/kiosks/K-CONSOLE-1")
 	if v := adm.text("body"); !strings.Contains(v, "1.2.3-test") || !strings.Contains(v, "paper-low") {
 		t.Errorf("kiosk page lacks its reported health: %q", v)
+	}
+	// The certificate its connection presented (after a renewal, the new one).
+	if v := adm.text("#kiosk-cert"); !regexp.MustCompile(`シリアル [0-9a-f]{8,}, 有効期限 20\d\d-`).MatchString(v) {
+		t.Errorf("kiosk page shows its certificate as %q", v)
 	}
 	adm.shot("kiosk")
 
