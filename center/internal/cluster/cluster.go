@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,6 +39,7 @@ import (
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/childproc"
+	"github.com/kioskcert/kioskcert/pkg/freeport"
 )
 
 // Options shape a cluster.
@@ -224,14 +224,11 @@ func Setup(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// FreePort returns a loopback address with a port free now.
+// FreePort returns a loopback address with a port free now, outside the
+// ephemeral range (an instance comes back on its address after a kill, and
+// haproxy's configuration names it).
 func FreePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("cluster: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return freeport.Addr()
 }
 
 // BuildCenter builds the issuance-center binary into dir as it is deployed
@@ -298,7 +295,7 @@ func (in *Instance) Start(ctx context.Context) error {
 		return nil
 	case err := <-exited:
 		in.cmd = nil
-		return fmt.Errorf("cluster: %s exited at start (%v); see %s", in.ID, err, in.log.Name())
+		return fmt.Errorf("cluster: %s exited at start (%v); %s ends:\n%s", in.ID, err, in.log.Name(), logTail(in.log.Name(), 2048))
 	case <-time.After(60 * time.Second):
 		in.Kill()
 		return fmt.Errorf("cluster: %s not ready within 60 s; see %s", in.ID, in.log.Name())
@@ -396,4 +393,17 @@ func (c *Cluster) Connected(ctx context.Context, in *Instance) ([]string, error)
 		}
 	}
 	return ids, nil
+}
+
+// logTail returns the last n bytes of a log file, for an error that must
+// say why a process stopped after the test has removed its directory.
+func logTail(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if int64(len(b)) > n {
+		b = b[int64(len(b))-n:]
+	}
+	return string(b)
 }

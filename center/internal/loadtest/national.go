@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 	"github.com/kioskcert/kioskcert/pkg/carddata"
 	"github.com/kioskcert/kioskcert/pkg/certificate"
 	"github.com/kioskcert/kioskcert/pkg/childproc"
+	"github.com/kioskcert/kioskcert/pkg/freeport"
 )
 
 // A national run drives the real center process (bin/issuance-center
@@ -175,8 +177,32 @@ type CenterProcess struct {
 	log         *os.File
 }
 
-// StartCenter runs the center and waits for its ready line.
+// StartCenter runs the center and waits for its ready line. A kiosk or
+// operations listener on port 0 gets a fixed port first, outside the
+// ephemeral range: Restart binds the same address again, and an ephemeral
+// port may meanwhile be some other connection's source port.
 func StartCenter(bin, configPath string, logTo *os.File) (*CenterProcess, error) {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, l := range []*string{&cfg.KioskListen, &cfg.OpsListen} {
+		host, port, err := net.SplitHostPort(*l)
+		if err != nil || port != "0" {
+			continue
+		}
+		p, err := freeport.Loopback()
+		if err != nil {
+			return nil, err
+		}
+		*l, changed = net.JoinHostPort(host, strconv.Itoa(p)), true
+	}
+	if changed {
+		if err := cfg.Write(configPath); err != nil {
+			return nil, err
+		}
+	}
 	p := &CenterProcess{Bin: bin, Config: configPath, log: logTo}
 	return p, p.start()
 }

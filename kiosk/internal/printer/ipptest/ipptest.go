@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,6 +44,7 @@ import (
 	"github.com/OpenPrinting/goipp"
 
 	"github.com/kioskcert/kioskcert/pkg/childproc"
+	"github.com/kioskcert/kioskcert/pkg/freeport"
 )
 
 // Options configures the printer.
@@ -107,7 +107,7 @@ func Start(t testing.TB, opts Options) *Printer {
 }
 
 func launch(t testing.TB, bin, spool string, opts Options) (*Printer, error) {
-	port, err := freePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
 	}
@@ -154,15 +154,6 @@ func launch(t testing.TB, bin, spool string, opts Options) (*Printer, error) {
 		}
 	})
 	return p, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitReady polls Get-Printer-Attributes until the printer answers.

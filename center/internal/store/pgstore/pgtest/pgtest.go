@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -42,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kioskcert/kioskcert/pkg/childproc"
+	"github.com/kioskcert/kioskcert/pkg/freeport"
 )
 
 // Options tunes Start.
@@ -130,7 +130,7 @@ func Start(opts Options) (*Server, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = freeport.Loopback(); err != nil {
 		return nil, err
 	}
 	if err := s.startServer(); err != nil {
@@ -366,18 +366,6 @@ func sanitize(name string) string {
 		}
 	}
 	return b.String()
-}
-
-func freePort() (int, error) {
-	// Ask the kernel for a free port, then release it for postgres. A
-	// race with another process is possible but harmless: postgres then
-	// fails to start and says so.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // cleanStale removes the directories of test binaries that no longer run
