@@ -24,9 +24,13 @@ var funcs = template.FuncMap{
 		}
 		return t.In(jst).Format("2006-01-02 15:04:05")
 	},
-	"yen":   yen,
-	"num":   num,
-	"list":  func(s ...string) []string { return s },
+	"yen":  yen,
+	"num":  num,
+	"list": func(s ...string) []string { return s },
+	// counterTable is the data of the "counter_only" table.
+	"counterTable": func(lang, id string, rows []counterReason) map[string]any {
+		return map[string]any{"Lang": lang, "ID": id, "Rows": rows}
+	},
 	"can":   func(role store.OperatorRole, a string) bool { return opauth.Allowed(role, opauth.Action(a)) },
 	"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 	"ms":    func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) },
