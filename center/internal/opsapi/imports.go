@@ -1,7 +1,9 @@
 package opsapi
 
 import (
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/kioskcert/kioskcert/center/internal/admin"
 	"github.com/kioskcert/kioskcert/center/internal/opauth"
@@ -44,14 +46,35 @@ func (h *handler) startImport(w http.ResponseWriter, r *http.Request) {
 func (h *handler) uploadImport(w http.ResponseWriter, r *http.Request) {
 	j, err := h.cfg.Admin.UploadImport(r.Context(), actor(r), r.PathValue("id"), r.Body)
 	if err != nil {
-		// The rest of the file may never come (a cancelled job whose sender
-		// has gone silent): without this, net/http reads up to 256 KiB of
-		// the unread body before it sends the answer, and waits for it.
-		w.Header().Set("Connection", "close")
+		if !drainUpload(w, r.Body) {
+			// The rest of the file did not come in time (a cancelled job
+			// whose sender has gone silent): net/http would otherwise wait
+			// for up to 256 KiB more of it before it sends the answer.
+			w.Header().Set("Connection", "close")
+		}
 		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+// uploadDrainTime bounds how long a refused upload's sender may go on
+// sending before the answer goes out regardless.
+const uploadDrainTime = 2 * time.Second
+
+// drainUpload reads and discards what is left of a refused upload, so the
+// answer reaches a sender that is still writing: closing a connection with
+// unread data resets it, and an HTTP client that meets the reset while
+// writing reports that instead of the answer (Go's does). It reports
+// whether the body ended, so the connection can be kept.
+func drainUpload(w http.ResponseWriter, body io.Reader) bool {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(uploadDrainTime)) != nil {
+		return false
+	}
+	_, err := io.Copy(io.Discard, body)
+	_ = rc.SetReadDeadline(time.Time{})
+	return err == nil
 }
 
 func (h *handler) importJobs(w http.ResponseWriter, r *http.Request) {

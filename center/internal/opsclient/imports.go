@@ -2,6 +2,7 @@ package opsclient
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -27,6 +28,16 @@ func (c *Client) UploadImport(ctx context.Context, a admin.Actor, id string, csv
 		cc.HTTP = &http.Client{}
 	}
 	err := cc.do(ctx, http.MethodPut, "/ops/imports/"+url.PathEscape(id)+"/file", csv, "text/csv", &out)
+	var ae *APIError
+	if err != nil && !errors.As(err, &ae) && ctx.Err() == nil {
+		// The center stops reading a cancelled job's file and answers; a
+		// sender still writing after it has waited for the rest can meet
+		// the connection's reset instead of that answer. The job says.
+		if j, serr := c.ImportJobStatus(ctx, id); serr == nil && j.State == admin.ImportCancelled {
+			return j, &APIError{Status: http.StatusConflict, Code: "import_cancelled",
+				Message: "the import was cancelled; the records are as they were"}
+		}
+	}
 	return out, err
 }
 
