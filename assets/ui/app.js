@@ -268,6 +268,12 @@ function textIn(code, key, params) {
   try { return text(key, params); } finally { lang = saved; }
 }
 
+function nodesIn(code, key, params) {
+  const saved = lang;
+  lang = code;
+  try { return nodes(key, params); } finally { lang = saved; }
+}
+
 function switchLang(code) {
   lang = code;
   render();
@@ -312,7 +318,11 @@ function tick() {
 // ---- Screens -----------------------------------------------------------------
 
 const screens = {
-  offline: () => [heading('app.offline'), progress()],
+  // Nobody has chosen a language while the agent is away: the notice is
+  // shown in every language the kiosk offers.
+  offline: () => [heading('app.offline'),
+    ...langs.filter((l) => l.code !== lang).map((l) => el('p', { class: 'lead', lang: l.code, 'data-id': `offline-${l.code}` }, nodesIn(l.code, 'app.offline'))),
+    progress()],
 
   idle: () => [
     heading('idle.heading'),

@@ -114,9 +114,23 @@ func TestEveryScreenInBothLanguages(t *testing.T) {
 			r.sim.Remove()
 			r.waitState("idle")
 
+			// The agent restarts (an update, a crash): the page says the
+			// kiosk is getting ready, in every language since nobody has
+			// chosen one, and comes back by itself. No voice: the prompts
+			// are the agent's to serve.
+			r.stopAgent()
+			r.waitState("offline")
+			seen["offline"] = true
+			r.waitFor("the offline notice in English too", `document.querySelector('[data-id="offline-en"][lang="en"]') !== null`)
+			r.shot("offline")
+			r.checkA11y("offline (every screen: offline)", false)
+			r.checkType("offline (every screen: offline)")
+			r.startAgent()
+			r.waitState("idle")
+
 			for _, st := range []flow.State{flow.StateIdle, flow.StateCardCheck, flow.StatePIN, flow.StateReading, flow.StateRemoveCard,
 				flow.StateMunicipality, flow.StateChecking, flow.StateKind, flow.StateCopies, flow.StateRequesting, flow.StatePreview,
-				flow.StatePayment, flow.StatePrinting, flow.StatePrintFailed, flow.StateTakeCertificate, flow.StateError} {
+				flow.StatePayment, flow.StatePrinting, flow.StatePrintFailed, flow.StateTakeCertificate, flow.StateError, "offline"} {
 				if !seen[string(st)] {
 					t.Errorf("the walk never showed the %s screen", st)
 				}

@@ -189,6 +189,33 @@ type rig struct {
 
 	mu   sync.Mutex
 	card *virtualcard.Card // the card last placed on the reader
+
+	agent     localapi.Config // the agent's local server, as started
+	stopAgent func()          // stops it (a no-op once stopped)
+}
+
+// startAgent serves the agent's local API and pages; after the first
+// start, on the same address again (as an agent restarted by its service
+// manager), so the open page reconnects by itself.
+func (r *rig) startAgent() {
+	r.t.Helper()
+	cfg := r.agent
+	if r.url != "" {
+		cfg.Listen = strings.TrimSuffix(strings.TrimPrefix(r.url, "http://"), "/")
+	}
+	srv, err := localapi.New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		r.t.Fatalf("start the agent's local server: %v", err)
+	}
+	r.url = srv.URL()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx); close(served) }()
+	var once sync.Once
+	r.stopAgent = func() { once.Do(func() { cancel(); <-served }) }
 }
 
 // lastCard is the card last placed on the reader.
@@ -236,19 +263,10 @@ func newRig(t *testing.T, prefix string, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := localapi.New(localapi.Config{Listen: "127.0.0.1:0", Kiosk: r.kiosk, Sim: r.sim, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	r.url = srv.URL()
+	r.agent = localapi.Config{Listen: "127.0.0.1:0", Kiosk: r.kiosk, Sim: r.sim, Log: log}
+	r.startAgent()
+	t.Cleanup(func() { r.stopAgent() })
 	flowtest.Start(t, r.kiosk)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { srv.Serve(ctx); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
 
 	tab, closeTab := chromedp.NewContext(browser)
 	t.Cleanup(closeTab)
