@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,9 @@ var (
 	// ErrImportState: the job is not in a state that allows this (a file
 	// for a job already running or ended, cancelling an ended job).
 	ErrImportState = errors.New("admin: the import job is not in a state that allows this")
+	// ErrImportElsewhere: the job is another instance's; jobs live on the
+	// instance that started them.
+	ErrImportElsewhere = errors.New("admin: the import job runs on another center instance")
 )
 
 // ImportStart is what StartImport needs.
@@ -155,10 +159,17 @@ type importJobs struct {
 	jobs []*importJob // in creation order
 }
 
-func newImportID() string {
+// newImportID names a job and the instance that runs it ("imp-" and 16
+// hex digits, then "." and the instance ID), so that another instance
+// behind the same load balancer can say where the job is.
+func newImportID(instance string) string {
 	var b [8]byte
 	rand.Read(b[:])
-	return "imp-" + hex.EncodeToString(b[:])
+	id := "imp-" + hex.EncodeToString(b[:])
+	if instance != "" {
+		id += "." + instance
+	}
+	return id
 }
 
 // sweep cancels jobs that waited too long for their file and forgets the
@@ -222,7 +233,7 @@ func (s *Service) StartImport(ctx context.Context, a Actor, in ImportStart) (Imp
 			return ImportJob{}, fmt.Errorf("%w: job %s (%s) for municipality %s; wait for it to end or cancel it (records import-cancel)", ErrImportRunning, j.ID, j.State, in.Municipality)
 		}
 	}
-	j := &importJob{ImportJob: ImportJob{ID: newImportID(), Municipality: in.Municipality, Mode: in.Mode, Encoding: in.Encoding,
+	j := &importJob{ImportJob: ImportJob{ID: newImportID(s.instance()), Municipality: in.Municipality, Mode: in.Mode, Encoding: in.Encoding,
 		Operator: a.Operator, State: ImportWaiting, Created: now}, source: a.Source, ended: make(chan struct{})}
 	// The size travels with the job until the file arrives.
 	j.Progress = &records.Progress{Municipality: in.Municipality, Mode: in.Mode, TotalBytes: in.Size}
@@ -246,7 +257,18 @@ func (s *Service) job(id string) (*importJob, error) {
 			return j, nil
 		}
 	}
+	if _, other, ok := strings.Cut(id, "."); ok && other != "" && other != s.instance() {
+		return nil, fmt.Errorf("%w: import job %s is on instance %s; ask that instance's operations address (the jobs of an instance are its own)", ErrImportElsewhere, id, other)
+	}
 	return nil, fmt.Errorf("%w: import job %s (finished jobs are kept for a while only; the audit log has every import)", store.ErrNotFound, id)
+}
+
+// instance is this center instance's ID, which import job IDs carry.
+func (s *Service) instance() string {
+	if s.cfg.Center == nil {
+		return ""
+	}
+	return s.cfg.Center.Instance()
 }
 
 // UploadImport streams a started job's file into its import and returns

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskcert/kioskcert/center/internal/config"
 	"github.com/kioskcert/kioskcert/center/internal/records"
 	"github.com/kioskcert/kioskcert/center/internal/store"
 	"github.com/kioskcert/kioskcert/pkg/lgcode"
@@ -85,5 +86,48 @@ func TestImportJobRegistry(t *testing.T) {
 	// The job of 012041 still waits (its clock stands still).
 	if finished != MaxFinishedImports || len(js) != MaxFinishedImports+1 {
 		t.Errorf("%d finished jobs kept of %d listed, want %d", finished, len(js), MaxFinishedImports)
+	}
+}
+
+// TestImportJobOnAnotherInstance: a job's ID names the instance that runs
+// it, and another instance (reached through the same load balancer) says
+// where the job is instead of "not found".
+func TestImportJobOnAnotherInstance(t *testing.T) {
+	s := local(t, initCenter(t))
+	ctx := context.Background()
+	c := config.Config{}
+	if s.cfg.Center != nil {
+		c = *s.cfg.Center
+	}
+	c.InstanceID = "center-1"
+	s.cfg.Center = &c
+
+	j, err := s.StartImport(ctx, op, ImportStart{Municipality: "012041"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(j.ID, "imp-") || !strings.HasSuffix(j.ID, ".center-1") {
+		t.Fatalf("job ID %q does not name its instance", j.ID)
+	}
+	if got, err := s.ImportJobStatus(ctx, j.ID); err != nil || got.ID != j.ID {
+		t.Fatalf("own job: %+v, %v", got, err)
+	}
+	other := strings.TrimSuffix(j.ID, "center-1") + "center-2"
+	for name, call := range map[string]func() error{
+		"status": func() error { _, err := s.ImportJobStatus(ctx, other); return err },
+		"file":   func() error { _, err := s.UploadImport(ctx, op, other, strings.NewReader("")); return err },
+		"cancel": func() error { _, err := s.CancelImport(ctx, op, other); return err },
+	} {
+		if err := call(); !errors.Is(err, ErrImportElsewhere) || !strings.Contains(err.Error(), "instance center-2") {
+			t.Errorf("%s of another instance's job: %v", name, err)
+		}
+	}
+	for _, id := range []string{"imp-none", strings.TrimSuffix(j.ID, ".center-1") + "0.center-1"} {
+		if _, err := s.ImportJobStatus(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown job %s: %v", id, err)
+		}
+	}
+	if _, err := s.CancelImport(ctx, op, j.ID); err != nil {
+		t.Fatal(err)
 	}
 }

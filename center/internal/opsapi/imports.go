@@ -19,6 +19,9 @@ import (
 //	GET    /ops/imports/{id}       one job: state, phase, rows, rate, time left, result or error
 //	DELETE /ops/imports/{id}       cancel: answers once the import has stopped; the records stay as they were
 //
+// A job lives on the instance that started it, and its ID ends with that
+// instance's ID: another instance answers 421 import_elsewhere naming it.
+//
 // The file's PUT is a request of its own so that the job (and its ID, to
 // watch or cancel) exists before the first byte is sent.
 func (h *handler) importRoutes(mux *http.ServeMux) {

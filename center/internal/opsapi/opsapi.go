@@ -202,6 +202,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "import_cancelled", "the import was cancelled; the records are as they were")
 	case errors.Is(err, admin.ErrImportState):
 		writeError(w, http.StatusConflict, "import_state", err.Error())
+	case errors.Is(err, admin.ErrImportElsewhere):
+		writeError(w, http.StatusMisdirectedRequest, "import_elsewhere", err.Error())
 	case errors.Is(err, admin.ErrNoKeyBundles):
 		writeError(w, http.StatusConflict, "precondition", err.Error())
 	case errors.Is(err, admin.ErrNoOperator):

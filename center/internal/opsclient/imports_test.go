@@ -98,6 +98,9 @@ func TestImportJobs(t *testing.T) {
 	if _, err := c.ImportJobStatus(ctx, "imp-none"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown job: %v", err)
 	}
+	if _, err := c.ImportJobStatus(ctx, "imp-0123456789abcdef.center-elsewhere"); !errors.Is(err, admin.ErrImportElsewhere) || !strings.Contains(err.Error(), "center-elsewhere") {
+		t.Fatalf("status of another instance's job: %v", err)
+	}
 
 	// A running job shows its progress and stops when cancelled.
 	j, err = c.StartImport(ctx, op, admin.ImportStart{Municipality: code, Size: int64(ledger.Len())})

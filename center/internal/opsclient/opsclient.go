@@ -90,6 +90,8 @@ func (e *APIError) Is(target error) bool {
 		return target == admin.ErrImportState
 	case "import_cancelled":
 		return target == admin.ErrImportCancelled
+	case "import_elsewhere":
+		return target == admin.ErrImportElsewhere
 	}
 	return false
 }

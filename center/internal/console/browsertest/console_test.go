@@ -319,13 +319,13 @@ func TestConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	adm.open("/municipalities")
-	if st := adm.text("#import-state-" + job.ID); !strings.Contains(st, "waiting") {
+	if st := adm.text(`[id="import-state-` + job.ID + `"]`); !strings.Contains(st, "waiting") {
 		t.Fatalf("import job on the page: %q", st)
 	}
 	adm.shot("imports")
-	adm.click("#cancel-" + job.ID)
+	adm.click(`[id="cancel-` + job.ID + `"]`)
 	adm.click("#confirm")
-	if st := adm.text("#import-state-" + job.ID); !strings.Contains(st, "cancelled") {
+	if st := adm.text(`[id="import-state-` + job.ID + `"]`); !strings.Contains(st, "cancelled") {
 		t.Fatalf("import job after cancelling: %q", st)
 	}
 	if evs := auditEvents(t, ce, store.EventQuery{Type: store.EventRecordsImportCancel, Municipality: muni}); len(evs) != 1 || evs[0].Operator != "op-suzuki" {
