@@ -29,6 +29,7 @@ import (
 
 	"github.com/kioskcert/kioskcert/kiosk/internal/agent"
 	"github.com/kioskcert/kioskcert/kiosk/internal/config"
+	"github.com/kioskcert/kioskcert/pkg/gctune"
 )
 
 func main() {
@@ -58,6 +59,10 @@ func main() {
 		out = f
 	}
 	log := slog.New(slog.NewJSONHandler(out, nil))
+	// Rendering a certificate allocates a few MB (QR encoding, PDF) that
+	// die with it: collecting less often halves its time
+	// (docs/BENCHMARKS.md), and a kiosk has memory to spare.
+	log.Info("garbage collector", "settings", gctune.Apply(gctune.Settings{Percent: 400}))
 	runWith := func(ctx context.Context) error { return run(ctx, *path, log) }
 	if service, err := runAsService(runWith); service {
 		if err != nil {

@@ -86,21 +86,11 @@ func appendEvent(tx *bolt.Tx, e *store.Event) error {
 	if err := meta.Put(keyAuditHead, append(seqKey[:], e.Hash...)); err != nil {
 		return err
 	}
-	if e.KioskID != "" {
-		byKiosk, err := tx.Bucket(bucketAuditByKiosk).CreateBucketIfNotExists([]byte(e.KioskID))
-		if err != nil {
-			return err
-		}
-		if err := byKiosk.Put(key, nil); err != nil {
-			return err
-		}
-	}
-	if e.RequestID != "" {
-		if err := tx.Bucket(bucketAuditByReq).Put(requestIndexKey(e.RequestID, key), nil); err != nil {
-			return err
-		}
-	}
-	if err := indexEvent(tx, e, key, nil); err != nil {
+	// The lookup indexes (kiosk, request, certificate, …) are written
+	// later, many events to a transaction, by the indexer (indexer.go);
+	// the settlement counters are written now, so a count never disagrees
+	// with the log.
+	if err := countSettlement(tx, e, nil); err != nil {
 		return err
 	}
 	if e.Municipality != "" {

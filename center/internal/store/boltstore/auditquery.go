@@ -58,12 +58,19 @@ func addConsoleBuckets(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	indexed := indexedSeq(tx)
 	return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
 		var e store.Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return fmt.Errorf("boltstore: decoding event: %w", err)
 		}
-		return indexEvent(tx, &e, k, created)
+		// An event the indexer has not reached gets every index from it.
+		if e.Seq <= indexed {
+			if err := indexEvent(tx, &e, k, created); err != nil {
+				return err
+			}
+		}
+		return countSettlement(tx, &e, created)
 	})
 }
 
@@ -86,9 +93,23 @@ func indexKey(value string, auditKey []byte) []byte {
 	return append(k, auditKey...)
 }
 
-// indexEvent adds e (stored under key) to the console's indexes and
-// settlement counters: all of them, or only those named in only.
+// indexEvent adds e (stored under key) to the lookup indexes: all of
+// them (only nil), or only the console's named in only.
 func indexEvent(tx *bolt.Tx, e *store.Event, key []byte, only map[string]bool) error {
+	if only == nil && e.KioskID != "" {
+		byKiosk, err := tx.Bucket(bucketAuditByKiosk).CreateBucketIfNotExists([]byte(e.KioskID))
+		if err != nil {
+			return err
+		}
+		if err := byKiosk.Put(key, nil); err != nil {
+			return err
+		}
+	}
+	if only == nil && e.RequestID != "" {
+		if err := tx.Bucket(bucketAuditByReq).Put(requestIndexKey(e.RequestID, key), nil); err != nil {
+			return err
+		}
+	}
 	for _, ix := range eventIndexes {
 		if only != nil && !only[string(ix.bucket)] {
 			continue
@@ -99,6 +120,12 @@ func indexEvent(tx *bolt.Tx, e *store.Event, key []byte, only map[string]bool) e
 			}
 		}
 	}
+	return nil
+}
+
+// countSettlement adds a printed event to the settlement counters: both,
+// or only those named in only.
+func countSettlement(tx *bolt.Tx, e *store.Event, only map[string]bool) error {
 	if e.Type != store.EventPrinted || e.Municipality == "" {
 		return nil
 	}
@@ -205,10 +232,41 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	}
 	var out []store.Event
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		// The index's events (in the index's order), then the events not
+		// yet indexed (indexer.go), merged.
+		var found []pendingEvent
 		src, ok := source(tx, &q)
-		if !ok {
+		if ok {
+			var err error
+			if found, err = scanEvents(ctx, tx, &q, src, lo, hi, after, limit); err != nil {
+				return err
+			}
+		}
+		if !src.isIndex {
+			out = mergeEvents(found, nil, q.Descending, limit)
 			return nil
 		}
+		pending, err := pendingMatches(tx, &q, lo, hi, after)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(pending, func(a, b pendingEvent) int {
+			if q.Descending {
+				return bytes.Compare(b.key, a.key)
+			}
+			return bytes.Compare(a.key, b.key)
+		})
+		out = mergeEvents(found, pending, q.Descending, limit)
+		return nil
+	})
+	return out, err
+}
+
+// scanEvents reads up to limit events q selects from src between the
+// bounds, in q's direction.
+func scanEvents(ctx context.Context, tx *bolt.Tx, q *store.EventQuery, src eventSource, lo, hi, after []byte, limit int) ([]pendingEvent, error) {
+	var out []pendingEvent
+	err := func() error {
 		audit := tx.Bucket(bucketAudit)
 		c := src.b.Cursor()
 		full := func(k []byte) []byte { return append(slices.Clone(src.prefix), k...) }
@@ -286,12 +344,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("boltstore: decoding event: %w", err)
 			}
-			if matches(&q, &e) {
-				out = append(out, e)
+			if matches(q, &e) {
+				out = append(out, pendingEvent{key: slices.Clone(ak), e: e})
 			}
 		}
 		return nil
-	})
+	}()
 	return out, err
 }
 

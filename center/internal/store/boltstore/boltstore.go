@@ -111,6 +111,9 @@ type Store struct {
 	owned  bool
 	closed atomic.Bool
 	commit *committer
+	// indexStop ends the audit indexer (indexer.go); indexDone closes
+	// when it has.
+	indexStop, indexDone chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -150,7 +153,15 @@ func New(db *bolt.DB) (*Store, error) {
 		}
 		return &Store{db: db}, nil // read-only: no writes to queue
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
+	if err := prepare(db); err != nil {
+		return nil, err
+	}
+	return newStore(db, indexEvery), nil
+}
+
+// prepare creates the buckets, checks the schema and migrates older files.
+func prepare(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("boltstore: creating bucket %s: %w", name, err)
@@ -168,12 +179,24 @@ func New(db *bolt.DB) (*Store, error) {
 		if err := migrateRequestIndex(tx); err != nil {
 			return err
 		}
+		if err := initIndexedSeq(tx); err != nil {
+			return err
+		}
 		return addConsoleBuckets(tx)
 	})
-	if err != nil {
-		return nil, err
+}
+
+// newStore starts the writers of a writable store: the commit queue and
+// the audit indexer, which runs every interval (zero: only when told, for
+// tests of the not-yet-indexed path).
+func newStore(db *bolt.DB, interval time.Duration) *Store {
+	s := &Store{db: db, commit: newCommitter(db), indexStop: make(chan struct{}), indexDone: make(chan struct{})}
+	if interval <= 0 {
+		close(s.indexDone)
+		return s
 	}
-	return &Store{db: db, commit: newCommitter(db)}, nil
+	go s.indexLoop(interval, s.indexStop, s.indexDone)
+	return s
 }
 
 // migrateRequestIndex moves the per-request nested index buckets of older
@@ -206,6 +229,10 @@ func checkSchema(meta *bolt.Bucket) error {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.indexStop != nil {
+		close(s.indexStop)
+		<-s.indexDone // it indexes what is left through the committer
 	}
 	if s.commit != nil {
 		s.commit.close()

@@ -84,6 +84,9 @@ func TestMigratesNestedRequestIndex(t *testing.T) {
 	if _, err := s.AppendEvent(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.indexPending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	// Rewrite the index the old way.
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		flat := tx.Bucket(bucketAuditByReq)
