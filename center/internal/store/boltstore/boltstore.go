@@ -22,6 +22,9 @@
 //	store.audit.by_seq        sequence (8 bytes BE) → audit key (the hash chain's order)
 //	store.audit.checkpoints   sequence (8 bytes BE) → Checkpoint (JSON)
 //	store.meta audit.head     sequence ‖ hash of the last event
+//	store.meta audit.indexed  sequence up to which the lookup indexes (by_kiosk,
+//	                          by_req, by_municipality, …) hold every event: they
+//	                          are written behind the log (indexer.go)
 //	store.revocations         certificate ID → Revocation (JSON)
 //	store.requests            request ID → Request (JSON, without the replay)
 //	store.requests.replay     request ID → sealed replay
