@@ -78,9 +78,10 @@ func TestIndexerCatchesUp(t *testing.T) {
 		{KioskID: "K-none"},
 		{}, // the log itself
 	}
-	all := func(q store.EventQuery) []store.Event {
+	// pages reads every event q selects, limit at a time.
+	pages := func(q store.EventQuery, limit int) []store.Event {
 		t.Helper()
-		q.Limit = store.MaxEventLimit
+		q.Limit = limit
 		var out []store.Event
 		for {
 			page, err := s.Events(ctx, q)
@@ -94,22 +95,8 @@ func TestIndexerCatchesUp(t *testing.T) {
 			q.After = page[len(page)-1].Position()
 		}
 	}
-	paged := func(q store.EventQuery) []store.Event {
-		t.Helper()
-		q.Limit = 50
-		var out []store.Event
-		for {
-			page, err := s.Events(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, page...)
-			if len(page) < q.Limit {
-				return out
-			}
-			q.After = page[len(page)-1].Position()
-		}
-	}
+	all := func(q store.EventQuery) []store.Event { return pages(q, store.MaxEventLimit) }
+	paged := func(q store.EventQuery) []store.Event { return pages(q, 50) }
 	seqs := func(evs []store.Event) []uint64 {
 		out := make([]uint64, len(evs))
 		for i, e := range evs {
