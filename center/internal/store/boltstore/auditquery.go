@@ -266,91 +266,88 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 // bounds, in q's direction.
 func scanEvents(ctx context.Context, tx *bolt.Tx, q *store.EventQuery, src eventSource, lo, hi, after []byte, limit int) ([]pendingEvent, error) {
 	var out []pendingEvent
-	err := func() error {
-		audit := tx.Bucket(bucketAudit)
-		c := src.b.Cursor()
-		full := func(k []byte) []byte { return append(slices.Clone(src.prefix), k...) }
-		var k, v []byte
-		if !q.Descending {
-			start := lo
-			if after != nil && bytes.Compare(after, start) >= 0 {
-				start = after
-			}
-			k, v = c.Seek(full(start))
-		} else {
-			var end []byte // exclusive upper bound of the audit key
-			switch {
-			case hi != nil && after != nil:
-				end = hi
-				if bytes.Compare(after, hi) < 0 {
-					end = after
-				}
-			case hi != nil:
-				end = hi
-			default:
+	audit := tx.Bucket(bucketAudit)
+	c := src.b.Cursor()
+	full := func(k []byte) []byte { return append(slices.Clone(src.prefix), k...) }
+	var k, v []byte
+	if !q.Descending {
+		start := lo
+		if after != nil && bytes.Compare(after, start) >= 0 {
+			start = after
+		}
+		k, v = c.Seek(full(start))
+	} else {
+		var end []byte // exclusive upper bound of the audit key
+		switch {
+		case hi != nil && after != nil:
+			end = hi
+			if bytes.Compare(after, hi) < 0 {
 				end = after
 			}
-			if end == nil {
-				// From the last key with the prefix: seek past it.
-				k, v = c.Seek(append(slices.Clone(src.prefix), bytes.Repeat([]byte{0xff}, 17)...))
-			} else {
-				k, v = c.Seek(full(end))
-			}
-			if k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
+		case hi != nil:
+			end = hi
+		default:
+			end = after
 		}
-		n := 0
-		for ; k != nil && len(out) < limit; func() {
-			if q.Descending {
-				k, v = c.Prev()
-			} else {
-				k, v = c.Next()
-			}
-		}() {
-			if !bytes.HasPrefix(k, src.prefix) {
+		if end == nil {
+			// From the last key with the prefix: seek past it.
+			k, v = c.Seek(append(slices.Clone(src.prefix), bytes.Repeat([]byte{0xff}, 17)...))
+		} else {
+			k, v = c.Seek(full(end))
+		}
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	}
+	n := 0
+	for ; k != nil && len(out) < limit; func() {
+		if q.Descending {
+			k, v = c.Prev()
+		} else {
+			k, v = c.Next()
+		}
+	}() {
+		if !bytes.HasPrefix(k, src.prefix) {
+			break
+		}
+		ak := k[len(src.prefix):]
+		if len(ak) != 16 {
+			return nil, fmt.Errorf("boltstore: malformed audit index key")
+		}
+		if q.Descending {
+			if bytes.Compare(ak, lo) < 0 {
 				break
 			}
-			ak := k[len(src.prefix):]
-			if len(ak) != 16 {
-				return fmt.Errorf("boltstore: malformed audit index key")
+		} else {
+			if hi != nil && bytes.Compare(ak, hi) >= 0 {
+				break
 			}
-			if q.Descending {
-				if bytes.Compare(ak, lo) < 0 {
-					break
-				}
-			} else {
-				if hi != nil && bytes.Compare(ak, hi) >= 0 {
-					break
-				}
-				if after != nil && bytes.Equal(ak, after) {
-					continue
-				}
-			}
-			if n++; n%iterCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			if src.isIndex {
-				v = audit.Get(ak)
-				if v == nil {
-					return fmt.Errorf("boltstore: audit index names a missing event")
-				}
-			}
-			var e store.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("boltstore: decoding event: %w", err)
-			}
-			if matches(q, &e) {
-				out = append(out, pendingEvent{key: slices.Clone(ak), e: e})
+			if after != nil && bytes.Equal(ak, after) {
+				continue
 			}
 		}
-		return nil
-	}()
-	return out, err
+		if n++; n%iterCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if src.isIndex {
+			v = audit.Get(ak)
+			if v == nil {
+				return nil, fmt.Errorf("boltstore: audit index names a missing event")
+			}
+		}
+		var e store.Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("boltstore: decoding event: %w", err)
+		}
+		if matches(q, &e) {
+			out = append(out, pendingEvent{key: slices.Clone(ak), e: e})
+		}
+	}
+	return out, nil
 }
 
 // SettlementCounts implements store.AuditLog from the settlement counters:
